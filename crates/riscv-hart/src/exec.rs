@@ -1,0 +1,536 @@
+//! The interpreter: fetch, decode, execute one instruction.
+
+use crate::csr::{
+    MSTATUS_MIE, MSTATUS_MPIE, MSTATUS_MPP, MSTATUS_MPP_SHIFT, MSTATUS_MPRV, MSTATUS_SIE,
+    MSTATUS_SPIE, MSTATUS_SPP,
+};
+use crate::csr::{MSTATUS_TSR, MSTATUS_TVM, MSTATUS_TW};
+use crate::fpu;
+use crate::trap::{Exception, ExceptionCause};
+use crate::{Hart, Platform, Privilege, RunExit};
+use riscv_isa::{decode, AluOp, AmoOp, BranchCond, CsrOp, FpFormat, FpOp, Instruction, LoadWidth};
+
+impl Hart {
+    #[inline]
+    fn set_x(&mut self, rd: u8, value: u64) {
+        if rd != 0 {
+            self.x[rd as usize] = value;
+        }
+    }
+
+    #[inline]
+    fn set_f(&mut self, rd: u8, value: u64) {
+        self.f[rd as usize] = value;
+        self.csr.set_fp_dirty();
+    }
+
+    /// Writes an FP result and accrues its exception flags.
+    #[inline]
+    fn set_f_flags(&mut self, rd: u8, (value, flags): fpu::FpResult) {
+        self.set_f(rd, value);
+        self.csr.fflags |= flags as u64;
+    }
+
+    #[inline]
+    fn set_x_flags(&mut self, rd: u8, (value, flags): (u64, u8)) {
+        self.set_x(rd, value);
+        self.csr.fflags |= flags as u64;
+        self.csr.set_fp_dirty();
+    }
+
+    /// The static rounding mode for an instruction's `rm` field (7 = dynamic).
+    fn rounding_mode(&self, rm: u8, raw: u32) -> Result<u8, Exception> {
+        let rm = if rm == 7 { self.csr.frm as u8 } else { rm };
+        if rm > fpu::RM_RMM {
+            return Err(Exception::illegal(raw));
+        }
+        Ok(rm)
+    }
+
+    /// Executes one instruction at `pc`.
+    #[inline]
+    pub(crate) fn step(&mut self, platform: &mut dyn Platform) -> Result<(), Exception> {
+        let fetched = self.fetch(platform)?;
+        let (inst, len) = decode(fetched);
+        let raw = if len == 2 { fetched & 0xffff } else { fetched };
+        let next = self.pc.wrapping_add(len as u64);
+        self.execute(inst, raw, next, platform)
+    }
+
+    fn execute(
+        &mut self,
+        inst: Instruction,
+        raw: u32,
+        next: u64,
+        platform: &mut dyn Platform,
+    ) -> Result<(), Exception> {
+        use Instruction as I;
+        let pc = self.pc;
+        match inst {
+            I::Lui { rd, imm } => self.set_x(rd, imm as i64 as u64),
+            I::Auipc { rd, imm } => self.set_x(rd, pc.wrapping_add(imm as i64 as u64)),
+            I::Jal { rd, offset } => {
+                self.set_x(rd, next);
+                self.pc = pc.wrapping_add(offset as i64 as u64);
+                return Ok(());
+            }
+            I::Jalr { rd, rs1, offset } => {
+                let target = self.x[rs1 as usize].wrapping_add(offset as i64 as u64) & !1;
+                self.set_x(rd, next);
+                self.pc = target;
+                return Ok(());
+            }
+            I::Branch {
+                cond,
+                rs1,
+                rs2,
+                offset,
+            } => {
+                let (a, b) = (self.x[rs1 as usize], self.x[rs2 as usize]);
+                let taken = match cond {
+                    BranchCond::Eq => a == b,
+                    BranchCond::Ne => a != b,
+                    BranchCond::Lt => (a as i64) < (b as i64),
+                    BranchCond::Ge => (a as i64) >= (b as i64),
+                    BranchCond::Ltu => a < b,
+                    BranchCond::Geu => a >= b,
+                };
+                if taken {
+                    self.pc = pc.wrapping_add(offset as i64 as u64);
+                    return Ok(());
+                }
+            }
+            I::Load {
+                width,
+                rd,
+                rs1,
+                offset,
+            } => {
+                let addr = self.x[rs1 as usize].wrapping_add(offset as i64 as u64);
+                let v = self.load(addr, width.bytes(), platform)?;
+                let v = match width {
+                    LoadWidth::B => v as i8 as i64 as u64,
+                    LoadWidth::H => v as i16 as i64 as u64,
+                    LoadWidth::W => v as i32 as i64 as u64,
+                    _ => v,
+                };
+                self.set_x(rd, v);
+            }
+            I::Store {
+                bytes,
+                rs1,
+                rs2,
+                offset,
+            } => {
+                let addr = self.x[rs1 as usize].wrapping_add(offset as i64 as u64);
+                self.store(addr, bytes, self.x[rs2 as usize], platform)?;
+            }
+            I::OpImm { op, rd, rs1, imm } => {
+                self.set_x(rd, alu(op, self.x[rs1 as usize], imm as i64 as u64))
+            }
+            I::OpImm32 { op, rd, rs1, imm } => {
+                self.set_x(rd, alu32(op, self.x[rs1 as usize], imm as i64 as u64))
+            }
+            I::Op { op, rd, rs1, rs2 } => {
+                self.set_x(rd, alu(op, self.x[rs1 as usize], self.x[rs2 as usize]))
+            }
+            I::Op32 { op, rd, rs1, rs2 } => {
+                self.set_x(rd, alu32(op, self.x[rs1 as usize], self.x[rs2 as usize]))
+            }
+            I::Fence | I::FenceI => {}
+            I::Ecall => {
+                let cause = match self.privilege {
+                    Privilege::User => ExceptionCause::EcallFromU,
+                    Privilege::Supervisor => ExceptionCause::EcallFromS,
+                    Privilege::Machine => ExceptionCause::EcallFromM,
+                };
+                return Err(Exception::new(cause, 0));
+            }
+            I::Ebreak => return Err(Exception::new(ExceptionCause::Breakpoint, pc)),
+            I::Mret => {
+                if self.privilege != Privilege::Machine {
+                    return Err(Exception::illegal(raw));
+                }
+                let ms = self.csr.mstatus;
+                let target = Privilege::from_bits((ms & MSTATUS_MPP) >> MSTATUS_MPP_SHIFT);
+                let mut new = ms & !(MSTATUS_MIE | MSTATUS_MPP);
+                if ms & MSTATUS_MPIE != 0 {
+                    new |= MSTATUS_MIE;
+                }
+                new |= MSTATUS_MPIE;
+                if target != Privilege::Machine {
+                    new &= !MSTATUS_MPRV;
+                }
+                self.return_to(new, target, self.csr.mepc);
+                return Ok(());
+            }
+            I::Sret => {
+                let tsr = self.csr.mstatus & MSTATUS_TSR != 0;
+                if self.privilege == Privilege::User
+                    || (self.privilege == Privilege::Supervisor && tsr)
+                {
+                    return Err(Exception::illegal(raw));
+                }
+                let ms = self.csr.mstatus;
+                let target = if ms & MSTATUS_SPP != 0 {
+                    Privilege::Supervisor
+                } else {
+                    Privilege::User
+                };
+                let mut new = ms & !(MSTATUS_SIE | MSTATUS_SPP | MSTATUS_MPRV);
+                if ms & MSTATUS_SPIE != 0 {
+                    new |= MSTATUS_SIE;
+                }
+                new |= MSTATUS_SPIE;
+                self.return_to(new, target, self.csr.sepc);
+                return Ok(());
+            }
+            I::Wfi => {
+                let tw = self.csr.mstatus & MSTATUS_TW != 0;
+                if self.privilege == Privilege::User
+                    || (self.privilege == Privilege::Supervisor && tw)
+                {
+                    return Err(Exception::illegal(raw));
+                }
+                self.waiting = true;
+                self.interrupt_check = true;
+                self.request_stop(RunExit::Wfi);
+            }
+            I::SfenceVma { .. } => {
+                let tvm = self.csr.mstatus & MSTATUS_TVM != 0;
+                if self.privilege == Privilege::User
+                    || (self.privilege == Privilege::Supervisor && tvm)
+                {
+                    return Err(Exception::illegal(raw));
+                }
+                self.tlb.flush();
+            }
+            I::Csr {
+                op,
+                rd,
+                src,
+                imm,
+                csr,
+            } => {
+                let operand = if imm {
+                    src as u64
+                } else {
+                    self.x[src as usize]
+                };
+                let writes = op == CsrOp::Write || src != 0;
+                let old = self.csr_rmw(csr, writes.then_some((op, operand)), platform, raw)?;
+                self.set_x(rd, old);
+            }
+            I::Lr { double, rd, rs1 } => {
+                let size = if double { 8 } else { 4 };
+                let addr = self.x[rs1 as usize];
+                if addr % size != 0 {
+                    return Err(Exception::new(ExceptionCause::LoadMisaligned, addr));
+                }
+                let paddr = self.translate_lr(addr, size as u8)?;
+                let v = self.ram.read(paddr, size as u8).unwrap_or(0);
+                self.reservation = Some((paddr, v));
+                self.set_x(rd, if double { v } else { v as i32 as i64 as u64 });
+            }
+            I::Sc {
+                double,
+                rd,
+                rs1,
+                rs2,
+            } => {
+                let size = if double { 8 } else { 4 };
+                let addr = self.x[rs1 as usize];
+                if addr % size != 0 {
+                    return Err(Exception::new(ExceptionCause::StoreMisaligned, addr));
+                }
+                let paddr = self.translate_amo(addr, size as u8)?;
+                let reserved = self.reservation.take();
+                let success = reserved.is_some_and(|(at, value)| {
+                    at == paddr && self.ram.read(paddr, size as u8) == Some(value)
+                });
+                if success {
+                    self.ram.write(paddr, size as u8, self.x[rs2 as usize]);
+                }
+                self.set_x(rd, !success as u64);
+            }
+            I::Amo {
+                op,
+                double,
+                rd,
+                rs1,
+                rs2,
+            } => {
+                let size = if double { 8 } else { 4 };
+                let addr = self.x[rs1 as usize];
+                if addr % size != 0 {
+                    return Err(Exception::new(ExceptionCause::StoreMisaligned, addr));
+                }
+                let paddr = self.translate_amo(addr, size as u8)?;
+                let old = self.ram.read(paddr, size as u8).unwrap_or(0);
+                let old = if double {
+                    old
+                } else {
+                    old as i32 as i64 as u64
+                };
+                let new = amo(op, double, old, self.x[rs2 as usize]);
+                self.ram.write(paddr, size as u8, new);
+                self.set_x(rd, old);
+            }
+            _ => return self.execute_fp(inst, raw, next, platform),
+        }
+        self.pc = next;
+        Ok(())
+    }
+
+    /// Restores privilege and status after MRET/SRET.
+    fn return_to(&mut self, mstatus: u64, target: Privilege, epc: u64) {
+        self.csr.mstatus = mstatus;
+        if self.privilege != target || mstatus & MSTATUS_MPRV != 0 {
+            // MPRV changes the data privilege; keep the TLB tags honest.
+            self.tlb.flush();
+        }
+        self.privilege = target;
+        self.pc = epc;
+        self.interrupt_check = true;
+    }
+
+    fn execute_fp(
+        &mut self,
+        inst: Instruction,
+        raw: u32,
+        next: u64,
+        platform: &mut dyn Platform,
+    ) -> Result<(), Exception> {
+        use Instruction as I;
+        if !self.csr.fp_enabled() {
+            return Err(Exception::illegal(raw));
+        }
+        let f = self.f;
+        match inst {
+            I::FpLoad {
+                fmt,
+                rd,
+                rs1,
+                offset,
+            } => {
+                let addr = self.x[rs1 as usize].wrapping_add(offset as i64 as u64);
+                let v = match fmt {
+                    FpFormat::S => fpu::box_s(self.load(addr, 4, platform)? as u32),
+                    FpFormat::D => self.load(addr, 8, platform)?,
+                };
+                self.set_f(rd, v);
+            }
+            I::FpStore {
+                fmt,
+                rs1,
+                rs2,
+                offset,
+            } => {
+                let addr = self.x[rs1 as usize].wrapping_add(offset as i64 as u64);
+                let size = if fmt == FpFormat::S { 4 } else { 8 };
+                self.store(addr, size, f[rs2 as usize], platform)?;
+            }
+            I::FpFma {
+                op,
+                fmt,
+                rd,
+                rs1,
+                rs2,
+                rs3,
+                rm,
+            } => {
+                let rm = self.rounding_mode(rm, raw)?;
+                self.set_f_flags(
+                    rd,
+                    fpu::fma(
+                        op,
+                        fmt,
+                        f[rs1 as usize],
+                        f[rs2 as usize],
+                        f[rs3 as usize],
+                        rm,
+                    ),
+                );
+            }
+            I::FpArith {
+                op,
+                fmt,
+                rd,
+                rs1,
+                rs2,
+                rm,
+            } => {
+                let (a, b) = (f[rs1 as usize], f[rs2 as usize]);
+                let binary = |op| -> Result<fpu::FpResult, Exception> {
+                    let rm = self.rounding_mode(rm, raw)?;
+                    Ok(fpu::binary(op, fmt, a, b, rm))
+                };
+                let r = match op {
+                    FpOp::Add => binary(fpu::Binary::Add)?,
+                    FpOp::Sub => binary(fpu::Binary::Sub)?,
+                    FpOp::Mul => binary(fpu::Binary::Mul)?,
+                    FpOp::Div => binary(fpu::Binary::Div)?,
+                    FpOp::Min => fpu::min_max(false, fmt, a, b),
+                    FpOp::Max => fpu::min_max(true, fmt, a, b),
+                    FpOp::SgnJ | FpOp::SgnJn | FpOp::SgnJx => (fpu::sign_inject(op, fmt, a, b), 0),
+                };
+                self.set_f_flags(rd, r);
+            }
+            I::FpSqrt { fmt, rd, rs1, rm } => {
+                let rm = self.rounding_mode(rm, raw)?;
+                self.set_f_flags(rd, fpu::sqrt(fmt, f[rs1 as usize], rm));
+            }
+            I::FpCompare {
+                cmp,
+                fmt,
+                rd,
+                rs1,
+                rs2,
+            } => {
+                self.set_x_flags(rd, fpu::compare(cmp, fmt, f[rs1 as usize], f[rs2 as usize]));
+            }
+            I::FpClass { fmt, rd, rs1 } => self.set_x(rd, fpu::classify(fmt, f[rs1 as usize])),
+            I::FpToInt {
+                fmt,
+                int,
+                rd,
+                rs1,
+                rm,
+            } => {
+                let rm = self.rounding_mode(rm, raw)?;
+                self.set_x_flags(rd, fpu::to_int(fmt, int, f[rs1 as usize], rm));
+            }
+            I::IntToFp {
+                fmt,
+                int,
+                rd,
+                rs1,
+                rm,
+            } => {
+                let rm = self.rounding_mode(rm, raw)?;
+                self.set_f_flags(rd, fpu::from_int(fmt, int, self.x[rs1 as usize], rm));
+            }
+            I::FpConvert { to, rd, rs1, rm } => {
+                let rm = self.rounding_mode(rm, raw)?;
+                self.set_f_flags(rd, fpu::convert(to, f[rs1 as usize], rm));
+            }
+            I::FpMoveToInt { fmt, rd, rs1 } => {
+                self.set_x(rd, fpu::move_to_int(fmt, f[rs1 as usize]))
+            }
+            I::FpMoveFromInt { fmt, rd, rs1 } => {
+                self.set_f(rd, fpu::move_from_int(fmt, self.x[rs1 as usize]))
+            }
+            _ => return Err(Exception::illegal(raw)),
+        }
+        self.pc = next;
+        Ok(())
+    }
+}
+
+/// 64-bit integer ALU.
+#[inline]
+pub fn alu(op: AluOp, a: u64, b: u64) -> u64 {
+    match op {
+        AluOp::Add => a.wrapping_add(b),
+        AluOp::Sub => a.wrapping_sub(b),
+        AluOp::Sll => a << (b & 63),
+        AluOp::Slt => ((a as i64) < (b as i64)) as u64,
+        AluOp::Sltu => (a < b) as u64,
+        AluOp::Xor => a ^ b,
+        AluOp::Srl => a >> (b & 63),
+        AluOp::Sra => ((a as i64) >> (b & 63)) as u64,
+        AluOp::Or => a | b,
+        AluOp::And => a & b,
+        AluOp::Mul => a.wrapping_mul(b),
+        AluOp::Mulh => ((a as i64 as i128 * b as i64 as i128) >> 64) as u64,
+        AluOp::Mulhsu => ((a as i64 as i128).wrapping_mul(b as i128) >> 64) as u64,
+        AluOp::Mulhu => ((a as u128 * b as u128) >> 64) as u64,
+        AluOp::Div if b == 0 => u64::MAX,
+        AluOp::Div => (a as i64).wrapping_div(b as i64) as u64,
+        AluOp::Divu if b == 0 => u64::MAX,
+        AluOp::Divu => a / b,
+        AluOp::Rem if b == 0 => a,
+        AluOp::Rem => (a as i64).wrapping_rem(b as i64) as u64,
+        AluOp::Remu if b == 0 => a,
+        AluOp::Remu => a % b,
+    }
+}
+
+/// 32-bit ("W") integer ALU; the result is sign-extended.
+#[inline]
+pub fn alu32(op: AluOp, a: u64, b: u64) -> u64 {
+    let (a, b) = (a as u32, b as u32);
+    let r = match op {
+        AluOp::Add => a.wrapping_add(b),
+        AluOp::Sub => a.wrapping_sub(b),
+        AluOp::Sll => a << (b & 31),
+        AluOp::Srl => a >> (b & 31),
+        AluOp::Sra => ((a as i32) >> (b & 31)) as u32,
+        AluOp::Mul => a.wrapping_mul(b),
+        AluOp::Div if b == 0 => u32::MAX,
+        AluOp::Div => (a as i32).wrapping_div(b as i32) as u32,
+        AluOp::Divu if b == 0 => u32::MAX,
+        AluOp::Divu => a / b,
+        AluOp::Rem if b == 0 => a,
+        AluOp::Rem => (a as i32).wrapping_rem(b as i32) as u32,
+        AluOp::Remu if b == 0 => a,
+        AluOp::Remu => a % b,
+        // The decoder never produces other W operations.
+        _ => 0,
+    };
+    r as i32 as i64 as u64
+}
+
+/// The value an AMO writes back, given the (sign-extended) old value.
+fn amo(op: AmoOp, double: bool, old: u64, src: u64) -> u64 {
+    let (a, b) = if double {
+        (old, src)
+    } else {
+        (old as i32 as i64 as u64, src as i32 as i64 as u64)
+    };
+    let (ua, ub) = if double {
+        (a, b)
+    } else {
+        (a as u32 as u64, b as u32 as u64)
+    };
+    match op {
+        AmoOp::Swap => src,
+        AmoOp::Add => a.wrapping_add(b),
+        AmoOp::Xor => a ^ b,
+        AmoOp::And => a & b,
+        AmoOp::Or => a | b,
+        AmoOp::Min => (a as i64).min(b as i64) as u64,
+        AmoOp::Max => (a as i64).max(b as i64) as u64,
+        AmoOp::Minu => ua.min(ub),
+        AmoOp::Maxu => ua.max(ub),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn division_edge_cases_follow_the_spec() {
+        assert_eq!(alu(AluOp::Div, 7, 0), u64::MAX);
+        assert_eq!(alu(AluOp::Rem, 7, 0), 7);
+        assert_eq!(alu(AluOp::Div, i64::MIN as u64, u64::MAX), i64::MIN as u64);
+        assert_eq!(alu(AluOp::Rem, i64::MIN as u64, u64::MAX), 0);
+        assert_eq!(
+            alu32(AluOp::Div, i32::MIN as u32 as u64, u32::MAX as u64),
+            i32::MIN as i64 as u64
+        );
+        assert_eq!(alu32(AluOp::Divu, 5, 0), u64::MAX);
+        assert_eq!(
+            alu32(AluOp::Remu, 0xffff_ffff_8000_0000, 0),
+            0xffff_ffff_8000_0000
+        );
+    }
+
+    #[test]
+    fn multiply_high_variants() {
+        assert_eq!(alu(AluOp::Mulh, u64::MAX, u64::MAX), 0);
+        assert_eq!(alu(AluOp::Mulhu, u64::MAX, u64::MAX), u64::MAX - 1);
+        assert_eq!(alu(AluOp::Mulhsu, u64::MAX, u64::MAX), u64::MAX);
+    }
+}

@@ -1,0 +1,248 @@
+//! One RV64GC hart: architectural state, CSRs, privilege levels and traps,
+//! the Sv39/Sv48 MMU with its soft-TLB, PMP, and the interpreter loop.
+//!
+//! The hart knows nothing about devices: guest RAM is reached directly through
+//! [`GuestRam`], everything else through the [`Platform`] the board supplies.
+
+mod csr;
+mod exec;
+mod fpu;
+mod mmu;
+mod ram;
+mod trap;
+
+pub use csr::{Csrs, MIP_MEIP, MIP_MSIP, MIP_MTIP, MIP_SEIP, MIP_SSIP, MIP_STIP};
+pub use ram::{GuestRam, RamAllocError};
+pub use trap::{Exception, ExceptionCause};
+
+/// Privilege levels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Privilege {
+    User = 0,
+    Supervisor = 1,
+    Machine = 3,
+}
+
+impl Privilege {
+    pub fn from_bits(bits: u64) -> Privilege {
+        match bits & 3 {
+            0 => Privilege::User,
+            1 => Privilege::Supervisor,
+            _ => Privilege::Machine,
+        }
+    }
+}
+
+/// What a hart needs from the machine around it: physical accesses outside
+/// RAM (device registers) and the platform timer.
+pub trait Platform {
+    /// Reads `size` bytes at physical `addr` outside RAM; `None` is an access fault.
+    fn load(&mut self, hart: usize, addr: u64, size: u8) -> Option<u64>;
+    /// Writes `size` bytes at physical `addr` outside RAM; `false` is an access fault.
+    fn store(&mut self, hart: usize, addr: u64, size: u8, value: u64) -> bool;
+    /// Called after a store that hit the watched RAM page (see [`Hart::watch_page`]).
+    fn watched_store(&mut self, hart: usize, addr: u64, size: u8, value: u64);
+    /// The platform timer (`mtime`), in ticks of the advertised timebase.
+    fn mtime(&mut self) -> u64;
+}
+
+/// Why [`Hart::run`] returned before its budget was spent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunExit {
+    /// The budget of instructions was executed.
+    Budget,
+    /// The hart executed WFI and no interrupt is pending.
+    Wfi,
+    /// A device register was written; interrupt lines may have changed.
+    DeviceAccess,
+}
+
+/// The architectural and micro-architectural state of one hart.
+pub struct Hart {
+    pub id: usize,
+    /// Integer registers; x[0] is kept zero.
+    pub x: [u64; 32],
+    /// Floating-point registers, raw bits (single values are NaN-boxed).
+    pub f: [u64; 32],
+    pub pc: u64,
+    pub privilege: Privilege,
+    pub csr: Csrs,
+    /// Set by WFI; cleared when an interrupt becomes pending.
+    pub waiting: bool,
+    /// LR reservation: physical address and the value loaded.
+    reservation: Option<(u64, u64)>,
+    ram: GuestRam,
+    tlb: mmu::Tlb,
+    /// Physical page whose stores are reported to the platform (HTIF tohost).
+    watched_page: u64,
+    /// Set when the next instruction boundary must re-evaluate interrupts.
+    interrupt_check: bool,
+    /// Set when the current run must end after this instruction.
+    stop: Option<RunExit>,
+    /// Instructions retired.
+    pub instret: u64,
+}
+
+impl Hart {
+    pub fn new(id: usize, ram: GuestRam) -> Hart {
+        Hart {
+            id,
+            x: [0; 32],
+            f: [0; 32],
+            pc: 0,
+            privilege: Privilege::Machine,
+            csr: Csrs::new(id as u64),
+            waiting: false,
+            reservation: None,
+            ram,
+            tlb: mmu::Tlb::new(),
+            watched_page: u64::MAX,
+            interrupt_check: true,
+            stop: None,
+            instret: 0,
+        }
+    }
+
+    /// Reports stores to the 4 KiB physical page holding `addr` through
+    /// [`Platform::watched_store`].
+    pub fn watch_page(&mut self, addr: u64) {
+        self.watched_page = addr >> 12;
+        self.tlb.flush();
+    }
+
+    /// Updates the interrupt lines the platform drives (MSIP, MTIP, MEIP, SEIP).
+    pub fn set_external_interrupts(&mut self, lines: u64) {
+        if self.csr.external_lines != lines {
+            self.csr.external_lines = lines;
+            self.interrupt_check = true;
+        }
+    }
+
+    /// True when an interrupt is pending and enabled in `mie`, whatever the
+    /// global enables: the condition that ends WFI.
+    pub fn wakeup_pending(&self, mtime: u64) -> bool {
+        self.csr.mip(mtime) & self.csr.mie != 0
+    }
+
+    /// Executes up to `budget` instructions (or until WFI or a device write).
+    pub fn run(&mut self, platform: &mut dyn Platform, budget: u64) -> (RunExit, u64) {
+        self.interrupt_check = true;
+        self.stop = None;
+        let mut executed = 0;
+        while executed < budget {
+            if self.interrupt_check {
+                self.interrupt_check = false;
+                let now = platform.mtime();
+                if let Some(cause) = self.pending_interrupt(now) {
+                    self.waiting = false;
+                    self.take_trap(cause | trap::INTERRUPT_BIT, 0);
+                } else if self.waiting {
+                    if !self.wakeup_pending(now) {
+                        return (RunExit::Wfi, executed);
+                    }
+                    self.waiting = false;
+                }
+            }
+            executed += 1;
+            if let Err(e) = self.step(platform) {
+                self.take_trap(e.cause as u64, e.tval);
+            }
+            if let Some(exit) = self.stop.take() {
+                self.instret += executed;
+                return (exit, executed);
+            }
+        }
+        self.instret += executed;
+        (RunExit::Budget, executed)
+    }
+
+    /// The highest-priority interrupt that is pending and enabled at the
+    /// current privilege, if any.
+    fn pending_interrupt(&self, mtime: u64) -> Option<u64> {
+        let pending = self.csr.mip(mtime) & self.csr.mie;
+        if pending == 0 {
+            return None;
+        }
+        let mstatus = self.csr.mstatus;
+        let m_enabled = self.privilege < Privilege::Machine || mstatus & csr::MSTATUS_MIE != 0;
+        let s_enabled = self.privilege < Privilege::Supervisor
+            || (self.privilege == Privilege::Supervisor && mstatus & csr::MSTATUS_SIE != 0);
+        let m_pending = if m_enabled {
+            pending & !self.csr.mideleg
+        } else {
+            0
+        };
+        let s_pending = if s_enabled {
+            pending & self.csr.mideleg
+        } else {
+            0
+        };
+        let ready = if m_pending != 0 { m_pending } else { s_pending };
+        // Priority: MEI, MSI, MTI, SEI, SSI, STI.
+        [11u64, 3, 7, 9, 1, 5]
+            .into_iter()
+            .find(|&cause| ready & (1 << cause) != 0)
+    }
+
+    /// Enters the trap handler for `cause` (interrupt bit included), in M or S
+    /// mode according to the delegation registers.
+    pub(crate) fn take_trap(&mut self, cause: u64, tval: u64) {
+        let interrupt = cause & trap::INTERRUPT_BIT != 0;
+        let code = cause & !trap::INTERRUPT_BIT;
+        let delegated = if interrupt {
+            self.csr.mideleg
+        } else {
+            self.csr.medeleg
+        } >> code
+            & 1
+            != 0;
+        let old = self.privilege;
+        let ms = self.csr.mstatus;
+        if delegated && old <= Privilege::Supervisor {
+            self.csr.scause = cause;
+            self.csr.sepc = self.pc;
+            self.csr.stval = tval;
+            let mut s = ms & !(csr::MSTATUS_SPP | csr::MSTATUS_SPIE | csr::MSTATUS_SIE);
+            if ms & csr::MSTATUS_SIE != 0 {
+                s |= csr::MSTATUS_SPIE;
+            }
+            if old == Privilege::Supervisor {
+                s |= csr::MSTATUS_SPP;
+            }
+            self.csr.mstatus = s;
+            self.privilege = Privilege::Supervisor;
+            self.pc = trap::vector(self.csr.stvec, interrupt, code);
+        } else {
+            self.csr.mcause = cause;
+            self.csr.mepc = self.pc;
+            self.csr.mtval = tval;
+            let mut m = ms & !(csr::MSTATUS_MPP | csr::MSTATUS_MPIE | csr::MSTATUS_MIE);
+            if ms & csr::MSTATUS_MIE != 0 {
+                m |= csr::MSTATUS_MPIE;
+            }
+            m |= (old as u64) << csr::MSTATUS_MPP_SHIFT;
+            self.csr.mstatus = m;
+            self.privilege = Privilege::Machine;
+            self.pc = trap::vector(self.csr.mtvec, interrupt, code);
+        }
+        self.interrupt_check = true;
+    }
+
+    /// Requests that the current run end after this instruction.
+    fn request_stop(&mut self, why: RunExit) {
+        if self.stop.is_none() {
+            self.stop = Some(why);
+        }
+    }
+
+    /// Forgets all cached translations (TLB and decoded instructions stay
+    /// coherent with page tables, PMP and privilege-affecting CSRs).
+    pub fn flush_translations(&mut self) {
+        self.tlb.flush();
+    }
+
+    pub fn ram(&self) -> &GuestRam {
+        &self.ram
+    }
+}

@@ -1,0 +1,475 @@
+//! visor's RISC-V board, compatible with QEMU's `virt` machine: DRAM at
+//! 0x8000_0000, CLINT, PLIC, a 16550 UART and the `sifive,test` power device,
+//! with a generated device tree, firmware/kernel/initrd loading, and the loop
+//! that runs the harts round-robin on one host thread.
+
+pub mod clint;
+pub mod fdt;
+pub mod loader;
+pub mod plic;
+pub mod uart;
+
+use riscv_hart::{GuestRam, Hart, Platform, RunExit, MIP_MEIP, MIP_MSIP, MIP_MTIP, MIP_SEIP};
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::time::{Duration, Instant};
+
+pub const RAM_BASE: u64 = 0x8000_0000;
+pub const TEST_BASE: u64 = 0x10_0000;
+pub const TEST_SIZE: u64 = 0x1000;
+pub const TEST_POWEROFF: u32 = 0x5555;
+pub const TEST_FAIL: u32 = 0x3333;
+pub const TEST_RESET: u32 = 0x7777;
+/// CLINT `mtime` frequency advertised in the device tree.
+pub const TIMEBASE_HZ: u64 = 10_000_000;
+/// Where a kernel is placed after the firmware (QEMU's choice for RV64).
+pub const KERNEL_OFFSET: u64 = 0x20_0000;
+pub const MAX_HARTS: usize = 8;
+pub const MIN_RAM: u64 = 1 << 20;
+pub const MAX_RAM: u64 = 64 << 30;
+/// Instructions a hart runs before the next one gets its turn.
+const SLICE: u64 = 20_000;
+/// Magic of OpenSBI's `struct fw_dynamic_info` ("OSBI").
+const FW_DYNAMIC_MAGIC: u64 = 0x4942_534f;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: not an ELF program or a RISC-V Linux Image", path.display())]
+    UnknownFormat { path: PathBuf },
+    #[error("{}: ELF for {machine}; visor emulates riscv64", path.display())]
+    WrongArchitecture { path: PathBuf, machine: String },
+    #[error("{}: malformed ELF: {what}", path.display())]
+    BadElf { path: PathBuf, what: String },
+    #[error("{what} ({size} bytes at {addr:#x}) does not fit in guest RAM ({ram_base:#x}..{ram_end:#x}); try a larger -m")]
+    DoesNotFit {
+        what: String,
+        addr: u64,
+        size: u64,
+        ram_base: u64,
+        ram_end: u64,
+    },
+    #[error("no OpenSBI firmware found (looked in {0}); install the Debian package `opensbi` or pass --bios FILE")]
+    NoFirmware(String),
+    #[error("memory size {0} bytes is out of range (1 MiB to 64 GiB)")]
+    BadMemorySize(u64),
+    #[error("hart count {0} is out of range (1 to {MAX_HARTS})")]
+    BadHartCount(usize),
+    #[error("--bios none needs --kernel with an ELF program")]
+    NothingToRun,
+    #[error("{0}")]
+    Ram(#[from] riscv_hart::RamAllocError),
+    #[error("building the device tree: {0}")]
+    Fdt(String),
+}
+
+/// How the machine is put together.
+#[derive(Clone, Debug)]
+pub struct MachineConfig {
+    pub ram_size: u64,
+    pub harts: usize,
+    /// Firmware image loaded at the start of RAM; `None` runs the kernel ELF directly in M-mode.
+    pub firmware: Option<PathBuf>,
+    pub kernel: Option<PathBuf>,
+    pub initrd: Option<PathBuf>,
+    pub cmdline: String,
+}
+
+/// Why the machine stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// The guest powered off through the test device.
+    Poweroff,
+    /// The guest reported failure through the test device, with its code.
+    GuestFailure(u32),
+    /// The guest asked for a reset.
+    Reset,
+    /// The program wrote an exit code to `tohost`.
+    Tohost(u64),
+    /// The user pressed the quit escape on the console.
+    Quit,
+    /// An HTIF request visor does not implement.
+    UnsupportedHtif(u64),
+}
+
+/// Console input events from the host side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsoleInput {
+    Byte(u8),
+    Quit,
+}
+
+/// Everything a hart reaches through its [`Platform`]: the devices and the clock.
+struct Devices {
+    ram: GuestRam,
+    clint: clint::Clint,
+    plic: plic::Plic,
+    uart: uart::Uart,
+    clock_start: Instant,
+    /// Added to the host-derived time, so guest writes to `mtime` stick.
+    mtime_adjust: u64,
+    tohost: Option<u64>,
+    exit: Option<Exit>,
+}
+
+impl Devices {
+    fn refresh_uart_irq(&mut self) {
+        self.plic.set_level(uart::IRQ, self.uart.interrupt());
+    }
+
+    fn htif_request(&mut self, tohost: u64, value: u64) {
+        if value == 0 {
+            return;
+        }
+        if value & 1 == 1 {
+            self.exit = Some(Exit::Tohost(value >> 1));
+            return;
+        }
+        let (device, command) = (value >> 56, (value >> 48) & 0xff);
+        if device == 1 && command == 1 {
+            // Console putchar; acknowledged by clearing tohost.
+            self.uart.transmit(value as u8);
+            self.ram.write(tohost, 8, 0);
+        } else {
+            self.exit = Some(Exit::UnsupportedHtif(value));
+        }
+    }
+}
+
+impl Platform for Devices {
+    fn load(&mut self, _hart: usize, addr: u64, size: u8) -> Option<u64> {
+        match addr {
+            a if (clint::BASE..clint::BASE + clint::SIZE).contains(&a) => {
+                let now = self.mtime();
+                self.clint.read(a - clint::BASE, size, now)
+            }
+            a if (plic::BASE..plic::BASE + plic::SIZE).contains(&a) => {
+                self.plic.read(a - plic::BASE, size)
+            }
+            a if (uart::BASE..uart::BASE + uart::SIZE).contains(&a) => {
+                let v = self.uart.read(a - uart::BASE);
+                self.refresh_uart_irq();
+                Some(v as u64)
+            }
+            a if (TEST_BASE..TEST_BASE + TEST_SIZE).contains(&a) => Some(0),
+            _ => None,
+        }
+    }
+
+    fn store(&mut self, _hart: usize, addr: u64, size: u8, value: u64) -> bool {
+        match addr {
+            a if (clint::BASE..clint::BASE + clint::SIZE).contains(&a) => {
+                let now = self.mtime();
+                if let Some(new_mtime) = self.clint.write(a - clint::BASE, size, value, now) {
+                    self.mtime_adjust = self.mtime_adjust.wrapping_add(new_mtime.wrapping_sub(now));
+                }
+                true
+            }
+            a if (plic::BASE..plic::BASE + plic::SIZE).contains(&a) => {
+                self.plic.write(a - plic::BASE, size, value)
+            }
+            a if (uart::BASE..uart::BASE + uart::SIZE).contains(&a) => {
+                self.uart.write(a - uart::BASE, value as u8);
+                self.refresh_uart_irq();
+                true
+            }
+            a if (TEST_BASE..TEST_BASE + TEST_SIZE).contains(&a) => {
+                if a == TEST_BASE {
+                    match value as u32 & 0xffff {
+                        TEST_POWEROFF => self.exit = Some(Exit::Poweroff),
+                        TEST_FAIL => self.exit = Some(Exit::GuestFailure((value as u32) >> 16)),
+                        TEST_RESET => self.exit = Some(Exit::Reset),
+                        _ => {}
+                    }
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn watched_store(&mut self, _hart: usize, addr: u64, _size: u8, _value: u64) {
+        if let Some(tohost) = self.tohost {
+            if addr & !7 == tohost {
+                let value = self.ram.read(tohost, 8).unwrap_or(0);
+                self.htif_request(tohost, value);
+            }
+        }
+    }
+
+    fn mtime(&mut self) -> u64 {
+        let ticks = self.clock_start.elapsed().as_nanos() as u64 / (1_000_000_000 / TIMEBASE_HZ);
+        ticks.wrapping_add(self.mtime_adjust)
+    }
+}
+
+/// A whole RISC-V virt machine.
+pub struct Machine {
+    harts: Vec<Hart>,
+    devices: Devices,
+    pending_input: VecDeque<u8>,
+    input_closed: bool,
+}
+
+impl Machine {
+    /// Builds the machine and loads firmware, kernel, initrd and device tree.
+    pub fn new(config: &MachineConfig, console: Box<dyn Write>) -> Result<Machine, BootError> {
+        if !(MIN_RAM..=MAX_RAM).contains(&config.ram_size) {
+            return Err(BootError::BadMemorySize(config.ram_size));
+        }
+        if !(1..=MAX_HARTS).contains(&config.harts) {
+            return Err(BootError::BadHartCount(config.harts));
+        }
+        let ram = GuestRam::new(RAM_BASE, config.ram_size)?;
+        let boot = load_boot_images(&ram, config)?;
+        let mut harts: Vec<Hart> = (0..config.harts)
+            .map(|id| Hart::new(id, ram.clone()))
+            .collect();
+        for hart in &mut harts {
+            hart.pc = boot.entry;
+            hart.x[10] = hart.id as u64; // a0: hart id
+            hart.x[11] = boot.fdt; // a1: device tree
+            hart.x[12] = boot.fw_dynamic_info; // a2: fw_dynamic_info
+            if let Some(tohost) = boot.tohost {
+                hart.watch_page(tohost);
+            }
+        }
+        let devices = Devices {
+            ram,
+            clint: clint::Clint::new(config.harts),
+            plic: plic::Plic::new(config.harts),
+            uart: uart::Uart::new(console),
+            clock_start: Instant::now(),
+            mtime_adjust: 0,
+            tohost: boot.tohost,
+            exit: None,
+        };
+        Ok(Machine {
+            harts,
+            devices,
+            pending_input: VecDeque::new(),
+            input_closed: false,
+        })
+    }
+
+    /// Instructions retired by all harts so far.
+    pub fn instructions_retired(&self) -> u64 {
+        self.harts.iter().map(|h| h.instret).sum()
+    }
+
+    pub fn harts(&self) -> &[Hart] {
+        &self.harts
+    }
+
+    /// Runs until the guest powers off, resets, exits through `tohost`, or the user quits.
+    pub fn run(&mut self, input: &Receiver<ConsoleInput>) -> Exit {
+        loop {
+            if let Some(exit) = self.feed_console(input) {
+                return exit;
+            }
+            let mut all_waiting = true;
+            for h in 0..self.harts.len() {
+                let now = self.devices.mtime();
+                let lines = self.interrupt_lines(h, now);
+                let hart = &mut self.harts[h];
+                hart.set_external_interrupts(lines);
+                if hart.waiting && !hart.wakeup_pending(now) {
+                    continue;
+                }
+                all_waiting = false;
+                let (why, _) = hart.run(&mut self.devices, SLICE);
+                if let Some(exit) = self.devices.exit.take() {
+                    return exit;
+                }
+                if why == RunExit::Wfi {
+                    continue;
+                }
+            }
+            if all_waiting {
+                if let Some(exit) = self.sleep_until_event(input) {
+                    return exit;
+                }
+            }
+        }
+    }
+
+    /// MSIP, MTIP, MEIP and SEIP for hart `h` at time `now`.
+    fn interrupt_lines(&self, h: usize, now: u64) -> u64 {
+        let d = &self.devices;
+        let mut lines = 0;
+        if d.clint.msip[h] {
+            lines |= MIP_MSIP;
+        }
+        if now >= d.clint.mtimecmp[h] {
+            lines |= MIP_MTIP;
+        }
+        if d.plic.context_pending(2 * h) {
+            lines |= MIP_MEIP;
+        }
+        if d.plic.context_pending(2 * h + 1) {
+            lines |= MIP_SEIP;
+        }
+        lines
+    }
+
+    /// Moves host console input into the UART as its FIFO has room.
+    fn feed_console(&mut self, input: &Receiver<ConsoleInput>) -> Option<Exit> {
+        while !self.input_closed && self.pending_input.len() < 4096 {
+            match input.try_recv() {
+                Ok(ConsoleInput::Byte(b)) => self.pending_input.push_back(b),
+                Ok(ConsoleInput::Quit) => return Some(Exit::Quit),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => self.input_closed = true,
+            }
+        }
+        while self.devices.uart.rx_space() > 0 {
+            let Some(b) = self.pending_input.pop_front() else {
+                break;
+            };
+            self.devices.uart.receive(b);
+        }
+        self.devices.refresh_uart_irq();
+        None
+    }
+
+    /// All harts wait for interrupts: sleep until the next timer deadline or console input.
+    fn sleep_until_event(&mut self, input: &Receiver<ConsoleInput>) -> Option<Exit> {
+        let now = self.devices.mtime();
+        let mut deadline = u64::MAX;
+        for (h, hart) in self.harts.iter().enumerate() {
+            deadline = deadline.min(self.devices.clint.mtimecmp[h]);
+            if hart.csr.sstc_enabled() {
+                deadline = deadline.min(hart.csr.stimecmp);
+            }
+        }
+        let ticks = deadline.saturating_sub(now).min(TIMEBASE_HZ / 20);
+        let wait = Duration::from_nanos(ticks * (1_000_000_000 / TIMEBASE_HZ));
+        if wait.is_zero() {
+            return None;
+        }
+        if !self.pending_input.is_empty() || self.input_closed {
+            std::thread::sleep(wait);
+            return None;
+        }
+        match input.recv_timeout(wait) {
+            Ok(ConsoleInput::Byte(b)) => self.pending_input.push_back(b),
+            Ok(ConsoleInput::Quit) => return Some(Exit::Quit),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => self.input_closed = true,
+        }
+        None
+    }
+}
+
+/// Where boot left things: the entry point and the a1/a2 arguments.
+struct BootInfo {
+    entry: u64,
+    fdt: u64,
+    fw_dynamic_info: u64,
+    tohost: Option<u64>,
+}
+
+fn load_boot_images(ram: &GuestRam, config: &MachineConfig) -> Result<BootInfo, BootError> {
+    let mut tohost = None;
+    let mut entry = RAM_BASE;
+    // The kernel: an ELF at its own addresses, or a Linux Image after the firmware.
+    let mut kernel_span = None;
+    if let Some(path) = &config.kernel {
+        let bytes = loader::read_file(path)?;
+        if loader::is_elf(&bytes) {
+            let program = loader::load_elf(ram, path, &bytes)?;
+            tohost = program.tohost;
+            kernel_span = Some((program.entry, program.end));
+            entry = program.entry;
+        } else if let Some(size) = loader::linux_image_size(&bytes) {
+            let at = RAM_BASE + KERNEL_OFFSET;
+            loader::load_raw(ram, &format!("kernel {}", path.display()), &bytes, at)?;
+            if !ram.contains(at, size) {
+                return Err(BootError::DoesNotFit {
+                    what: format!("kernel {}", path.display()),
+                    addr: at,
+                    size,
+                    ram_base: ram.base(),
+                    ram_end: ram.end(),
+                });
+            }
+            kernel_span = Some((at, at + size));
+            entry = at;
+        } else {
+            return Err(BootError::UnknownFormat { path: path.clone() });
+        }
+    }
+    match &config.firmware {
+        Some(path) => {
+            let bytes = loader::read_file(path)?;
+            if loader::is_elf(&bytes) {
+                loader::load_elf(ram, path, &bytes)?;
+            } else {
+                loader::load_raw(
+                    ram,
+                    &format!("firmware {}", path.display()),
+                    &bytes,
+                    RAM_BASE,
+                )?;
+            }
+            entry = RAM_BASE;
+        }
+        None if config.kernel.is_none() => return Err(BootError::NothingToRun),
+        None => {}
+    }
+    // Device tree and fw_dynamic_info live in the top 2 MiB of RAM.
+    let top = ram.end() - (2 << 20).min(ram.len() / 4);
+    let fdt_addr = top & !0xfff;
+    let initrd = match &config.initrd {
+        Some(path) => {
+            let bytes = loader::read_file(path)?;
+            let size = bytes.len() as u64;
+            let (kernel_start, kernel_end) = kernel_span.unwrap_or((RAM_BASE, RAM_BASE));
+            // Like QEMU: well past the kernel if RAM allows, else right after it.
+            let far = (kernel_start + (ram.len() / 2).min(128 << 20)) & !0xfff;
+            let near = (kernel_end + 0xfff) & !0xfff;
+            let start = [far, near]
+                .into_iter()
+                .find(|&s| s >= kernel_end && s + size <= fdt_addr);
+            let Some(start) = start else {
+                return Err(BootError::DoesNotFit {
+                    what: format!("initrd {}", path.display()),
+                    addr: near,
+                    size,
+                    ram_base: ram.base(),
+                    ram_end: fdt_addr,
+                });
+            };
+            loader::load_raw(ram, "initrd", &bytes, start)?;
+            Some((start, start + size))
+        }
+        None => None,
+    };
+    let layout = fdt::Layout {
+        harts: config.harts,
+        ram_base: ram.base(),
+        ram_size: ram.len(),
+        cmdline: &config.cmdline,
+        initrd,
+    };
+    let blob = fdt::build(&layout).map_err(|e| BootError::Fdt(e.to_string()))?;
+    loader::load_raw(ram, "device tree", &blob, fdt_addr)?;
+    // struct fw_dynamic_info { magic, version, next_addr, next_mode, options, boot_hart }
+    let info_addr = (fdt_addr + blob.len() as u64 + 0xf) & !0xf;
+    let next_addr = kernel_span.map_or(RAM_BASE + KERNEL_OFFSET, |(start, _)| start);
+    let info: [u64; 6] = [FW_DYNAMIC_MAGIC, 2, next_addr, 1, 0, u64::MAX];
+    let info_bytes: Vec<u8> = info.iter().flat_map(|v| v.to_le_bytes()).collect();
+    loader::load_raw(ram, "fw_dynamic_info", &info_bytes, info_addr)?;
+    Ok(BootInfo {
+        entry,
+        fdt: fdt_addr,
+        fw_dynamic_info: info_addr,
+        tohost,
+    })
+}

@@ -1,0 +1,216 @@
+//! SiFive PLIC: level-triggered sources with priorities, and per-context
+//! enables, thresholds and claim/complete. Context 2h is hart h's M mode,
+//! 2h+1 its S mode (the QEMU `virt` layout).
+
+pub const BASE: u64 = 0x0c00_0000;
+pub const SIZE: u64 = 0x60_0000;
+/// Number of interrupt sources, excluding the reserved source 0.
+pub const SOURCES: usize = 95;
+const PENDING: u64 = 0x1000;
+const ENABLE: u64 = 0x2000;
+const ENABLE_STRIDE: u64 = 0x80;
+const CONTEXT: u64 = 0x20_0000;
+const CONTEXT_STRIDE: u64 = 0x1000;
+const WORDS: usize = (SOURCES + 1).div_ceil(32);
+
+pub struct Plic {
+    priority: [u32; SOURCES + 1],
+    /// The level each device drives.
+    level: [bool; SOURCES + 1],
+    pending: [bool; SOURCES + 1],
+    /// Claimed and not yet completed: the gateway holds further requests.
+    in_service: [bool; SOURCES + 1],
+    enable: Vec<[u32; WORDS]>,
+    threshold: Vec<u32>,
+}
+
+impl Plic {
+    pub fn new(harts: usize) -> Plic {
+        let contexts = harts * 2;
+        Plic {
+            priority: [0; SOURCES + 1],
+            level: [false; SOURCES + 1],
+            pending: [false; SOURCES + 1],
+            in_service: [false; SOURCES + 1],
+            enable: vec![[0; WORDS]; contexts],
+            threshold: vec![0; contexts],
+        }
+    }
+
+    /// Sets the level a device drives on `source`.
+    pub fn set_level(&mut self, source: usize, high: bool) {
+        if source == 0 || source > SOURCES {
+            return;
+        }
+        self.level[source] = high;
+        self.pending[source] = high && !self.in_service[source];
+    }
+
+    fn enabled(&self, context: usize, source: usize) -> bool {
+        self.enable[context][source / 32] >> (source % 32) & 1 != 0
+    }
+
+    /// The best claimable source for `context`: pending, enabled, above the threshold.
+    fn best(&self, context: usize) -> Option<usize> {
+        let mut best: Option<usize> = None;
+        for s in 1..=SOURCES {
+            if self.pending[s]
+                && self.enabled(context, s)
+                && self.priority[s] > self.threshold[context]
+            {
+                if best.is_none_or(|b| self.priority[s] > self.priority[b]) {
+                    best = Some(s);
+                }
+            }
+        }
+        best
+    }
+
+    /// Whether `context` has an interrupt to take (drives MEIP/SEIP).
+    pub fn context_pending(&self, context: usize) -> bool {
+        context < self.threshold.len() && self.best(context).is_some()
+    }
+
+    pub fn read(&mut self, offset: u64, size: u8) -> Option<u64> {
+        if size != 4 || offset % 4 != 0 {
+            return None;
+        }
+        Some(match offset {
+            o if o < PENDING => self.priority.get((o / 4) as usize).copied().unwrap_or(0) as u64,
+            o if o < ENABLE => {
+                let word = ((o - PENDING) / 4) as usize;
+                (0..32)
+                    .filter(|b| self.pending.get(word * 32 + b).copied().unwrap_or(false))
+                    .fold(0u64, |acc, b| acc | 1 << b)
+            }
+            o if o < CONTEXT => {
+                let context = ((o - ENABLE) / ENABLE_STRIDE) as usize;
+                let word = ((o - ENABLE) % ENABLE_STRIDE / 4) as usize;
+                self.enable
+                    .get(context)
+                    .and_then(|e| e.get(word))
+                    .copied()
+                    .unwrap_or(0) as u64
+            }
+            o => {
+                let context = ((o - CONTEXT) / CONTEXT_STRIDE) as usize;
+                if context >= self.threshold.len() {
+                    return Some(0);
+                }
+                match (o - CONTEXT) % CONTEXT_STRIDE {
+                    0 => self.threshold[context] as u64,
+                    4 => self.claim(context) as u64,
+                    _ => 0,
+                }
+            }
+        })
+    }
+
+    pub fn write(&mut self, offset: u64, size: u8, value: u64) -> bool {
+        if size != 4 || offset % 4 != 0 {
+            return false;
+        }
+        let value = value as u32;
+        match offset {
+            o if o < PENDING => {
+                let s = (o / 4) as usize;
+                if (1..=SOURCES).contains(&s) {
+                    self.priority[s] = value & 7;
+                }
+            }
+            o if o < ENABLE => {} // pending bits are read-only
+            o if o < CONTEXT => {
+                let context = ((o - ENABLE) / ENABLE_STRIDE) as usize;
+                let word = ((o - ENABLE) % ENABLE_STRIDE / 4) as usize;
+                if let Some(w) = self.enable.get_mut(context).and_then(|e| e.get_mut(word)) {
+                    *w = if word == 0 { value & !1 } else { value };
+                }
+            }
+            o => {
+                let context = ((o - CONTEXT) / CONTEXT_STRIDE) as usize;
+                if context < self.threshold.len() {
+                    match (o - CONTEXT) % CONTEXT_STRIDE {
+                        0 => self.threshold[context] = value & 7,
+                        4 => self.complete(context, value as usize),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    fn claim(&mut self, context: usize) -> usize {
+        match self.best(context) {
+            Some(s) => {
+                self.pending[s] = false;
+                self.in_service[s] = true;
+                s
+            }
+            None => 0,
+        }
+    }
+
+    fn complete(&mut self, context: usize, source: usize) {
+        if source == 0 || source > SOURCES || !self.enabled(context, source) {
+            return;
+        }
+        self.in_service[source] = false;
+        self.pending[source] = self.level[source];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> Plic {
+        let mut p = Plic::new(1);
+        p.write(4 * 10, 4, 1); // priority of source 10
+        p.write(4 * 3, 4, 2); // priority of source 3
+        p.write(ENABLE + ENABLE_STRIDE, 4, (1 << 10) | (1 << 3)); // S context of hart 0
+        p
+    }
+
+    #[test]
+    fn claim_returns_highest_priority_and_complete_rearms_level() {
+        let mut p = setup();
+        p.set_level(10, true);
+        p.set_level(3, true);
+        assert!(p.context_pending(1));
+        assert!(!p.context_pending(0), "M context has nothing enabled");
+        let claim = CONTEXT + CONTEXT_STRIDE + 4;
+        assert_eq!(p.read(claim, 4), Some(3));
+        assert_eq!(p.read(claim, 4), Some(10));
+        assert_eq!(p.read(claim, 4), Some(0));
+        assert!(!p.context_pending(1));
+        // Source 3 still high: completing it makes it pending again.
+        p.write(claim, 4, 3);
+        assert!(p.context_pending(1));
+        // Source 10 dropped its line before completion: stays quiet.
+        p.set_level(10, false);
+        p.write(claim, 4, 10);
+        assert_eq!(p.read(claim, 4), Some(3));
+        assert_eq!(p.read(claim, 4), Some(0));
+    }
+
+    #[test]
+    fn threshold_masks_lower_priorities() {
+        let mut p = setup();
+        p.set_level(10, true);
+        p.write(CONTEXT + CONTEXT_STRIDE, 4, 1);
+        assert!(!p.context_pending(1));
+        p.write(CONTEXT + CONTEXT_STRIDE, 4, 0);
+        assert!(p.context_pending(1));
+        assert_eq!(p.read(PENDING, 4), Some(1 << 10));
+    }
+
+    #[test]
+    fn bad_accesses_are_rejected_not_panics() {
+        let mut p = setup();
+        assert_eq!(p.read(2, 4), None);
+        assert!(!p.write(0, 8, 0));
+        assert_eq!(p.read(CONTEXT + 100 * CONTEXT_STRIDE + 4, 4), Some(0));
+        p.write(CONTEXT + CONTEXT_STRIDE + 4, 4, 5000);
+    }
+}
