@@ -265,10 +265,13 @@ impl Hart {
         self.csr_access_check(csr, write.is_some(), raw)?;
         let old = self.csr_read(csr, platform, raw)?;
         if let Some((kind, operand)) = write {
+            // mip/sip read-modify-writes act on the software-writable bits
+            // only, never on the lines devices drive (e.g. the PLIC's SEIP).
+            let base = if matches!(csr, addr::MIP | addr::SIP) { self.csr.mip_soft } else { old };
             let new = match kind {
                 riscv_isa::CsrOp::Write => operand,
-                riscv_isa::CsrOp::Set => old | operand,
-                riscv_isa::CsrOp::Clear => old & !operand,
+                riscv_isa::CsrOp::Set => base | operand,
+                riscv_isa::CsrOp::Clear => base & !operand,
             };
             self.csr_write(csr, new, raw)?;
         }

@@ -145,15 +145,14 @@ impl Hart {
                 }
             }
             executed += 1;
+            self.instret += 1;
             if let Err(e) = self.step(platform) {
                 self.take_trap(e.cause as u64, e.tval);
             }
             if let Some(exit) = self.stop.take() {
-                self.instret += executed;
                 return (exit, executed);
             }
         }
-        self.instret += executed;
         (RunExit::Budget, executed)
     }
 

@@ -1,0 +1,66 @@
+//! Guest images built by the recipes under `images/`, cached outside the
+//! clone under `~/.cache/visor/NAME-HASH`, where HASH covers every file of
+//! the recipe, so a changed recipe builds anew and an unchanged one never does.
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A recipe directory (holding `build.sh`) and the file it produces.
+pub struct Recipe {
+    pub name: &'static str,
+    pub output: &'static str,
+}
+
+pub const LINUX_RISCV64: Recipe = Recipe { name: "linux-riscv64", output: "Image" };
+pub const INITRAMFS_RISCV64: Recipe = Recipe { name: "initramfs-riscv64", output: "initramfs.cpio.gz" };
+
+pub fn cache_root() -> PathBuf {
+    if let Some(dir) = std::env::var_os("VISOR_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".cache"));
+    base.join("visor")
+}
+
+/// Hash of every file in the recipe directory (names and contents, sorted).
+fn recipe_hash(dir: &Path) -> Result<String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading recipe {}", dir.display()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    files.sort();
+    let mut hasher = Sha256::new();
+    for file in files {
+        hasher.update(file.file_name().unwrap_or_default().as_encoded_bytes());
+        hasher.update([0]);
+        hasher.update(std::fs::read(&file)?);
+        hasher.update([0]);
+    }
+    Ok(hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect())
+}
+
+/// Returns the path of the recipe's output, building it first if it is not cached.
+pub fn ensure(root: &Path, recipe: &Recipe) -> Result<PathBuf> {
+    let dir = root.join("images").join(recipe.name);
+    let hash = recipe_hash(&dir)?;
+    let cached = cache_root().join(format!("{}-{hash}", recipe.name));
+    let output = cached.join(recipe.output);
+    if output.is_file() {
+        return Ok(output);
+    }
+    eprintln!("[xtask] building image {} (recipe {hash}) into {}", recipe.name, cached.display());
+    let partial = cache_root().join(format!("{}-{hash}.partial", recipe.name));
+    let _ = std::fs::remove_dir_all(&partial);
+    std::fs::create_dir_all(&partial)?;
+    let status = Command::new("bash").arg(dir.join("build.sh")).arg(&partial).status().context("running the image recipe")?;
+    if !status.success() {
+        bail!("image recipe {} failed ({status})", recipe.name);
+    }
+    let _ = std::fs::remove_dir_all(&cached);
+    std::fs::rename(&partial, &cached)?;
+    Ok(output)
+}

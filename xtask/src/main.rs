@@ -1,0 +1,98 @@
+//! `cargo xtask`: the project's automation.
+//!
+//! - `boot [VISOR-ARGS…]`: install dependencies, build missing images, boot Linux to a shell.
+//! - `test [CARGO-TEST-ARGS…]`: the same preparation, then the whole test suite.
+//! - `images`: build missing images and print their paths.
+//! - `bench`: visor against QEMU on the same images (see `bench.rs`).
+
+mod bench;
+mod images;
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+}
+
+/// Runs the dependency installer (apt packages) when something is missing.
+fn install_deps(root: &Path) -> Result<()> {
+    let status = Command::new("bash").arg(root.join("scripts/install-deps.sh")).status()?;
+    if !status.success() {
+        bail!("installing dependencies failed; see scripts/install-deps.sh");
+    }
+    Ok(())
+}
+
+/// Guest images every engine test and benchmark uses.
+pub struct Images {
+    pub linux: PathBuf,
+    pub initramfs: PathBuf,
+}
+
+fn prepare(root: &Path) -> Result<Images> {
+    install_deps(root)?;
+    Ok(Images {
+        linux: images::ensure(root, &images::LINUX_RISCV64)?,
+        initramfs: images::ensure(root, &images::INITRAMFS_RISCV64)?,
+    })
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn run(mut command: Command) -> Result<()> {
+    let status = command.status().with_context(|| format!("running {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed ({status})");
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let root = project_root();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (command, rest) = args.split_first().map(|(c, r)| (c.as_str(), r)).unwrap_or(("help", &[]));
+    match command {
+        "images" => {
+            let images = prepare(&root)?;
+            println!("{}\n{}", images.linux.display(), images.initramfs.display());
+        }
+        "boot" => {
+            let images = prepare(&root)?;
+            run({
+                let mut c = cargo();
+                c.current_dir(&root).args(["build", "--release", "--quiet", "-p", "visor"]);
+                c
+            })?;
+            let mut visor = Command::new(root.join("target/release/visor"));
+            visor.arg("run").arg("--kernel").arg(&images.linux).arg("--initrd").arg(&images.initramfs).args(rest);
+            eprintln!("[xtask] booting Linux under visor; `poweroff` or Ctrl-A x ends it");
+            let status = visor.status()?;
+            std::process::exit(status.code().unwrap_or(1));
+        }
+        "test" => {
+            let images = prepare(&root)?;
+            let mut c = cargo();
+            c.current_dir(&root)
+                .args(["test", "--workspace", "--release"])
+                .args(rest)
+                .env("VISOR_LINUX_IMAGE", &images.linux)
+                .env("VISOR_INITRAMFS", &images.initramfs);
+            run(c)?;
+        }
+        "bench" => {
+            let images = prepare(&root)?;
+            bench::run(&root, &images, rest)?;
+        }
+        _ => {
+            eprintln!("usage: cargo xtask (boot [VISOR-ARGS…] | test [CARGO-TEST-ARGS…] | images | bench)");
+            if command != "help" {
+                std::process::exit(2);
+            }
+        }
+    }
+    Ok(())
+}
