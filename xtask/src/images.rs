@@ -13,8 +13,14 @@ pub struct Recipe {
     pub output: &'static str,
 }
 
-pub const LINUX_RISCV64: Recipe = Recipe { name: "linux-riscv64", output: "Image" };
-pub const INITRAMFS_RISCV64: Recipe = Recipe { name: "initramfs-riscv64", output: "initramfs.cpio.gz" };
+pub const LINUX_RISCV64: Recipe = Recipe {
+    name: "linux-riscv64",
+    output: "Image",
+};
+pub const INITRAMFS_RISCV64: Recipe = Recipe {
+    name: "initramfs-riscv64",
+    output: "initramfs.cpio.gz",
+};
 
 pub fn cache_root() -> PathBuf {
     if let Some(dir) = std::env::var_os("VISOR_CACHE") {
@@ -22,7 +28,9 @@ pub fn cache_root() -> PathBuf {
     }
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".cache"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".cache")
+        });
     base.join("visor")
 }
 
@@ -40,7 +48,12 @@ fn recipe_hash(dir: &Path) -> Result<String> {
         hasher.update(std::fs::read(&file)?);
         hasher.update([0]);
     }
-    Ok(hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect())
+    Ok(hasher
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Returns the path of the recipe's output, building it first if it is not cached.
@@ -52,11 +65,19 @@ pub fn ensure(root: &Path, recipe: &Recipe) -> Result<PathBuf> {
     if output.is_file() {
         return Ok(output);
     }
-    eprintln!("[xtask] building image {} (recipe {hash}) into {}", recipe.name, cached.display());
+    eprintln!(
+        "[xtask] building image {} (recipe {hash}) into {}",
+        recipe.name,
+        cached.display()
+    );
     let partial = cache_root().join(format!("{}-{hash}.partial", recipe.name));
     let _ = std::fs::remove_dir_all(&partial);
     std::fs::create_dir_all(&partial)?;
-    let status = Command::new("bash").arg(dir.join("build.sh")).arg(&partial).status().context("running the image recipe")?;
+    let status = Command::new("bash")
+        .arg(dir.join("build.sh"))
+        .arg(&partial)
+        .status()
+        .context("running the image recipe")?;
     if !status.success() {
         bail!("image recipe {} failed ({status})", recipe.name);
     }

@@ -13,12 +13,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
 }
 
 /// Runs the dependency installer (apt packages) when something is missing.
 fn install_deps(root: &Path) -> Result<()> {
-    let status = Command::new("bash").arg(root.join("scripts/install-deps.sh")).status()?;
+    let status = Command::new("bash")
+        .arg(root.join("scripts/install-deps.sh"))
+        .status()?;
     if !status.success() {
         bail!("installing dependencies failed; see scripts/install-deps.sh");
     }
@@ -44,7 +49,9 @@ fn cargo() -> Command {
 }
 
 fn run(mut command: Command) -> Result<()> {
-    let status = command.status().with_context(|| format!("running {command:?}"))?;
+    let status = command
+        .status()
+        .with_context(|| format!("running {command:?}"))?;
     if !status.success() {
         bail!("{command:?} failed ({status})");
     }
@@ -54,7 +61,10 @@ fn run(mut command: Command) -> Result<()> {
 fn main() -> Result<()> {
     let root = project_root();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (command, rest) = args.split_first().map(|(c, r)| (c.as_str(), r)).unwrap_or(("help", &[]));
+    let (command, rest) = args
+        .split_first()
+        .map(|(c, r)| (c.as_str(), r))
+        .unwrap_or(("help", &[]));
     match command {
         "images" => {
             let images = prepare(&root)?;
@@ -64,11 +74,18 @@ fn main() -> Result<()> {
             let images = prepare(&root)?;
             run({
                 let mut c = cargo();
-                c.current_dir(&root).args(["build", "--release", "--quiet", "-p", "visor"]);
+                c.current_dir(&root)
+                    .args(["build", "--release", "--quiet", "-p", "visor"]);
                 c
             })?;
             let mut visor = Command::new(root.join("target/release/visor"));
-            visor.arg("run").arg("--kernel").arg(&images.linux).arg("--initrd").arg(&images.initramfs).args(rest);
+            visor
+                .arg("run")
+                .arg("--kernel")
+                .arg(&images.linux)
+                .arg("--initrd")
+                .arg(&images.initramfs)
+                .args(rest);
             eprintln!("[xtask] booting Linux under visor; `poweroff` or Ctrl-A x ends it");
             let status = visor.status()?;
             std::process::exit(status.code().unwrap_or(1));

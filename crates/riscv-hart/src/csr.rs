@@ -267,7 +267,11 @@ impl Hart {
         if let Some((kind, operand)) = write {
             // mip/sip read-modify-writes act on the software-writable bits
             // only, never on the lines devices drive (e.g. the PLIC's SEIP).
-            let base = if matches!(csr, addr::MIP | addr::SIP) { self.csr.mip_soft } else { old };
+            let base = if matches!(csr, addr::MIP | addr::SIP) {
+                self.csr.mip_soft
+            } else {
+                old
+            };
             let new = match kind {
                 riscv_isa::CsrOp::Write => operand,
                 riscv_isa::CsrOp::Set => base | operand,

@@ -66,6 +66,9 @@ fn parse_size(text: &str) -> Result<u64, String> {
         Some((i, _)) => text.split_at(i),
         None => (text, "M"),
     };
+    if digits.is_empty() {
+        return Err(format!("`{text}` is not a size"));
+    }
     let shift = match unit.to_ascii_uppercase().as_str() {
         "K" | "KB" | "KIB" => 10,
         "M" | "MB" | "MIB" => 20,
@@ -81,7 +84,19 @@ fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            // One line: clap's first line, without its "try --help" footer.
+            let text = e.to_string();
+            eprintln!(
+                "visor: {}",
+                text.lines().next().unwrap_or("invalid arguments")
+            );
+            std::process::exit(2);
+        }
+    };
     let code = match cli.command {
         Command::Run(args) => run(args),
     };
@@ -120,7 +135,10 @@ fn run(args: RunArgs) -> Result<i32> {
     drop(console);
     if std::env::var_os("VISOR_DEBUG_HARTS").is_some() {
         for h in machine.harts() {
-            eprintln!("hart {}: pc={:#x} priv={:?} waiting={} mstatus={:#x} mie={:#x}", h.id, h.pc, h.privilege, h.waiting, h.csr.mstatus, h.csr.mie);
+            eprintln!(
+                "hart {}: pc={:#x} priv={:?} waiting={} mstatus={:#x} mie={:#x}",
+                h.id, h.pc, h.privilege, h.waiting, h.csr.mstatus, h.csr.mie
+            );
         }
     }
     if args.stats {
