@@ -1,7 +1,167 @@
-pub fn run(
-    _root: &std::path::Path,
-    _images: &crate::Images,
-    _args: &[String],
-) -> anyhow::Result<()> {
-    anyhow::bail!("todo")
+//! `cargo xtask bench`: visor against `qemu-system-riscv64 -M virt` (TCG) on
+//! the same firmware, kernel, initramfs and programs, in one run. Prints a
+//! Markdown table (median of several runs) for the README.
+
+use crate::Images;
+use anyhow::{bail, Context, Result};
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RUNS: usize = 5;
+const FIRMWARE: &str = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin";
+const INIT_MARKER: &[u8] = b"visor-init: ready";
+
+/// Starts `command` and returns the time until its output contains `marker`.
+fn time_to_marker(mut command: Command, marker: &[u8]) -> Result<Duration> {
+    let started = Instant::now();
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let result = loop {
+        let n = stdout.read(&mut buf)?;
+        if n == 0 {
+            break Err(anyhow::anyhow!(
+                "{command:?} ended before printing the marker"
+            ));
+        }
+        seen.extend_from_slice(&buf[..n]);
+        if seen.windows(marker.len()).any(|w| w == marker) {
+            break Ok(started.elapsed());
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            break Err(anyhow::anyhow!("{command:?} took over 300 s"));
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+/// Runs `command` to completion and returns its wall time and stderr.
+fn time_run(mut command: Command) -> Result<(Duration, String)> {
+    let started = Instant::now();
+    let out = command
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("{command:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{command:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok((
+        started.elapsed(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn qemu() -> Command {
+    let mut c = Command::new("qemu-system-riscv64");
+    c.args(["-M", "virt", "-nographic", "-m", "128M"]);
+    c
+}
+
+pub fn run(root: &Path, images: &Images, _args: &[String]) -> Result<()> {
+    crate::run({
+        let mut c = crate::cargo();
+        c.current_dir(root)
+            .args(["build", "--release", "--quiet", "-p", "visor"]);
+        c
+    })?;
+    let guests = root.join("target/guests/riscv");
+    crate::run({
+        let mut c = Command::new("make");
+        c.arg("-s")
+            .arg("-C")
+            .arg(root.join("guests/riscv"))
+            .arg(format!("OUT={}", guests.display()));
+        c
+    })?;
+    let visor_bin = root.join("target/release/visor");
+    let visor = || {
+        let mut c = Command::new(&visor_bin);
+        c.args(["run", "-m", "128M"]);
+        c
+    };
+    let linux = |mut c: Command, kernel_flag: &str| {
+        c.arg(kernel_flag)
+            .arg(&images.linux)
+            .arg("-initrd")
+            .arg(&images.initramfs);
+        c
+    };
+
+    eprintln!("[bench] Linux boot to init, {RUNS} runs each");
+    let mut boot_visor = Vec::new();
+    let mut boot_qemu = Vec::new();
+    for _ in 0..RUNS {
+        let mut v = visor();
+        v.arg("--kernel")
+            .arg(&images.linux)
+            .arg("--initrd")
+            .arg(&images.initramfs);
+        boot_visor.push(time_to_marker(v, INIT_MARKER)?);
+        let mut q = linux(qemu(), "-kernel");
+        q.args(["-bios", FIRMWARE, "-append", "console=ttyS0"]);
+        boot_qemu.push(time_to_marker(q, INIT_MARKER)?);
+    }
+    let (boot_visor, boot_qemu) = (median(boot_visor), median(boot_qemu));
+
+    eprintln!("[bench] CPU-bound program (guests/riscv/bench_cpu.c), {RUNS} runs each");
+    let program = guests.join("bench_cpu.elf");
+    let mut cpu_visor = Vec::new();
+    let mut cpu_qemu = Vec::new();
+    let mut mips = 0.0;
+    for _ in 0..RUNS {
+        let mut v = visor();
+        v.args(["--bios", "none", "--stats", "--kernel"])
+            .arg(&program);
+        let (t, stderr) = time_run(v)?;
+        cpu_visor.push(t);
+        if let Some(m) = stderr
+            .split('(')
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse::<f64>().ok())
+        {
+            mips = m;
+        }
+        let mut q = qemu();
+        q.args(["-bios", "none", "-kernel"]).arg(&program);
+        cpu_qemu.push(time_run(q)?.0);
+    }
+    let (cpu_visor, cpu_qemu) = (median(cpu_visor), median(cpu_qemu));
+
+    let s = |d: Duration| format!("{:.2} s", d.as_secs_f64());
+    let ratio = |a: Duration, b: Duration| format!("{:.2}×", a.as_secs_f64() / b.as_secs_f64());
+    println!("| workload | visor (interp) | qemu-system-riscv64 (TCG) | visor / QEMU time |");
+    println!("|---|---|---|---|");
+    println!(
+        "| Linux boot to init (OpenSBI + Linux 6.1 + busybox, 1 hart) | {} | {} | {} |",
+        s(boot_visor),
+        s(boot_qemu),
+        ratio(boot_visor, boot_qemu)
+    );
+    println!(
+        "| CPU-bound program: sieve, hash, sort, FP (bare metal) | {} | {} | {} |",
+        s(cpu_visor),
+        s(cpu_qemu),
+        ratio(cpu_visor, cpu_qemu)
+    );
+    println!();
+    println!("visor's interpreter retired {mips:.0} million guest instructions per second on the CPU-bound program.");
+    Ok(())
 }

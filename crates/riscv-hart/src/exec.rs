@@ -224,7 +224,7 @@ impl Hart {
             I::Lr { double, rd, rs1 } => {
                 let size = if double { 8 } else { 4 };
                 let addr = self.x[rs1 as usize];
-                if addr % size != 0 {
+                if !addr.is_multiple_of(size) {
                     return Err(Exception::new(ExceptionCause::LoadMisaligned, addr));
                 }
                 let paddr = self.translate_lr(addr, size as u8)?;
@@ -240,7 +240,7 @@ impl Hart {
             } => {
                 let size = if double { 8 } else { 4 };
                 let addr = self.x[rs1 as usize];
-                if addr % size != 0 {
+                if !addr.is_multiple_of(size) {
                     return Err(Exception::new(ExceptionCause::StoreMisaligned, addr));
                 }
                 let paddr = self.translate_amo(addr, size as u8)?;
@@ -262,7 +262,7 @@ impl Hart {
             } => {
                 let size = if double { 8 } else { 4 };
                 let addr = self.x[rs1 as usize];
-                if addr % size != 0 {
+                if !addr.is_multiple_of(size) {
                     return Err(Exception::new(ExceptionCause::StoreMisaligned, addr));
                 }
                 let paddr = self.translate_amo(addr, size as u8)?;

@@ -354,12 +354,11 @@ impl Hart {
             if access == Access::Write {
                 updated |= PTE_D;
             }
-            if updated != pte {
-                if !self.pmp_allows(pte_addr, 8, Access::Write, Privilege::Supervisor)
-                    || !self.ram.write(pte_addr, 8, updated)
-                {
-                    return Err(Exception::new(access.access_fault(), vaddr));
-                }
+            if updated != pte
+                && (!self.pmp_allows(pte_addr, 8, Access::Write, Privilege::Supervisor)
+                    || !self.ram.write(pte_addr, 8, updated))
+            {
+                return Err(Exception::new(access.access_fault(), vaddr));
             }
             let page_offset_mask = (1u64 << (PAGE_SHIFT + 9 * level)) - 1;
             return Ok((ppn << PAGE_SHIFT) & !page_offset_mask | (vaddr & page_offset_mask));

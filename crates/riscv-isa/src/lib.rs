@@ -598,7 +598,7 @@ pub fn decode_full(raw: u32) -> Instruction {
             },
             _ => illegal,
         },
-        op @ (0x10 | 0x11 | 0x12 | 0x13) => {
+        op @ 0x10..=0x13 => {
             let Some(fmt) = fp_format((raw >> 25) & 3) else {
                 return illegal;
             };

@@ -21,16 +21,25 @@ impl Clint {
 
     /// Reads a register; `mtime` is the current timer value.
     pub fn read(&self, offset: u64, size: u8, mtime: u64) -> Option<u64> {
+        if offset < MTIMECMP {
+            // msip: one 32-bit register per hart
+            if size != 4 || !offset.is_multiple_of(4) {
+                return None;
+            }
+            return Some(
+                self.msip
+                    .get((offset / 4) as usize)
+                    .map_or(0, |&b| b as u64),
+            );
+        }
         let (reg, shift) = (offset & !7, (offset & 7) * 8);
-        let value = if offset < MTIMECMP {
-            let hart = (offset / 4) as usize;
-            return (size == 4 && offset % 4 == 0)
-                .then(|| self.msip.get(hart).map_or(0, |&b| b as u64));
-        } else if reg == MTIME {
+        let value = if reg == MTIME {
             mtime
         } else if (MTIMECMP..MTIME).contains(&reg) {
-            let hart = ((reg - MTIMECMP) / 8) as usize;
-            self.mtimecmp.get(hart).copied().unwrap_or(0)
+            self.mtimecmp
+                .get(((reg - MTIMECMP) / 8) as usize)
+                .copied()
+                .unwrap_or(0)
         } else {
             0
         };

@@ -57,10 +57,9 @@ impl Plic {
             if self.pending[s]
                 && self.enabled(context, s)
                 && self.priority[s] > self.threshold[context]
+                && best.is_none_or(|b| self.priority[s] > self.priority[b])
             {
-                if best.is_none_or(|b| self.priority[s] > self.priority[b]) {
-                    best = Some(s);
-                }
+                best = Some(s);
             }
         }
         best
@@ -72,7 +71,7 @@ impl Plic {
     }
 
     pub fn read(&mut self, offset: u64, size: u8) -> Option<u64> {
-        if size != 4 || offset % 4 != 0 {
+        if size != 4 || !offset.is_multiple_of(4) {
             return None;
         }
         Some(match offset {
@@ -107,7 +106,7 @@ impl Plic {
     }
 
     pub fn write(&mut self, offset: u64, size: u8, value: u64) -> bool {
-        if size != 4 || offset % 4 != 0 {
+        if size != 4 || !offset.is_multiple_of(4) {
             return false;
         }
         let value = value as u32;
