@@ -412,3 +412,182 @@ impl Hart {
         privilege == Privilege::Machine
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::GuestRam;
+
+    const BASE: u64 = 0x8000_0000;
+    const ROOT: u64 = BASE + 0x1000;
+    const L1: u64 = BASE + 0x2000;
+    const L0: u64 = BASE + 0x3000;
+    const DATA: u64 = BASE + 0x10_0000;
+
+    fn pte(pa: u64, flags: u64) -> u64 {
+        (pa >> 12) << 10 | flags
+    }
+
+    /// A hart in S mode with Sv39 tables: VA 0x4000_0000 + n*4K -> DATA + n*4K.
+    fn setup(leaf_flags: u64) -> Hart {
+        let ram = GuestRam::new(BASE, 4 << 20).unwrap();
+        ram.write(ROOT + 8, 8, pte(L1, PTE_V));
+        ram.write(L1, 8, pte(L0, PTE_V));
+        ram.write(L0, 8, pte(DATA, leaf_flags));
+        ram.write(L0 + 8, 8, pte(DATA + 0x1000, PTE_V | PTE_R | PTE_U | PTE_A));
+        let mut hart = Hart::new(0, ram);
+        hart.privilege = Privilege::Supervisor;
+        hart.csr.satp = 8 << 60 | ROOT >> 12;
+        hart.csr.pmpcfg[0] = 0x1f; // NAPOT RWX over everything
+        hart.csr.pmpaddr[0] = u64::MAX >> 10;
+        hart
+    }
+
+    #[test]
+    fn sv39_walk_sets_accessed_then_dirty() {
+        let mut h = setup(PTE_V | PTE_R | PTE_W);
+        assert_eq!(
+            h.translate(0x4000_0123, Access::Read, Privilege::Supervisor),
+            Ok(DATA + 0x123)
+        );
+        assert_eq!(h.ram.read(L0, 8).unwrap() & (PTE_A | PTE_D), PTE_A);
+        assert_eq!(
+            h.translate(0x4000_0008, Access::Write, Privilege::Supervisor),
+            Ok(DATA + 8)
+        );
+        assert_eq!(h.ram.read(L0, 8).unwrap() & (PTE_A | PTE_D), PTE_A | PTE_D);
+    }
+
+    #[test]
+    fn permission_and_privilege_faults() {
+        let mut h = setup(PTE_V | PTE_R);
+        let fault = |cause, addr| Err(Exception::new(cause, addr));
+        assert_eq!(
+            h.translate(0x4000_0000, Access::Write, Privilege::Supervisor),
+            fault(ExceptionCause::StorePageFault, 0x4000_0000)
+        );
+        assert_eq!(
+            h.translate(0x4000_0000, Access::Execute, Privilege::Supervisor),
+            fault(ExceptionCause::InstructionPageFault, 0x4000_0000)
+        );
+        assert_eq!(
+            h.translate(0x4000_0000, Access::Read, Privilege::User),
+            fault(ExceptionCause::LoadPageFault, 0x4000_0000)
+        );
+        // A user page: S needs SUM; U may read it.
+        assert_eq!(
+            h.translate(0x4000_1000, Access::Read, Privilege::Supervisor),
+            fault(ExceptionCause::LoadPageFault, 0x4000_1000)
+        );
+        h.csr.mstatus |= MSTATUS_SUM;
+        assert_eq!(
+            h.translate(0x4000_1000, Access::Read, Privilege::Supervisor),
+            Ok(DATA + 0x1000)
+        );
+        assert_eq!(
+            h.translate(0x4000_1000, Access::Read, Privilege::User),
+            Ok(DATA + 0x1000)
+        );
+        // Unmapped and non-canonical addresses.
+        assert_eq!(
+            h.translate(0x4000_2000, Access::Read, Privilege::Supervisor),
+            fault(ExceptionCause::LoadPageFault, 0x4000_2000)
+        );
+        assert_eq!(
+            h.translate(1 << 38, Access::Read, Privilege::Supervisor),
+            fault(ExceptionCause::LoadPageFault, 1 << 38)
+        );
+    }
+
+    #[test]
+    fn reserved_pte_encodings_fault() {
+        for flags in [
+            PTE_V | PTE_W,
+            PTE_V | PTE_R | (1 << 61),
+            PTE_V | PTE_R | (1 << 63),
+        ] {
+            let mut h = setup(flags);
+            assert!(
+                h.translate(0x4000_0000, Access::Read, Privilege::Supervisor)
+                    .is_err(),
+                "flags {flags:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn sv48_adds_a_level() {
+        let mut h = setup(PTE_V | PTE_R | PTE_W);
+        let root48 = BASE + 0x4000;
+        h.ram.write(root48, 8, pte(ROOT, PTE_V));
+        h.csr.satp = 9 << 60 | root48 >> 12;
+        assert_eq!(
+            h.translate(0x4000_0010, Access::Read, Privilege::Supervisor),
+            Ok(DATA + 0x10)
+        );
+        // Sv48 sign-extends from bit 47, so bit 38 alone is a valid address (unmapped).
+        assert_eq!(
+            h.translate(1 << 38, Access::Read, Privilege::Supervisor),
+            Err(Exception::new(ExceptionCause::LoadPageFault, 1 << 38))
+        );
+    }
+
+    struct NoDevices;
+    impl Platform for NoDevices {
+        fn load(&mut self, _: usize, _: u64, _: u8) -> Option<u64> {
+            None
+        }
+        fn store(&mut self, _: usize, _: u64, _: u8, _: u64) -> bool {
+            false
+        }
+        fn watched_store(&mut self, _: usize, _: u64, _: u8, _: u64) {}
+        fn mtime(&mut self) -> u64 {
+            0
+        }
+    }
+
+    #[test]
+    fn tlb_follows_page_table_changes_after_flush() {
+        let mut h = setup(PTE_V | PTE_R | PTE_W | PTE_A | PTE_D);
+        h.ram.write(DATA, 8, 0x1111);
+        h.ram.write(DATA + 0x2000, 8, 0x2222);
+        assert_eq!(h.load(0x4000_0000, 8, &mut NoDevices), Ok(0x1111));
+        // Remap the page: stale until sfence.vma (a flush), then the new mapping.
+        h.ram.write(
+            L0,
+            8,
+            pte(DATA + 0x2000, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D),
+        );
+        assert_eq!(h.load(0x4000_0000, 8, &mut NoDevices), Ok(0x1111));
+        h.flush_translations();
+        assert_eq!(h.load(0x4000_0000, 8, &mut NoDevices), Ok(0x2222));
+        // A store through the TLB reaches RAM.
+        h.store(0x4000_0008, 4, 0xdead_beef, &mut NoDevices)
+            .unwrap();
+        assert_eq!(h.ram.read(DATA + 0x2008, 4), Some(0xdead_beef));
+    }
+
+    #[test]
+    fn pmp_decides_by_lowest_matching_entry() {
+        let mut h = setup(PTE_V | PTE_R);
+        h.csr.pmpcfg[0] = 0x18; // NAPOT, no permissions, first
+        h.csr.pmpaddr[0] = (DATA >> 2) | 0x1ff; // 4 KiB at DATA
+        h.csr.pmpcfg[1] = 0x1f;
+        h.csr.pmpaddr[1] = u64::MAX >> 10;
+        assert!(!h.pmp_allows(DATA, 8, Access::Read, Privilege::Supervisor));
+        assert!(h.pmp_allows(DATA + 0x1000, 8, Access::Read, Privilege::Supervisor));
+        assert!(
+            h.pmp_allows(DATA, 8, Access::Read, Privilege::Machine),
+            "unlocked entries do not bind M"
+        );
+        assert!(
+            !h.pmp_allows(DATA + 0xffc, 8, Access::Read, Privilege::Machine),
+            "a partial match fails even for M"
+        );
+        h.csr.pmpcfg[0] |= PMP_LOCK;
+        assert!(
+            !h.pmp_allows(DATA, 8, Access::Read, Privilege::Machine),
+            "locked entries bind M"
+        );
+    }
+}

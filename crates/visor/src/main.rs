@@ -133,14 +133,6 @@ fn run(args: RunArgs) -> Result<i32> {
     let started = std::time::Instant::now();
     let exit = machine.run(console.input());
     drop(console);
-    if std::env::var_os("VISOR_DEBUG_HARTS").is_some() {
-        for h in machine.harts() {
-            eprintln!(
-                "hart {}: pc={:#x} priv={:?} waiting={} mstatus={:#x} mie={:#x}",
-                h.id, h.pc, h.privilege, h.waiting, h.csr.mstatus, h.csr.mie
-            );
-        }
-    }
     if args.stats {
         let seconds = started.elapsed().as_secs_f64();
         let instructions = machine.instructions_retired();
