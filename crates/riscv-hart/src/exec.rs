@@ -6,6 +6,7 @@ use crate::csr::{
 };
 use crate::csr::{MSTATUS_TSR, MSTATUS_TVM, MSTATUS_TW};
 use crate::fpu;
+use crate::mmu::Access;
 use crate::trap::{Exception, ExceptionCause};
 use crate::{Hart, Platform, Privilege, RunExit};
 use riscv_isa::{decode, AluOp, AmoOp, BranchCond, CsrOp, FpFormat, FpOp, Instruction, LoadWidth};
@@ -223,12 +224,8 @@ impl Hart {
             }
             I::Lr { double, rd, rs1 } => {
                 let size = if double { 8 } else { 4 };
-                let addr = self.x[rs1 as usize];
-                if !addr.is_multiple_of(size) {
-                    return Err(Exception::new(ExceptionCause::LoadMisaligned, addr));
-                }
-                let paddr = self.translate_lr(addr, size as u8)?;
-                let v = self.ram.read(paddr, size as u8).unwrap_or(0);
+                let paddr = self.atomic_address(self.x[rs1 as usize], size, Access::Read)?;
+                let v = self.ram.read(paddr, size).unwrap_or(0);
                 self.reservation = Some((paddr, v));
                 self.set_x(rd, if double { v } else { v as i32 as i64 as u64 });
             }
@@ -239,17 +236,13 @@ impl Hart {
                 rs2,
             } => {
                 let size = if double { 8 } else { 4 };
-                let addr = self.x[rs1 as usize];
-                if !addr.is_multiple_of(size) {
-                    return Err(Exception::new(ExceptionCause::StoreMisaligned, addr));
-                }
-                let paddr = self.translate_amo(addr, size as u8)?;
+                let paddr = self.atomic_address(self.x[rs1 as usize], size, Access::Write)?;
                 let reserved = self.reservation.take();
                 let success = reserved.is_some_and(|(at, value)| {
-                    at == paddr && self.ram.read(paddr, size as u8) == Some(value)
+                    at == paddr && self.ram.read(paddr, size) == Some(value)
                 });
                 if success {
-                    self.ram.write(paddr, size as u8, self.x[rs2 as usize]);
+                    self.ram.write(paddr, size, self.x[rs2 as usize]);
                 }
                 self.set_x(rd, !success as u64);
             }
@@ -261,19 +254,15 @@ impl Hart {
                 rs2,
             } => {
                 let size = if double { 8 } else { 4 };
-                let addr = self.x[rs1 as usize];
-                if !addr.is_multiple_of(size) {
-                    return Err(Exception::new(ExceptionCause::StoreMisaligned, addr));
-                }
-                let paddr = self.translate_amo(addr, size as u8)?;
-                let old = self.ram.read(paddr, size as u8).unwrap_or(0);
+                let paddr = self.atomic_address(self.x[rs1 as usize], size, Access::Write)?;
+                let old = self.ram.read(paddr, size).unwrap_or(0);
                 let old = if double {
                     old
                 } else {
                     old as i32 as i64 as u64
                 };
                 let new = amo(op, double, old, self.x[rs2 as usize]);
-                self.ram.write(paddr, size as u8, new);
+                self.ram.write(paddr, size, new);
                 self.set_x(rd, old);
             }
             _ => return self.execute_fp(inst, raw, next, platform),

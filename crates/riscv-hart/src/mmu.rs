@@ -191,27 +191,29 @@ impl Hart {
         Ok(low | high << 16)
     }
 
-    /// Translates `vaddr` for an atomic memory operation and returns its
-    /// physical address, checking write permission (AMO faults are store faults).
-    pub(crate) fn translate_amo(&mut self, vaddr: u64, size: u8) -> Result<u64, Exception> {
-        let privilege = self.data_privilege();
-        let paddr = self.translate(vaddr, Access::Write, privilege)?;
-        if !self.ram.contains(paddr, size as u64)
-            || !self.pmp_allows(paddr, size as u64, Access::Write, privilege)
-        {
-            return Err(Exception::new(ExceptionCause::StoreAccessFault, vaddr));
+    /// Physical address of the aligned `size`-byte operand of LR (`Access::Read`)
+    /// or SC/AMO (`Access::Write`: their faults are store/AMO faults). Atomics
+    /// only work on RAM.
+    pub(crate) fn atomic_address(
+        &mut self,
+        vaddr: u64,
+        size: u8,
+        access: Access,
+    ) -> Result<u64, Exception> {
+        if !vaddr.is_multiple_of(size as u64) {
+            let cause = if access == Access::Read {
+                ExceptionCause::LoadMisaligned
+            } else {
+                ExceptionCause::StoreMisaligned
+            };
+            return Err(Exception::new(cause, vaddr));
         }
-        Ok(paddr)
-    }
-
-    /// Translates a load address for LR (load faults, RAM only).
-    pub(crate) fn translate_lr(&mut self, vaddr: u64, size: u8) -> Result<u64, Exception> {
         let privilege = self.data_privilege();
-        let paddr = self.translate(vaddr, Access::Read, privilege)?;
+        let paddr = self.translate(vaddr, access, privilege)?;
         if !self.ram.contains(paddr, size as u64)
-            || !self.pmp_allows(paddr, size as u64, Access::Read, privilege)
+            || !self.pmp_allows(paddr, size as u64, access, privilege)
         {
-            return Err(Exception::new(ExceptionCause::LoadAccessFault, vaddr));
+            return Err(Exception::new(access.access_fault(), vaddr));
         }
         Ok(paddr)
     }
