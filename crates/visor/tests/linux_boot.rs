@@ -118,3 +118,18 @@ fn linux_smp4_sees_four_harts() {
     s.send("poweroff");
     assert_eq!(s.wait_exit(STEP), 0);
 }
+
+#[test]
+fn linux_boots_with_opensbi_fw_jump() {
+    let mut s = Session::boot(&[
+        "--bios",
+        "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin",
+    ]);
+    s.expect("Domain0 Next Arg1         : 0x0000000082200000", BOOT);
+    s.expect("visor-init: ready", BOOT);
+    s.expect("# ", STEP);
+    s.send("uname -m");
+    s.expect("riscv64", STEP);
+    s.send("poweroff");
+    assert_eq!(s.wait_exit(STEP), 0);
+}
