@@ -240,8 +240,4 @@ impl Hart {
     pub fn flush_translations(&mut self) {
         self.tlb.flush();
     }
-
-    pub fn ram(&self) -> &GuestRam {
-        &self.ram
-    }
 }

@@ -9,7 +9,7 @@ pub mod loader;
 pub mod plic;
 pub mod uart;
 
-use riscv_hart::{GuestRam, Hart, Platform, RunExit, MIP_MEIP, MIP_MSIP, MIP_MTIP, MIP_SEIP};
+use riscv_hart::{GuestRam, Hart, Platform, MIP_MEIP, MIP_MSIP, MIP_MTIP, MIP_SEIP};
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::PathBuf;
@@ -263,10 +263,6 @@ impl Machine {
         self.harts.iter().map(|h| h.instret).sum()
     }
 
-    pub fn harts(&self) -> &[Hart] {
-        &self.harts
-    }
-
     /// Runs until the guest powers off, resets, exits through `tohost`, or the user quits.
     pub fn run(&mut self, input: &Receiver<ConsoleInput>) -> Exit {
         loop {
@@ -283,12 +279,9 @@ impl Machine {
                     continue;
                 }
                 all_waiting = false;
-                let (why, _) = hart.run(&mut self.devices, SLICE);
+                hart.run(&mut self.devices, SLICE);
                 if let Some(exit) = self.devices.exit.take() {
                     return exit;
-                }
-                if why == RunExit::Wfi {
-                    continue;
                 }
             }
             if all_waiting {

@@ -116,9 +116,6 @@ fn run(args: RunArgs) -> Result<i32> {
         Some(path) => Some(PathBuf::from(path)),
         None => Some(riscv_virt::loader::find_firmware()?),
     };
-    if firmware.is_none() && args.kernel.is_none() {
-        bail!("--bios none needs --kernel PROGRAM.elf");
-    }
     let config = MachineConfig {
         ram_size: args.memory,
         harts: args.smp,
