@@ -1,12 +1,13 @@
 //! Guest RAM: one contiguous host allocation mapped at a guest physical base.
 
+use std::any::Any;
 use std::rc::Rc;
 
 /// Guest physical RAM shared by the harts and devices of one machine (one
 /// host thread). Cloning shares the same memory.
 #[derive(Clone)]
 pub struct GuestRam {
-    _owner: Rc<RamInner>,
+    _owner: Rc<dyn Any>,
     base: u64,
     len: u64,
     host: *mut u8,
@@ -66,6 +67,22 @@ impl GuestRam {
             base,
             len,
         })
+    }
+
+    /// RAM at guest physical `base` over `len` bytes of host memory at
+    /// `host` that someone else allocated (e.g. vm-memory's mmap, which
+    /// devices share); `owner` keeps that allocation alive.
+    ///
+    /// # Safety
+    /// `host..host + len` must be valid for reads and writes for as long as
+    /// `owner` lives, and only accessed through raw pointers elsewhere.
+    pub unsafe fn from_host(base: u64, host: *mut u8, len: u64, owner: Rc<dyn Any>) -> GuestRam {
+        GuestRam {
+            _owner: owner,
+            base,
+            len,
+            host,
+        }
     }
 
     pub fn base(&self) -> u64 {

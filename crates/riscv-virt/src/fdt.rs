@@ -1,6 +1,7 @@
 //! The flattened device tree handed to firmware in a1, laid out like QEMU's
 //! `virt` machine so the same firmware and kernels boot on both.
 
+use crate::io::{PATA_BASE, PATA_IRQ, VIRTIO_BASE, VIRTIO_IRQ};
 use crate::{clint, plic, uart, TEST_BASE, TEST_SIZE, TIMEBASE_HZ};
 use vm_fdt::{Error, FdtWriter};
 
@@ -11,6 +12,10 @@ pub struct Layout<'a> {
     pub ram_size: u64,
     pub cmdline: &'a str,
     pub initrd: Option<(u64, u64)>,
+    /// virtio-mmio slots in use, from the first.
+    pub virtio_slots: usize,
+    /// Whether the emulated PATA controller is present.
+    pub pata: bool,
 }
 
 /// ISA string: RV64GC plus the Sstc timer.
@@ -124,6 +129,29 @@ pub fn build(layout: &Layout) -> Result<Vec<u8>, Error> {
     fdt.property_u32("interrupts", uart::IRQ as u32)?;
     fdt.property_u32("interrupt-parent", PHANDLE_PLIC)?;
     fdt.end_node(serial)?;
+
+    for slot in 0..layout.virtio_slots {
+        let base = VIRTIO_BASE + slot as u64 * virtio::MMIO_SLOT_SIZE;
+        let node = fdt.begin_node(&format!("virtio_mmio@{base:x}"))?;
+        fdt.property_string("compatible", "virtio,mmio")?;
+        fdt.property_array_u64("reg", &[base, virtio::MMIO_SLOT_SIZE])?;
+        fdt.property_u32("interrupts", (VIRTIO_IRQ + slot) as u32)?;
+        fdt.property_u32("interrupt-parent", PHANDLE_PLIC)?;
+        fdt.end_node(node)?;
+    }
+
+    if layout.pata {
+        // Linux's pata_of_platform: command block, then control block.
+        let node = fdt.begin_node(&format!("ata@{PATA_BASE:x}"))?;
+        fdt.property_string("compatible", "ata-generic")?;
+        fdt.property_array_u64("reg", &[PATA_BASE, 8, PATA_BASE + pata::CONTROL_OFFSET, 1])?;
+        fdt.property_u32("reg-shift", 0)?;
+        fdt.property_u32("pio-mode", 4)?;
+        fdt.property_null("ata-generic,use16bit")?;
+        fdt.property_u32("interrupts", PATA_IRQ as u32)?;
+        fdt.property_u32("interrupt-parent", PHANDLE_PLIC)?;
+        fdt.end_node(node)?;
+    }
     fdt.end_node(soc)?;
 
     let poweroff = fdt.begin_node("poweroff")?;

@@ -1,10 +1,12 @@
 //! visor's RISC-V board, compatible with QEMU's `virt` machine: DRAM at
-//! 0x8000_0000, CLINT, PLIC, a 16550 UART and the `sifive,test` power device,
-//! with a generated device tree, firmware/kernel/initrd loading, and the loop
-//! that runs the harts round-robin on one host thread.
+//! 0x8000_0000, CLINT, PLIC, a 16550 UART, the `sifive,test` power device,
+//! virtio-mmio slots (block, net, console, rng) and an optional emulated PATA
+//! disk, with a generated device tree, firmware/kernel/initrd loading, and
+//! the loop that runs the harts round-robin on one host thread.
 
 pub mod clint;
 pub mod fdt;
+pub mod io;
 pub mod loader;
 pub mod plic;
 pub mod uart;
@@ -13,8 +15,14 @@ use riscv_hart::{GuestRam, Hart, Platform, MIP_MEIP, MIP_MSIP, MIP_MTIP, MIP_SEI
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+pub use virtio::blk::DiskConfig;
+pub use virtio::net::{NetConfig, DEFAULT_MAC};
+use vm_device::vm_memory::{GuestAddress, GuestMemoryBackend};
+use vm_device::{DeviceStats, GuestMemoryMmap, IrqLine, LevelIrq, StatsTable};
 
 pub const RAM_BASE: u64 = 0x8000_0000;
 pub const TEST_BASE: u64 = 0x10_0000;
@@ -31,6 +39,8 @@ pub const MIN_RAM: u64 = 1 << 20;
 pub const MAX_RAM: u64 = 64 << 30;
 /// Instructions a hart runs before the next one gets its turn.
 const SLICE: u64 = 20_000;
+/// Longest idle sleep while a device (a TAP) can receive host input on its own.
+const POLL_INTERVAL: Duration = Duration::from_millis(1);
 /// Magic of OpenSBI's `struct fw_dynamic_info` ("OSBI").
 const FW_DYNAMIC_MAGIC: u64 = 0x4942_534f;
 
@@ -67,6 +77,22 @@ pub enum BootError {
     Ram(#[from] riscv_hart::RamAllocError),
     #[error("building the device tree: {0}")]
     Fdt(String),
+    #[error("{0}")]
+    Disk(#[from] virtio::blk::DiskError),
+    #[error("{0}")]
+    Net(#[from] virtio::net::NetError),
+    #[error("too many virtio devices: the board has {0} virtio-mmio slots")]
+    TooManyDevices(usize),
+}
+
+/// Which device host keyboard input goes to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ConsoleDevice {
+    /// The 16550 UART (Linux `ttyS0`).
+    #[default]
+    Serial,
+    /// virtio-console (Linux `hvc0`).
+    Virtio,
 }
 
 /// How the machine is put together.
@@ -79,6 +105,30 @@ pub struct MachineConfig {
     pub kernel: Option<PathBuf>,
     pub initrd: Option<PathBuf>,
     pub cmdline: String,
+    /// virtio-blk disks, in slot order (the first is Linux's `vda`).
+    pub disks: Vec<DiskConfig>,
+    /// A disk behind the emulated PATA controller.
+    pub ide_disk: Option<DiskConfig>,
+    pub net: Option<NetConfig>,
+    pub console: ConsoleDevice,
+}
+
+impl MachineConfig {
+    /// A machine with `ram_size` bytes, one hart and no images or disks.
+    pub fn new(ram_size: u64) -> MachineConfig {
+        MachineConfig {
+            ram_size,
+            harts: 1,
+            firmware: None,
+            kernel: None,
+            initrd: None,
+            cmdline: String::new(),
+            disks: Vec::new(),
+            ide_disk: None,
+            net: None,
+            console: ConsoleDevice::Serial,
+        }
+    }
 }
 
 /// Why the machine stopped.
@@ -111,6 +161,12 @@ struct Devices {
     clint: clint::Clint,
     plic: plic::Plic,
     uart: uart::Uart,
+    uart_irq: Arc<LevelIrq>,
+    uart_stats: Arc<DeviceStats>,
+    /// Every other device, reached through the shared bus.
+    bus: vm_device::Bus,
+    /// PLIC sources driven by bus devices.
+    lines: Vec<(usize, Arc<LevelIrq>)>,
     clock_start: Instant,
     /// Added to the host-derived time, so guest writes to `mtime` stick.
     mtime_adjust: u64,
@@ -120,7 +176,16 @@ struct Devices {
 
 impl Devices {
     fn refresh_uart_irq(&mut self) {
-        self.plic.set_level(uart::IRQ, self.uart.interrupt());
+        let level = self.uart.interrupt();
+        self.uart_irq.set_level(level);
+        self.plic.set_level(uart::IRQ, level);
+    }
+
+    /// Copies the bus devices' interrupt lines into their PLIC sources.
+    fn refresh_bus_irqs(&mut self) {
+        for (source, line) in &self.lines {
+            self.plic.set_level(*source, line.level());
+        }
     }
 
     fn htif_request(&mut self, tohost: u64, value: u64) {
@@ -153,12 +218,21 @@ impl Platform for Devices {
                 self.plic.read(a - plic::BASE, size)
             }
             a if (uart::BASE..uart::BASE + uart::SIZE).contains(&a) => {
+                self.uart_stats.trap();
                 let v = self.uart.read(a - uart::BASE);
                 self.refresh_uart_irq();
                 Some(v as u64)
             }
             a if (TEST_BASE..TEST_BASE + TEST_SIZE).contains(&a) => Some(0),
-            _ => None,
+            _ => {
+                let mut data = [0u8; 8];
+                let data = &mut data[..size as usize];
+                if !self.bus.read(addr, data) {
+                    return None;
+                }
+                self.refresh_bus_irqs();
+                Some(data.iter().rev().fold(0, |acc, &b| acc << 8 | b as u64))
+            }
         }
     }
 
@@ -175,6 +249,7 @@ impl Platform for Devices {
                 self.plic.write(a - plic::BASE, size, value)
             }
             a if (uart::BASE..uart::BASE + uart::SIZE).contains(&a) => {
+                self.uart_stats.trap();
                 self.uart.write(a - uart::BASE, value as u8);
                 self.refresh_uart_irq();
                 true
@@ -190,7 +265,14 @@ impl Platform for Devices {
                 }
                 true
             }
-            _ => false,
+            _ => {
+                let bytes = value.to_le_bytes();
+                if !self.bus.write(addr, &bytes[..size as usize]) {
+                    return false;
+                }
+                self.refresh_bus_irqs();
+                true
+            }
         }
     }
 
@@ -215,19 +297,30 @@ pub struct Machine {
     devices: Devices,
     pending_input: VecDeque<u8>,
     input_closed: bool,
+    console: ConsoleDevice,
+    virtio_console_input: virtio::console::ConsoleInput,
+    needs_polling: bool,
+    stats: StatsTable,
 }
 
 impl Machine {
     /// Builds the machine and loads firmware, kernel, initrd and device tree.
-    pub fn new(config: &MachineConfig, console: Box<dyn Write>) -> Result<Machine, BootError> {
+    pub fn new(
+        config: &MachineConfig,
+        console: Box<dyn Write + Send>,
+    ) -> Result<Machine, BootError> {
         if !(MIN_RAM..=MAX_RAM).contains(&config.ram_size) {
             return Err(BootError::BadMemorySize(config.ram_size));
         }
         if !(1..=MAX_HARTS).contains(&config.harts) {
             return Err(BootError::BadHartCount(config.harts));
         }
-        let ram = GuestRam::new(RAM_BASE, config.ram_size)?;
-        let boot = load_boot_images(&ram, config)?;
+        let (ram, memory) = allocate_ram(config.ram_size)?;
+        let output = io::SharedWriter(Arc::new(Mutex::new(console)));
+        let mut stats = StatsTable::default();
+        let uart_stats = stats.register("uart");
+        let io = io::build(config, &memory, output.clone(), &mut stats)?;
+        let boot = load_boot_images(&ram, config, &io)?;
         let mut harts: Vec<Hart> = (0..config.harts)
             .map(|id| Hart::new(id, ram.clone()))
             .collect();
@@ -244,7 +337,11 @@ impl Machine {
             ram,
             clint: clint::Clint::new(config.harts),
             plic: plic::Plic::new(config.harts),
-            uart: uart::Uart::new(console),
+            uart: uart::Uart::new(Box::new(output), uart_stats.clone()),
+            uart_irq: LevelIrq::new(uart_stats.clone()),
+            uart_stats,
+            bus: io.bus,
+            lines: io.lines,
             clock_start: Instant::now(),
             mtime_adjust: 0,
             tohost: boot.tohost,
@@ -255,7 +352,16 @@ impl Machine {
             devices,
             pending_input: VecDeque::new(),
             input_closed: false,
+            console: config.console,
+            virtio_console_input: io.console_input,
+            needs_polling: io.needs_polling,
+            stats,
         })
+    }
+
+    /// Per-device counters: traps, interrupts, bytes moved.
+    pub fn stats(&self) -> &StatsTable {
+        &self.stats
     }
 
     /// Instructions retired by all harts so far.
@@ -269,6 +375,8 @@ impl Machine {
             if let Some(exit) = self.feed_console(input) {
                 return exit;
             }
+            self.devices.bus.poll();
+            self.devices.refresh_bus_irqs();
             let mut all_waiting = true;
             for h in 0..self.harts.len() {
                 let now = self.devices.mtime();
@@ -321,13 +429,24 @@ impl Machine {
                 Err(TryRecvError::Disconnected) => self.input_closed = true,
             }
         }
-        while self.devices.uart.rx_space() > 0 {
-            let Some(b) = self.pending_input.pop_front() else {
-                break;
-            };
-            self.devices.uart.receive(b);
+        match self.console {
+            ConsoleDevice::Serial => {
+                while self.devices.uart.rx_space() > 0 {
+                    let Some(b) = self.pending_input.pop_front() else {
+                        break;
+                    };
+                    self.devices.uart.receive(b);
+                }
+                self.devices.refresh_uart_irq();
+            }
+            ConsoleDevice::Virtio => {
+                let mut queue = self
+                    .virtio_console_input
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                queue.extend(self.pending_input.drain(..));
+            }
         }
-        self.devices.refresh_uart_irq();
         None
     }
 
@@ -342,7 +461,10 @@ impl Machine {
             }
         }
         let ticks = deadline.saturating_sub(now).min(TIMEBASE_HZ / 20);
-        let wait = Duration::from_nanos(ticks * (1_000_000_000 / TIMEBASE_HZ));
+        let mut wait = Duration::from_nanos(ticks * (1_000_000_000 / TIMEBASE_HZ));
+        if self.needs_polling {
+            wait = wait.min(POLL_INTERVAL);
+        }
         if wait.is_zero() {
             return None;
         }
@@ -368,7 +490,29 @@ struct BootInfo {
     tohost: Option<u64>,
 }
 
-fn load_boot_images(ram: &GuestRam, config: &MachineConfig) -> Result<BootInfo, BootError> {
+/// Guest RAM as one anonymous mapping (vm-memory's), seen by the harts as a
+/// [`GuestRam`] and by the devices as a [`GuestMemoryMmap`].
+fn allocate_ram(size: u64) -> Result<(GuestRam, GuestMemoryMmap), BootError> {
+    let too_big = || BootError::Ram(riscv_hart::RamAllocError(size));
+    let len = usize::try_from(size).map_err(|_| too_big())?;
+    let memory =
+        GuestMemoryMmap::from_ranges(&[(GuestAddress(RAM_BASE), len)]).map_err(|_| too_big())?;
+    let region = memory
+        .find_region(GuestAddress(RAM_BASE))
+        .ok_or_else(too_big)?;
+    let host = region.as_ptr();
+    let owner: Rc<dyn std::any::Any> = Rc::new(memory.clone());
+    // SAFETY: the mapping is `len` bytes, readable and writable, and `owner`
+    // (a clone of the GuestMemoryMmap, sharing its regions) keeps it mapped.
+    let ram = unsafe { GuestRam::from_host(RAM_BASE, host, size, owner) };
+    Ok((ram, memory))
+}
+
+fn load_boot_images(
+    ram: &GuestRam,
+    config: &MachineConfig,
+    io: &io::IoDevices,
+) -> Result<BootInfo, BootError> {
     let mut tohost = None;
     let mut entry = RAM_BASE;
     // The kernel: an ELF at its own addresses, or a Linux Image after the firmware.
@@ -450,6 +594,8 @@ fn load_boot_images(ram: &GuestRam, config: &MachineConfig) -> Result<BootInfo, 
         ram_size: ram.len(),
         cmdline: &config.cmdline,
         initrd,
+        virtio_slots: io.virtio_slots,
+        pata: io.pata,
     };
     let blob = fdt::build(&layout).map_err(|e| BootError::Fdt(e.to_string()))?;
     loader::load_raw(ram, "device tree", &blob, fdt_addr)?;

@@ -7,6 +7,8 @@
 
 use std::collections::VecDeque;
 use std::io::Write;
+use std::sync::Arc;
+use vm_device::DeviceStats;
 
 pub const BASE: u64 = 0x1000_0000;
 pub const SIZE: u64 = 0x100;
@@ -35,13 +37,11 @@ pub struct Uart {
     divisor: u16,
     thre_pending: bool,
     out: Box<dyn Write>,
-    /// Bytes transmitted and received, for statistics.
-    pub tx_bytes: u64,
-    pub rx_bytes: u64,
+    stats: Arc<DeviceStats>,
 }
 
 impl Uart {
-    pub fn new(out: Box<dyn Write>) -> Uart {
+    pub fn new(out: Box<dyn Write>, stats: Arc<DeviceStats>) -> Uart {
         Uart {
             rx: VecDeque::new(),
             ier: 0,
@@ -52,8 +52,7 @@ impl Uart {
             divisor: 1,
             thre_pending: false,
             out,
-            tx_bytes: 0,
-            rx_bytes: 0,
+            stats,
         }
     }
 
@@ -68,7 +67,7 @@ impl Uart {
             return false;
         }
         self.rx.push_back(byte);
-        self.rx_bytes += 1;
+        self.stats.to_guest(1);
         true
     }
 
@@ -76,7 +75,7 @@ impl Uart {
     pub fn transmit(&mut self, byte: u8) {
         // A console that went away must not stop the guest.
         let _ = self.out.write_all(&[byte]).and_then(|_| self.out.flush());
-        self.tx_bytes += 1;
+        self.stats.from_guest(1);
     }
 
     /// The interrupt output level.
@@ -181,7 +180,7 @@ mod tests {
     #[test]
     fn transmit_and_thre_interrupt() {
         let sink = Arc::new(Mutex::new(Vec::new()));
-        let mut u = Uart::new(Box::new(Shared(sink.clone())));
+        let mut u = Uart::new(Box::new(Shared(sink.clone())), Default::default());
         u.write(0, b'h');
         u.write(0, b'i');
         assert_eq!(&*sink.lock().unwrap(), b"hi");
@@ -194,7 +193,7 @@ mod tests {
 
     #[test]
     fn receive_fifo_and_data_ready_interrupt() {
-        let mut u = Uart::new(Box::new(std::io::sink()));
+        let mut u = Uart::new(Box::new(std::io::sink()), Default::default());
         u.write(1, IER_RDA);
         for b in 0..20u8 {
             u.receive(b);
@@ -210,7 +209,7 @@ mod tests {
 
     #[test]
     fn divisor_latch_does_not_disturb_data_path() {
-        let mut u = Uart::new(Box::new(std::io::sink()));
+        let mut u = Uart::new(Box::new(std::io::sink()), Default::default());
         u.write(3, LCR_DLAB);
         u.write(0, 0x0c);
         u.write(1, 0x00);

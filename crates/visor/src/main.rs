@@ -5,7 +5,7 @@ mod console;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use riscv_virt::{Exit, Machine, MachineConfig};
+use riscv_virt::{ConsoleDevice, DiskConfig, Exit, Machine, MachineConfig, NetConfig};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -54,9 +54,84 @@ struct RunArgs {
     /// Number of harts.
     #[arg(long, default_value_t = 1)]
     smp: usize,
-    /// Print instructions executed and speed at exit.
+    /// A disk image: PATH[,readonly][,if=virtio|ide]. virtio disks appear
+    /// as vda, vdb, … in order; `if=ide` puts one on the emulated PATA controller.
+    #[arg(long = "disk", value_parser = parse_disk)]
+    disks: Vec<Disk>,
+    /// A virtio network card on a host TAP interface: tap=NAME[,mac=52:54:00:12:34:56].
+    #[arg(long, value_parser = parse_net)]
+    net: Option<NetConfig>,
+    /// Where keyboard input goes: the 16550 UART (ttyS0) or virtio-console (hvc0).
+    #[arg(long, value_enum, default_value = "serial")]
+    console: ConsoleArg,
+    /// Print instructions executed, speed and per-device counters at exit.
     #[arg(long)]
     stats: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ConsoleArg {
+    Serial,
+    Virtio,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Disk {
+    config: DiskConfig,
+    ide: bool,
+}
+
+/// Parses `PATH[,readonly][,if=virtio|ide]`.
+fn parse_disk(text: &str) -> Result<Disk, String> {
+    let mut parts = text.split(',');
+    let path = parts
+        .next()
+        .filter(|p| !p.is_empty())
+        .ok_or("a disk needs a path")?;
+    let mut disk = Disk {
+        config: DiskConfig {
+            path: PathBuf::from(path),
+            read_only: false,
+        },
+        ide: false,
+    };
+    for option in parts {
+        match option {
+            "readonly" | "ro" => disk.config.read_only = true,
+            "if=virtio" => disk.ide = false,
+            "if=ide" => disk.ide = true,
+            _ => {
+                return Err(format!(
+                    "unknown disk option `{option}` (readonly, if=virtio, if=ide)"
+                ))
+            }
+        }
+    }
+    Ok(disk)
+}
+
+/// Parses `tap=NAME[,mac=XX:XX:XX:XX:XX:XX]`.
+fn parse_net(text: &str) -> Result<NetConfig, String> {
+    let mut tap = None;
+    let mut mac = riscv_virt::DEFAULT_MAC;
+    for option in text.split(',') {
+        if let Some(name) = option.strip_prefix("tap=") {
+            tap = Some(name.to_string());
+        } else if let Some(text) = option.strip_prefix("mac=") {
+            let bytes: Vec<u8> = text
+                .split(':')
+                .map(|b| u8::from_str_radix(b, 16))
+                .collect::<Result<_, _>>()
+                .map_err(|_| format!("`{text}` is not a MAC address"))?;
+            mac = bytes
+                .try_into()
+                .map_err(|_| format!("`{text}` is not a MAC address"))?;
+        } else {
+            return Err(format!("unknown net option `{option}` (tap=NAME, mac=…)"));
+        }
+    }
+    let tap = tap.ok_or("--net needs tap=NAME")?;
+    Ok(NetConfig { tap, mac })
 }
 
 /// Parses a QEMU-style size: plain numbers are MiB.
@@ -116,13 +191,34 @@ fn run(args: RunArgs) -> Result<i32> {
         Some(path) => Some(PathBuf::from(path)),
         None => Some(riscv_virt::loader::find_firmware()?),
     };
+    let mut ide_disks = args
+        .disks
+        .iter()
+        .filter(|d| d.ide)
+        .map(|d| d.config.clone());
+    let ide_disk = ide_disks.next();
+    if ide_disks.next().is_some() {
+        bail!("the emulated PATA controller takes one disk (if=ide)");
+    }
     let config = MachineConfig {
-        ram_size: args.memory,
         harts: args.smp,
         firmware,
         kernel: args.kernel,
         initrd: args.initrd,
         cmdline: args.append,
+        disks: args
+            .disks
+            .iter()
+            .filter(|d| !d.ide)
+            .map(|d| d.config.clone())
+            .collect(),
+        ide_disk,
+        net: args.net,
+        console: match args.console {
+            ConsoleArg::Serial => ConsoleDevice::Serial,
+            ConsoleArg::Virtio => ConsoleDevice::Virtio,
+        },
+        ..MachineConfig::new(args.memory)
     };
     let mut machine =
         Machine::new(&config, Box::new(std::io::stdout())).context("cannot build the machine")?;
@@ -137,6 +233,7 @@ fn run(args: RunArgs) -> Result<i32> {
             "visor: {instructions} instructions in {seconds:.3} s ({:.1} MIPS)",
             instructions as f64 / seconds / 1e6
         );
+        eprint!("{}", machine.stats().render());
     }
     Ok(match exit {
         Exit::Poweroff | Exit::Quit => 0,

@@ -1,0 +1,172 @@
+//! virtio-net on a TAP interface. No offloads are offered, so every frame
+//! carries a zeroed 12-byte `virtio_net_hdr_v1` which the device strips on
+//! transmit and prepends on receive.
+
+use crate::mmio::read_config_bytes;
+use crate::tap::Tap;
+use crate::{drain_queue, next_chain, Queue, QueueT, VirtioDevice};
+use std::io::{Read, Write};
+use std::sync::Arc;
+use virtio_bindings::virtio_ids::VIRTIO_ID_NET;
+use virtio_bindings::virtio_net::VIRTIO_NET_F_MAC;
+use vm_device::{DeviceStats, GuestMemoryMmap};
+
+const RECEIVE: usize = 0;
+const TRANSMIT: usize = 1;
+const QUEUE_SIZE: u16 = 256;
+const HEADER: usize = 12;
+/// Largest frame the device moves (no offloads: 1514 plus VLAN slack).
+const MAX_FRAME: usize = 65535;
+/// Frames delivered per poll, so one busy interface cannot starve the harts.
+const RECEIVE_BUDGET: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+#[error("TAP interface {name}: {source}")]
+pub struct NetError {
+    name: String,
+    source: std::io::Error,
+}
+
+/// `--net tap=NAME[,mac=..]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetConfig {
+    pub tap: String,
+    pub mac: [u8; 6],
+}
+
+/// QEMU's default guest MAC address.
+pub const DEFAULT_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+
+pub struct Net {
+    tap: Tap,
+    mac: [u8; 6],
+    stats: Arc<DeviceStats>,
+    /// Header plus frame as read from the TAP.
+    frame: Vec<u8>,
+    /// Length of a frame in `frame` that found no receive buffer yet.
+    pending: Option<usize>,
+    buffer: Vec<u8>,
+}
+
+impl Net {
+    pub fn open(config: &NetConfig, stats: Arc<DeviceStats>) -> Result<Net, NetError> {
+        let tap = Tap::open(&config.tap).map_err(|source| NetError {
+            name: config.tap.clone(),
+            source,
+        })?;
+        Ok(Net {
+            tap,
+            mac: config.mac,
+            stats,
+            frame: vec![0; HEADER + MAX_FRAME],
+            pending: None,
+            buffer: Vec::with_capacity(HEADER + MAX_FRAME),
+        })
+    }
+
+    fn transmit(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        queue: &mut Queue,
+    ) -> Result<bool, virtio_queue::Error> {
+        drain_queue(queue, mem, |chain| {
+            let Ok(reader) = chain.reader(mem) else {
+                return 0;
+            };
+            self.buffer.clear();
+            let frame_ok = reader
+                .take((HEADER + MAX_FRAME) as u64 + 1)
+                .read_to_end(&mut self.buffer)
+                .is_ok();
+            if frame_ok && self.buffer.len() > HEADER && self.buffer.len() <= HEADER + MAX_FRAME {
+                self.tap.send(&self.buffer[HEADER..]);
+                self.stats.from_guest(self.buffer.len() - HEADER);
+            }
+            0
+        })
+    }
+
+    /// Moves frames from the TAP into receive buffers while both exist.
+    fn receive(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        queue: &mut Queue,
+    ) -> Result<bool, virtio_queue::Error> {
+        let mut used = false;
+        for _ in 0..RECEIVE_BUDGET {
+            if !queue.ready() {
+                break;
+            }
+            let len = match self.pending.take() {
+                Some(len) => len,
+                None => match self.tap.receive(&mut self.frame[HEADER..]) {
+                    Ok(Some(n)) => {
+                        self.frame[..HEADER].fill(0);
+                        self.frame[10] = 1; // num_buffers
+                        HEADER + n
+                    }
+                    _ => break,
+                },
+            };
+            let Some(chain) = next_chain(queue, mem)? else {
+                self.pending = Some(len);
+                break;
+            };
+            let frame = &self.frame[..len];
+            let head = chain.head_index();
+            let mut written = 0;
+            if let Ok(mut writer) = chain.writer(mem) {
+                // A frame larger than the buffer is dropped, not truncated.
+                if writer.available_bytes() >= frame.len() && writer.write_all(frame).is_ok() {
+                    written = frame.len();
+                    self.stats.to_guest(frame.len() - HEADER);
+                }
+            }
+            queue.add_used(mem, head, written as u32)?;
+            used = true;
+        }
+        Ok(used)
+    }
+}
+
+impl VirtioDevice for Net {
+    fn device_type(&self) -> u32 {
+        VIRTIO_ID_NET
+    }
+
+    fn features(&self) -> u64 {
+        1 << VIRTIO_NET_F_MAC
+    }
+
+    fn queue_max_sizes(&self) -> &[u16] {
+        &[QUEUE_SIZE, QUEUE_SIZE]
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        read_config_bytes(&self.mac, offset, data);
+    }
+
+    fn process_queue(
+        &mut self,
+        index: usize,
+        queues: &mut [Queue],
+        mem: &GuestMemoryMmap,
+    ) -> Result<bool, virtio_queue::Error> {
+        match index {
+            TRANSMIT => self.transmit(mem, &mut queues[TRANSMIT]),
+            _ => self.receive(mem, &mut queues[RECEIVE]),
+        }
+    }
+
+    fn poll(
+        &mut self,
+        queues: &mut [Queue],
+        mem: &GuestMemoryMmap,
+    ) -> Result<bool, virtio_queue::Error> {
+        self.receive(mem, &mut queues[RECEIVE])
+    }
+
+    fn reset(&mut self) {
+        self.pending = None;
+    }
+}

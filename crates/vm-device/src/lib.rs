@@ -1,0 +1,21 @@
+//! The device layer every visor engine shares.
+//!
+//! An engine (the RISC-V interpreter, the KVM VMM) turns a guest access it
+//! could not complete itself — an MMIO load or store, a port I/O — into a
+//! call on a [`Bus`], which finds the [`BusDevice`] that owns the address and
+//! counts the trap in that device's [`DeviceStats`]. Devices raise interrupts
+//! through an [`IrqLine`]; the engine decides how a line reaches the guest
+//! (a PLIC source, a KVM irqfd). Devices that move data (virtio) read and
+//! write guest RAM through vm-memory's bounds-checked `GuestMemoryMmap`
+//! (re-exported here), so a guest-supplied address can never reach outside
+//! guest RAM.
+
+mod bus;
+mod irq;
+mod stats;
+
+pub use bus::{Bus, BusDevice, BusError, SharedDevice};
+pub use irq::{IrqLine, LevelIrq};
+pub use stats::{DeviceStats, StatsTable};
+pub use vm_memory;
+pub use vm_memory::GuestMemoryMmap;
