@@ -7,19 +7,30 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A recipe directory (holding `build.sh`) and the file it produces.
+/// A recipe directory (holding `build.sh`) and the file it produces. A
+/// recipe built from another's output gets that path as its second argument,
+/// and its hash covers the input recipe's too.
 pub struct Recipe {
     pub name: &'static str,
     pub output: &'static str,
+    pub input: Option<&'static Recipe>,
 }
 
 pub const LINUX_RISCV64: Recipe = Recipe {
     name: "linux-riscv64",
     output: "Image",
+    input: None,
 };
 pub const INITRAMFS_RISCV64: Recipe = Recipe {
     name: "initramfs-riscv64",
     output: "initramfs.cpio.gz",
+    input: None,
+};
+/// A 64 MiB ext4 root filesystem holding the initramfs's busybox tree.
+pub const ROOTFS_RISCV64: Recipe = Recipe {
+    name: "rootfs-riscv64",
+    output: "rootfs.ext4",
+    input: Some(&INITRAMFS_RISCV64),
 };
 
 pub fn cache_root() -> PathBuf {
@@ -34,14 +45,19 @@ pub fn cache_root() -> PathBuf {
     base.join("visor")
 }
 
-/// Hash of every file in the recipe directory (names and contents, sorted).
-fn recipe_hash(dir: &Path) -> Result<String> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+/// Hash of every file in the recipe directory (names and contents, sorted),
+/// and of its input recipe.
+fn recipe_hash(root: &Path, recipe: &Recipe) -> Result<String> {
+    let dir = root.join("images").join(recipe.name);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .with_context(|| format!("reading recipe {}", dir.display()))?
         .map(|e| e.map(|e| e.path()))
         .collect::<std::io::Result<_>>()?;
     files.sort();
     let mut hasher = Sha256::new();
+    if let Some(input) = recipe.input {
+        hasher.update(recipe_hash(root, input)?);
+    }
     for file in files {
         hasher.update(file.file_name().unwrap_or_default().as_encoded_bytes());
         hasher.update([0]);
@@ -59,7 +75,8 @@ fn recipe_hash(dir: &Path) -> Result<String> {
 /// Returns the path of the recipe's output, building it first if it is not cached.
 pub fn ensure(root: &Path, recipe: &Recipe) -> Result<PathBuf> {
     let dir = root.join("images").join(recipe.name);
-    let hash = recipe_hash(&dir)?;
+    let input = recipe.input.map(|i| ensure(root, i)).transpose()?;
+    let hash = recipe_hash(root, recipe)?;
     let cached = cache_root().join(format!("{}-{hash}", recipe.name));
     let output = cached.join(recipe.output);
     if output.is_file() {
@@ -76,6 +93,7 @@ pub fn ensure(root: &Path, recipe: &Recipe) -> Result<PathBuf> {
     let status = Command::new("bash")
         .arg(dir.join("build.sh"))
         .arg(&partial)
+        .args(input)
         .status()
         .context("running the image recipe")?;
     if !status.success() {

@@ -34,6 +34,8 @@ fn install_deps(root: &Path) -> Result<()> {
 pub struct Images {
     pub linux: PathBuf,
     pub initramfs: PathBuf,
+    /// ext4 root filesystem for virtio-blk and PATA tests (copy it before writing).
+    pub rootfs: PathBuf,
 }
 
 fn prepare(root: &Path) -> Result<Images> {
@@ -41,6 +43,7 @@ fn prepare(root: &Path) -> Result<Images> {
     Ok(Images {
         linux: images::ensure(root, &images::LINUX_RISCV64)?,
         initramfs: images::ensure(root, &images::INITRAMFS_RISCV64)?,
+        rootfs: images::ensure(root, &images::ROOTFS_RISCV64)?,
     })
 }
 
@@ -68,7 +71,9 @@ fn main() -> Result<()> {
     match command {
         "images" => {
             let images = prepare(&root)?;
-            println!("{}\n{}", images.linux.display(), images.initramfs.display());
+            for image in [&images.linux, &images.initramfs, &images.rootfs] {
+                println!("{}", image.display());
+            }
         }
         "boot" => {
             let images = prepare(&root)?;
@@ -97,7 +102,8 @@ fn main() -> Result<()> {
                 .args(["test", "--workspace", "--release"])
                 .args(rest)
                 .env("VISOR_LINUX_IMAGE", &images.linux)
-                .env("VISOR_INITRAMFS", &images.initramfs);
+                .env("VISOR_INITRAMFS", &images.initramfs)
+                .env("VISOR_ROOTFS", &images.rootfs);
             run(c)?;
         }
         "bench" => {

@@ -8,8 +8,8 @@
 //! error/features, sector count, LBA low/mid/high, device, status/command)
 //! and the control block (alternate status / device control) at
 //! [`CONTROL_OFFSET`]. Supported: IDENTIFY DEVICE, READ/WRITE SECTORS in
-//! LBA28 and LBA48, FLUSH CACHE (EXT), SET FEATURES, EXECUTE DEVICE
-//! DIAGNOSTIC, soft reset; anything else is aborted as the standard says.
+//! LBA28 and LBA48, FLUSH CACHE (EXT), SET FEATURES, the power-mode
+//! commands, EXECUTE DEVICE DIAGNOSTIC, soft reset; anything else is aborted as the standard says.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -276,8 +276,9 @@ impl Pata {
                 Ok(()) => self.complete(),
                 Err(_) => self.fail(ERROR_ABRT),
             },
-            // SET FEATURES, INITIALIZE DEVICE PARAMETERS: accepted, nothing to change.
-            0xef | 0x91 => self.complete(),
+            // SET FEATURES, INITIALIZE DEVICE PARAMETERS, STANDBY/IDLE (IMMEDIATE):
+            // accepted, nothing to change for a disk that never spins.
+            0xef | 0x91 | 0xe0..=0xe3 => self.complete(),
             0xe5 => {
                 self.count.write(0xff); // CHECK POWER MODE: active
                 self.complete();

@@ -2,10 +2,11 @@
 //! locating images, running visor and QEMU.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::{mpsc, OnceLock};
+use std::time::{Duration, Instant};
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -83,4 +84,123 @@ pub fn image(var: &str) -> PathBuf {
         panic!("{var} is not set: run the tests with `cargo xtask test`, which builds the guest images")
     });
     PathBuf::from(path)
+}
+
+/// Linux under visor, driven through its console like a person at a shell.
+pub struct Session {
+    pub child: std::process::Child,
+    output: mpsc::Receiver<u8>,
+    pub seen: String,
+}
+
+impl Session {
+    /// Boots Linux with the busybox initramfs, plus `extra` visor options.
+    pub fn boot(extra: &[&str]) -> Session {
+        let mut cmd = visor();
+        cmd.arg("run")
+            .arg("--initrd")
+            .arg(image("VISOR_INITRAMFS"))
+            .args(extra);
+        Session::linux(cmd)
+    }
+
+    /// Boots Linux with its root filesystem on the disk `extra` attaches
+    /// (`root` names the guest device), no initramfs.
+    pub fn boot_from_disk(root: &str, extra: &[&str]) -> Session {
+        let mut cmd = visor();
+        cmd.arg("run")
+            .arg("--append")
+            .arg(format!("console=ttyS0 root={root} rw"))
+            .args(extra);
+        Session::linux(cmd)
+    }
+
+    fn linux(mut cmd: Command) -> Session {
+        cmd.arg("--kernel").arg(image("VISOR_LINUX_IMAGE"));
+        Session::start(cmd)
+    }
+
+    /// Starts `cmd` with piped stdin/stdout.
+    pub fn start(mut cmd: Command) -> Session {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("starting visor");
+        let mut stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 || buf[..n].iter().any(|&b| tx.send(b).is_err()) {
+                    break;
+                }
+            }
+        });
+        Session {
+            child,
+            output: rx,
+            seen: String::new(),
+        }
+    }
+
+    /// Waits until the console has printed `text` (after what was already consumed).
+    pub fn expect(&mut self, text: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let mut fresh = String::new();
+        loop {
+            if fresh.contains(text) {
+                self.seen.push_str(&fresh);
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.output.recv_timeout(left) {
+                Ok(b) => fresh.push(b as char),
+                Err(_) => panic!(
+                    "console never showed {text:?}; it showed:\n{}{fresh}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    pub fn wait_exit(&mut self, limit: Duration) -> i32 {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("visor did not exit after poweroff; console:\n{}", self.seen);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What visor printed on stderr (the `--stats` table), once it has exited.
+    pub fn stderr(&mut self) -> String {
+        let mut text = String::new();
+        if let Some(mut err) = self.child.stderr.take() {
+            let _ = err.read_to_string(&mut text);
+        }
+        text
+    }
+}
+
+pub const BOOT: Duration = Duration::from_secs(180);
+pub const STEP: Duration = Duration::from_secs(60);
+
+/// A scratch directory for one test, emptied first.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("visor-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }

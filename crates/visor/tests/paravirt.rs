@@ -1,0 +1,175 @@
+//! End-to-end: Linux drives visor's virtio-blk, virtio-console, virtio-rng
+//! and the emulated PATA disk, and what it writes is on the host afterwards.
+//! Needs the images `cargo xtask test` builds.
+
+mod common;
+use common::*;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// A private copy of the ext4 root filesystem image.
+fn rootfs_copy(dir: &Path) -> String {
+    let copy = dir.join("rootfs.ext4");
+    std::fs::copy(image("VISOR_ROOTFS"), &copy).expect("copying the rootfs image");
+    copy.display().to_string()
+}
+
+/// `debugfs -R "cat PATH"` on the host.
+fn host_cat(image: &str, path: &str) -> String {
+    let out = Command::new("debugfs")
+        .args(["-R", &format!("cat {path}"), image])
+        .output()
+        .expect("running debugfs (e2fsprogs)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn assert_fsck_clean(image: &str) {
+    let out = Command::new("e2fsck")
+        .args(["-fn", image])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "e2fsck found problems in {image}:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+fn raw_disk(dir: &Path, name: &str, bytes: u64) -> String {
+    let path = dir.join(name);
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(bytes).unwrap();
+    path.display().to_string()
+}
+
+fn shell_ready(s: &mut Session) {
+    s.expect("visor-init: ready", BOOT);
+    s.expect("# ", STEP);
+}
+
+#[test]
+fn ext4_root_on_virtio_blk_persists_to_the_host() {
+    let dir = scratch_dir("virtio-root");
+    let disk = rootfs_copy(&dir);
+    let mut s = Session::boot_from_disk("/dev/vda", &["--disk", &disk, "--stats"]);
+    s.expect("EXT4-fs (vda): mounted filesystem", BOOT);
+    shell_ready(&mut s);
+    s.send("cat /sys/block/vda/serial; echo");
+    s.expect("rootfs.ext4", STEP);
+    s.send("echo written-by-the-guest-$((6*7)) > /root/note; sync; echo synced");
+    s.expect("synced", STEP);
+    s.send("poweroff");
+    assert_eq!(s.wait_exit(STEP), 0);
+    assert_eq!(host_cat(&disk, "/root/note"), "written-by-the-guest-42\n");
+    assert_fsck_clean(&disk);
+    let stats = s.stderr();
+    let row = stats
+        .lines()
+        .find(|l| l.starts_with("virtio-blk0"))
+        .unwrap_or_else(|| panic!("no virtio-blk0 row in --stats:\n{stats}"));
+    let numbers: Vec<u64> = row
+        .split_whitespace()
+        .skip(1)
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(numbers.iter().all(|&n| n > 0), "every counter moved: {row}");
+}
+
+#[test]
+fn ext4_root_on_emulated_pata_persists_to_the_host() {
+    let dir = scratch_dir("pata-root");
+    let disk = rootfs_copy(&dir);
+    let mut s = Session::boot_from_disk("/dev/sda", &["--disk", &format!("{disk},if=ide")]);
+    s.expect("ata1.00: ATA-7: visor emulated PATA disk", BOOT);
+    s.expect("EXT4-fs (sda): mounted filesystem", BOOT);
+    shell_ready(&mut s);
+    s.send("echo over-pata > /root/pata-note; sync; echo synced");
+    s.expect("synced", STEP);
+    s.send("poweroff");
+    assert_eq!(s.wait_exit(STEP), 0);
+    assert_eq!(host_cat(&disk, "/root/pata-note"), "over-pata\n");
+    assert_fsck_clean(&disk);
+}
+
+#[test]
+fn flushed_write_survives_kill_9() {
+    let dir = scratch_dir("kill9");
+    let disk = raw_disk(&dir, "scratch.img", 1 << 20);
+    let mut s = Session::boot(&["--disk", &disk]);
+    shell_ready(&mut s);
+    // conv=fsync: dd returns only after the device completed a flush.
+    s.send("printf durable-bytes | dd of=/dev/vda bs=512 seek=10 conv=sync,fsync 2>/dev/null && echo FLUS''HED");
+    s.expect("FLUSHED", STEP);
+    s.child.kill().unwrap(); // SIGKILL: no chance to write anything back
+    s.child.wait().unwrap();
+    let mut bytes = [0u8; 13];
+    std::fs::File::open(&disk)
+        .unwrap()
+        .read_exact_at(&mut bytes, 5120)
+        .unwrap();
+    assert_eq!(&bytes, b"durable-bytes");
+}
+
+#[test]
+fn several_disks_read_only_discard_and_get_id() {
+    let dir = scratch_dir("disks");
+    let data = raw_disk(&dir, "data.img", 4 << 20);
+    let frozen = raw_disk(&dir, "frozen.img", 1 << 20);
+    std::fs::File::options()
+        .write(true)
+        .open(&frozen)
+        .unwrap()
+        .write_all_at(b"original", 0)
+        .unwrap();
+    let mut s = Session::boot(&["--disk", &data, "--disk", &format!("{frozen},readonly")]);
+    shell_ready(&mut s);
+    s.send("cat /sys/block/vdb/ro /sys/block/vdb/serial; echo");
+    s.expect("1\r\nfrozen.img", STEP);
+    // The read-only disk refuses writes; the host file is untouched.
+    s.send("if echo clobber | dd of=/dev/vdb conv=fsync 2>/dev/null; then echo WRITE-OK; else echo WRITE-REF''USED; fi");
+    s.expect("WRITE-REFUSED", STEP);
+    // Fill the first MiB of the data disk, then discard it.
+    s.send("dd if=/dev/urandom of=/dev/vda bs=64k count=16 conv=fsync 2>/dev/null; echo FIL''LED");
+    s.expect("FILLED", STEP);
+    s.send("blkdiscard -o 0 -l 1048576 /dev/vda && sync && echo DISCAR''DED");
+    s.expect("DISCARDED", STEP);
+    s.send("poweroff");
+    assert_eq!(s.wait_exit(STEP), 0);
+    let mut head = [0u8; 8];
+    std::fs::File::open(&frozen)
+        .unwrap()
+        .read_exact_at(&mut head, 0)
+        .unwrap();
+    assert_eq!(&head, b"original");
+    let mut first_mib = vec![1u8; 1 << 20];
+    std::fs::File::open(&data)
+        .unwrap()
+        .read_exact_at(&mut first_mib, 0)
+        .unwrap();
+    assert!(
+        first_mib.iter().all(|&b| b == 0),
+        "discarded range reads as zeros"
+    );
+}
+
+#[test]
+fn virtio_console_and_rng() {
+    let dir = scratch_dir("console");
+    let disk = rootfs_copy(&dir);
+    // Keyboard input goes to hvc0, where the rootfs runs a second shell.
+    let mut s = Session::boot_from_disk("/dev/vda", &["--disk", &disk, "--console", "virtio"]);
+    shell_ready(&mut s);
+    std::thread::sleep(Duration::from_millis(500));
+    s.send("tty; echo via-hvc-$((6*7))");
+    s.expect("/dev/hvc0", STEP);
+    s.expect("via-hvc-42", STEP);
+    s.send("cat /sys/class/misc/hw_random/rng_current");
+    s.expect("virtio_rng.0", STEP);
+    // 32 bytes from the device, not all zero.
+    s.send("dd if=/dev/hwrng bs=32 count=1 2>/dev/null | od -An -tx1 | grep -q '[1-9a-f]' && echo RNG-NON''ZERO");
+    s.expect("RNG-NONZERO", STEP);
+    s.send("poweroff");
+    assert_eq!(s.wait_exit(STEP), 0);
+}
