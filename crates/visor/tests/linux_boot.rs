@@ -3,7 +3,6 @@
 
 mod common;
 use common::*;
-use std::time::Duration;
 
 #[test]
 fn linux_boots_to_a_shell_and_powers_off() {
