@@ -109,7 +109,11 @@ impl Net {
                 },
             };
             let Some(chain) = next_chain(queue, mem)? else {
+                // Out of buffers: ask for a kick when the driver refills.
                 self.pending = Some(len);
+                if queue.enable_notification(mem)? {
+                    continue;
+                }
                 break;
             };
             let frame = &self.frame[..len];

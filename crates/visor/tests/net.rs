@@ -1,0 +1,208 @@
+//! End-to-end: virtio-net on a TAP device inside a network namespace this
+//! test creates. Guest and host ping each other and move data over TCP both
+//! ways; only the namespace's own 10.0.2.0/24 is ever addressed. Needs root
+//! (network namespaces, /dev/net/tun) and the images `cargo xtask test` builds.
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::io::AsRawFd;
+use std::process::Command;
+
+const HOST_IP: &str = "10.0.2.2";
+const GUEST_IP: &str = "10.0.2.15";
+const TAP: &str = "vtap0";
+
+/// A network namespace with a TAP interface holding HOST_IP; removed on drop.
+struct Namespace(String);
+
+impl Namespace {
+    fn create() -> Namespace {
+        let name = format!("visor-net-{}", std::process::id());
+        let ns = Namespace(name.clone());
+        ip(&["netns", "add", &name]);
+        ip(&["-n", &name, "tuntap", "add", "dev", TAP, "mode", "tap"]);
+        ip(&[
+            "-n",
+            &name,
+            "addr",
+            "add",
+            &format!("{HOST_IP}/24"),
+            "dev",
+            TAP,
+        ]);
+        ip(&["-n", &name, "link", "set", TAP, "up"]);
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `cmd ARGS` run inside the namespace.
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0, program]);
+        c
+    }
+
+    /// Moves the calling thread into the namespace (sockets it opens live there).
+    fn enter(&self) {
+        let file = std::fs::File::open(format!("/var/run/netns/{}", self.0)).unwrap();
+        // SAFETY: setns on an open namespace descriptor affects only this thread.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("running ip (iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn blob(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[3] ^ seed)
+        .collect()
+}
+
+/// The hex MD5 of `data`, by coreutils' md5sum (as the guest's busybox prints it).
+fn md5(data: &[u8]) -> String {
+    let mut child = Command::new("md5sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)[..32].to_string()
+}
+
+#[test]
+fn guest_and_host_ping_and_tcp_over_virtio_net() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: virtio-net test needs root for network namespaces and /dev/net/tun");
+        return;
+    }
+    let ns = Namespace::create();
+    let mut cmd = ns.command(env!("CARGO_BIN_EXE_visor"));
+    cmd.args(["run", "--kernel"])
+        .arg(image("VISOR_LINUX_IMAGE"))
+        .arg("--initrd")
+        .arg(image("VISOR_INITRAMFS"))
+        .args(["--net", &format!("tap={TAP}"), "--stats"]);
+    let mut s = Session::start(cmd);
+    s.expect("visor-init: ready", BOOT);
+    s.expect("# ", STEP);
+    s.send(&format!(
+        "ip addr add {GUEST_IP}/24 dev eth0 && ip link set eth0 up && echo NET''-UP"
+    ));
+    s.expect("NET-UP", STEP);
+
+    // Guest → host and host → guest ping.
+    s.send(&format!("ping -c 3 {HOST_IP}"));
+    s.expect("3 packets transmitted, 3 packets received", STEP);
+    let ping = ns
+        .command("ping")
+        .args(["-c", "3", "-W", "5", GUEST_IP])
+        .output()
+        .unwrap();
+    assert!(
+        ping.status.success(),
+        "host ping failed:\n{}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+
+    // Guest fetches 1 MiB from a host TCP server.
+    let download = blob(1 << 20, 0x5a);
+    let served = download.clone();
+    let listener_ready = std::sync::mpsc::channel();
+    let server = {
+        let ns_name = ns.0.clone();
+        std::thread::spawn(move || {
+            Namespace(ns_name.clone()).enter_and_forget();
+            let listener = TcpListener::bind((HOST_IP, 8000)).unwrap();
+            listener_ready.0.send(()).unwrap();
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut request = [0u8; 1024];
+            let _ = conn.read(&mut request).unwrap();
+            let header = format!(
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n",
+                served.len()
+            );
+            conn.write_all(header.as_bytes()).unwrap();
+            conn.write_all(&served).unwrap();
+        })
+    };
+    listener_ready.1.recv().unwrap();
+    s.send(&format!(
+        "wget -q -O /tmp/blob http://{HOST_IP}:8000/blob && md5sum /tmp/blob"
+    ));
+    s.expect(&md5(&download), STEP);
+    server.join().unwrap();
+
+    // Host fetches it back from a TCP server in the guest (busybox httpd).
+    s.send("mkdir -p /tmp/www && cp /tmp/blob /tmp/www/ && httpd -p 8080 -h /tmp/www && echo HTTPD''-UP");
+    s.expect("HTTPD-UP", STEP);
+    let fetched = {
+        let ns_name = ns.0.clone();
+        std::thread::spawn(move || {
+            Namespace(ns_name).enter_and_forget();
+            let mut conn = TcpStream::connect((GUEST_IP, 8080)).expect("connecting to the guest");
+            conn.write_all(b"GET /blob HTTP/1.0\r\n\r\n").unwrap();
+            let mut response = Vec::new();
+            conn.read_to_end(&mut response).unwrap();
+            response
+        })
+        .join()
+        .unwrap()
+    };
+    let body_at = fetched
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP response from the guest")
+        + 4;
+    let status = String::from_utf8_lossy(&fetched[..fetched.len().min(40)]).into_owned();
+    assert!(status.contains(" 200 "), "guest httpd answered: {status}");
+    assert!(
+        fetched[body_at..] == download[..],
+        "the 1 MiB came back intact"
+    );
+
+    s.send("poweroff");
+    assert_eq!(s.wait_exit(STEP), 0);
+    let stats = s.stderr();
+    let row = stats
+        .lines()
+        .find(|l| l.starts_with("virtio-net"))
+        .expect("virtio-net in --stats");
+    let counters: Vec<u64> = row
+        .split_whitespace()
+        .skip(1)
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(
+        counters[2] >= 1 << 20 && counters[3] >= 1 << 20,
+        "bytes moved: {row}"
+    );
+}
+
+impl Namespace {
+    /// Enters the namespace from a helper thread without deleting it afterwards.
+    fn enter_and_forget(self) {
+        self.enter();
+        std::mem::forget(self);
+    }
+}
