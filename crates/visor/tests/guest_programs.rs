@@ -6,9 +6,14 @@ use common::*;
 use std::time::Duration;
 
 fn run_program(name: &str) {
+    run_program_with(name, &[]);
+}
+
+fn run_program_with(name: &str, extra: &[&str]) {
     let mut cmd = visor();
     cmd.args(["run", "--bios", "none", "--kernel"])
-        .arg(guest(name));
+        .arg(guest(name))
+        .args(extra);
     let out = run_with_timeout(cmd, Duration::from_secs(60));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -20,6 +25,21 @@ fn run_program(name: &str) {
         out.status.code(),
         Some(0),
         "{name}: exit status from tohost"
+    );
+}
+
+#[test]
+fn hostile_virtio_driver_gets_errors_and_a_usable_device() {
+    let dir = scratch_dir("hostile");
+    let disk = dir.join("disk.img");
+    let mut bytes = vec![0u8; 64 << 10];
+    bytes[512..526].copy_from_slice(b"visor-sector-1");
+    std::fs::write(&disk, &bytes).unwrap();
+    run_program_with("virtio_hostile", &["--disk", disk.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(&disk).unwrap(),
+        bytes,
+        "no bad request changed the disk"
     );
 }
 
