@@ -74,13 +74,30 @@ fn qemu() -> Command {
     c
 }
 
-pub fn run(root: &Path, images: &Images, _args: &[String]) -> Result<()> {
+/// `bench [engine|paravirt]`: both sets when no argument is given.
+pub fn run(root: &Path, images: &Images, args: &[String]) -> Result<()> {
     crate::run({
         let mut c = crate::cargo();
         c.current_dir(root)
             .args(["build", "--release", "--quiet", "-p", "visor"]);
         c
     })?;
+    let which = args.first().map(String::as_str);
+    if !matches!(which, None | Some("engine") | Some("paravirt")) {
+        bail!("usage: cargo xtask bench [engine|paravirt]");
+    }
+    if which != Some("paravirt") {
+        engine(root, images)?;
+    }
+    if which != Some("engine") {
+        println!();
+        crate::bench_paravirt::run(&root.join("target/release/visor"), images)?;
+    }
+    Ok(())
+}
+
+/// visor's interpreter against QEMU TCG: Linux boot and a CPU-bound program.
+fn engine(root: &Path, images: &Images) -> Result<()> {
     let guests = root.join("target/guests/riscv");
     crate::run({
         let mut c = Command::new("make");

@@ -3,9 +3,11 @@
 //! - `boot [VISOR-ARGS…]`: install dependencies, build missing images, boot Linux to a shell.
 //! - `test [CARGO-TEST-ARGS…]`: the same preparation, then the whole test suite.
 //! - `images`: build missing images and print their paths.
-//! - `bench`: visor against QEMU on the same images (see `bench.rs`).
+//! - `bench [engine|paravirt]`: visor against QEMU on the same images
+//!   (`bench.rs`), and emulated against paravirtual devices (`bench_paravirt.rs`).
 
 mod bench;
+mod bench_paravirt;
 mod images;
 
 use anyhow::{bail, Context, Result};

@@ -352,3 +352,239 @@ impl VirtioDevice for Block {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::{memory_file, QueueHarness, F_INDIRECT};
+
+    const DISK: u64 = 64 << 10;
+
+    fn device(read_only: bool) -> (Block, Arc<DeviceStats>) {
+        let stats = Arc::new(DeviceStats::default());
+        let file = memory_file(DISK);
+        file.write_all_at(b"sector-three", 3 * SECTOR_SIZE).unwrap();
+        let block = Block::new(
+            file,
+            DISK,
+            read_only,
+            Path::new("/images/disk0.img"),
+            stats.clone(),
+        );
+        (block, stats)
+    }
+
+    fn header(kind: u32, sector: u64) -> Vec<u8> {
+        let mut h = kind.to_le_bytes().to_vec();
+        h.extend_from_slice(&[0; 4]);
+        h.extend_from_slice(&sector.to_le_bytes());
+        h
+    }
+
+    /// Submits header + optional data + status; returns (used length, status byte, data as the guest sees it after).
+    fn run(
+        block: &mut Block,
+        kind: u32,
+        sector: u64,
+        data: &[u8],
+        data_writable: bool,
+    ) -> (u32, u8, Vec<u8>) {
+        let mut h = QueueHarness::new(16);
+        let hdr = h.buffer(&header(kind, sector));
+        let buf = h.buffer(data);
+        let status = h.buffer(&[0xff]);
+        let mut parts = vec![(hdr, 16, false)];
+        if !data.is_empty() {
+            parts.push((buf, data.len() as u32, data_writable));
+        }
+        parts.push((status, 1, true));
+        h.add_chain(&parts);
+        assert!(h.kick(block).unwrap());
+        let (_, len) = h.used(0);
+        (len, h.read(status, 1)[0], h.read(buf, data.len()))
+    }
+
+    #[test]
+    fn reads_writes_and_flushes() {
+        let (mut block, stats) = device(false);
+        let mut h = QueueHarness::new(16);
+        let hdr = h.buffer(&header(VIRTIO_BLK_T_IN, 3));
+        let data = h.buffer(&[0; 1024]);
+        let status = h.buffer(&[0xff]);
+        h.add_chain(&[(hdr, 16, false), (data, 1024, true), (status, 1, true)]);
+        h.kick(&mut block).unwrap();
+        assert_eq!(h.used(0), (0, 1025));
+        assert_eq!(h.read(status, 1), [VIRTIO_BLK_S_OK as u8]);
+        assert_eq!(&h.read(data, 12), b"sector-three");
+
+        let (len, status, _) = run(&mut block, VIRTIO_BLK_T_OUT, 5, &[7; 512], false);
+        assert_eq!((len, status), (1, VIRTIO_BLK_S_OK as u8));
+        let mut back = [0u8; 512];
+        block.file.read_exact_at(&mut back, 5 * 512).unwrap();
+        assert_eq!(back, [7; 512]);
+        assert_eq!(
+            run(&mut block, VIRTIO_BLK_T_FLUSH, 0, &[], false).1,
+            VIRTIO_BLK_S_OK as u8
+        );
+        let [traps, _, from_guest, to_guest] = stats.snapshot();
+        assert_eq!((traps, from_guest, to_guest), (0, 512, 1024));
+    }
+
+    #[test]
+    fn get_id_reports_the_image_name() {
+        let (mut block, _) = device(false);
+        let (len, status, id) = run(&mut block, VIRTIO_BLK_T_GET_ID, 0, &[0; 20], true);
+        assert_eq!((len, status), (21, VIRTIO_BLK_S_OK as u8));
+        assert_eq!(&id[..10], b"disk0.img\0");
+    }
+
+    #[test]
+    fn out_of_range_and_partial_sectors_are_io_errors() {
+        let (mut block, _) = device(false);
+        let last = DISK / SECTOR_SIZE;
+        assert_eq!(
+            run(&mut block, VIRTIO_BLK_T_IN, last, &[0; 512], true).1,
+            VIRTIO_BLK_S_IOERR as u8
+        );
+        assert_eq!(
+            run(&mut block, VIRTIO_BLK_T_IN, last - 1, &[0; 1024], true).1,
+            VIRTIO_BLK_S_IOERR as u8
+        );
+        assert_eq!(
+            run(&mut block, VIRTIO_BLK_T_IN, u64::MAX, &[0; 512], true).1,
+            VIRTIO_BLK_S_IOERR as u8
+        );
+        assert_eq!(
+            run(&mut block, VIRTIO_BLK_T_OUT, 0, &[0; 100], false).1,
+            VIRTIO_BLK_S_IOERR as u8
+        );
+        assert_eq!(
+            run(&mut block, 77, 0, &[], false).1,
+            VIRTIO_BLK_S_UNSUPP as u8
+        );
+    }
+
+    #[test]
+    fn read_only_disks_refuse_writes_and_discards() {
+        let (mut block, _) = device(true);
+        assert_ne!(block.features() & 1 << VIRTIO_BLK_F_RO, 0);
+        assert_eq!(
+            run(&mut block, VIRTIO_BLK_T_OUT, 0, &[1; 512], false).1,
+            VIRTIO_BLK_S_IOERR as u8
+        );
+        let segment = [0u8; 16];
+        assert_eq!(
+            run(&mut block, VIRTIO_BLK_T_DISCARD, 0, &segment, false).1,
+            VIRTIO_BLK_S_IOERR as u8
+        );
+        let mut first = [1u8; 512];
+        block.file.read_exact_at(&mut first, 0).unwrap();
+        assert_eq!(first, [0; 512]);
+    }
+
+    #[test]
+    fn discard_zeroes_the_range_and_checks_segments() {
+        let (mut block, _) = device(false);
+        let mut segment = 3u64.to_le_bytes().to_vec();
+        segment.extend_from_slice(&1u32.to_le_bytes());
+        segment.extend_from_slice(&0u32.to_le_bytes());
+        assert_eq!(
+            run(&mut block, VIRTIO_BLK_T_DISCARD, 0, &segment, false).1,
+            VIRTIO_BLK_S_OK as u8
+        );
+        let mut back = [1u8; 512];
+        block.file.read_exact_at(&mut back, 3 * 512).unwrap();
+        assert_eq!(back, [0; 512]);
+        segment[12] = 0x80; // reserved flag
+        assert_eq!(
+            run(&mut block, VIRTIO_BLK_T_DISCARD, 0, &segment, false).1,
+            VIRTIO_BLK_S_UNSUPP as u8
+        );
+        assert_eq!(
+            run(&mut block, VIRTIO_BLK_T_DISCARD, 0, &segment[..10], false).1,
+            VIRTIO_BLK_S_UNSUPP as u8
+        );
+    }
+
+    #[test]
+    fn chains_without_status_or_with_bad_addresses_complete_empty() {
+        let (mut block, _) = device(false);
+        let mut h = QueueHarness::new(16);
+        let hdr = h.buffer(&header(VIRTIO_BLK_T_IN, 0));
+        // No writable byte at all.
+        h.add_chain(&[(hdr, 16, false)]);
+        // Data outside guest memory.
+        let status = h.buffer(&[0xff]);
+        h.add_chain(&[(hdr, 16, false), (1 << 40, 512, true), (status, 1, true)]);
+        // A length that wraps the address space.
+        h.add_chain(&[(hdr, 16, false), (status, u32::MAX, true)]);
+        // A loop: two descriptors pointing at each other.
+        h.set_descriptor(10, hdr, 16, crate::harness::F_NEXT, 11);
+        h.set_descriptor(11, hdr, 16, crate::harness::F_NEXT, 10);
+        h.publish(10);
+        // A ragged indirect table.
+        h.set_descriptor(12, hdr, 20, F_INDIRECT, 0);
+        h.publish(12);
+        h.kick(&mut block).unwrap();
+        assert_eq!(h.used_idx(), 5);
+        for n in 0..5 {
+            assert_eq!(h.used(n).1, 0, "chain {n} wrote nothing");
+        }
+        assert_eq!(h.read(status, 1), [0xff]);
+    }
+
+    #[test]
+    fn a_runaway_available_index_is_an_error_not_a_hang() {
+        let (mut block, _) = device(false);
+        let mut h = QueueHarness::new(16);
+        h.set_avail_idx(1000);
+        assert!(h.kick(&mut block).is_err());
+    }
+
+    #[test]
+    fn request_parse_checks_bounds_with_overflow() {
+        let h = |kind: u32, sector: u64| -> [u8; 16] { header(kind, sector).try_into().unwrap() };
+        assert_eq!(
+            Request::parse(&h(VIRTIO_BLK_T_IN, 2), 0, 1024, 4),
+            Ok(Request::Read {
+                sector: 2,
+                len: 1024
+            })
+        );
+        assert_eq!(
+            Request::parse(&h(VIRTIO_BLK_T_IN, 3), 0, 1024, 4),
+            Err(RequestError::OutOfRange)
+        );
+        assert_eq!(
+            Request::parse(&h(VIRTIO_BLK_T_OUT, u64::MAX), 512, 0, u64::MAX),
+            Err(RequestError::OutOfRange)
+        );
+        assert_eq!(
+            Request::parse(&h(9, 0), 0, 0, 4),
+            Err(RequestError::Unsupported(9))
+        );
+    }
+
+    #[test]
+    fn fuzz_body_survives_pseudo_random_memory() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for round in 0..300 {
+            let len = 64 + (round * 97) % 0x4000;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    // Mostly small values, so indices and lengths are often plausible.
+                    if state % 4 == 0 {
+                        state as u8
+                    } else {
+                        (state % 24) as u8
+                    }
+                })
+                .collect();
+            crate::harness::fuzz_block(&bytes);
+            crate::harness::fuzz_transport(&bytes);
+        }
+    }
+}
