@@ -576,7 +576,7 @@ mod tests {
                     state ^= state >> 7;
                     state ^= state << 17;
                     // Mostly small values, so indices and lengths are often plausible.
-                    if state % 4 == 0 {
+                    if state.is_multiple_of(4) {
                         state as u8
                     } else {
                         (state % 24) as u8
