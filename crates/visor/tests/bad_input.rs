@@ -134,3 +134,26 @@ fn missing_firmware_file() {
         "/nonexistent/fw.bin",
     );
 }
+
+fn with_program(extra: &[&str], needle: &str) {
+    let program = guest("int").display().to_string();
+    let mut args = vec!["run", "--bios", "none", "--kernel", &program];
+    args.extend_from_slice(extra);
+    expect_error(&args, needle);
+}
+
+#[test]
+fn bad_disks_and_nics() {
+    with_program(&["--disk", "/nonexistent/disk.img"], "disk image /nonexistent/disk.img: No such file");
+    with_program(&["--disk", "x.img,writeback"], "unknown disk option `writeback`");
+    with_program(&["--disk", ",readonly"], "a disk needs a path");
+    let disk = scratch("small.img", &[0; 4096]);
+    let ide = format!("{disk},if=ide");
+    with_program(&["--disk", &ide, "--disk", &ide], "takes one disk");
+    let many: Vec<&str> = (0..7).flat_map(|_| ["--disk", disk.as_str()]).collect();
+    with_program(&many, "too many virtio devices");
+    with_program(&["--net", "mac=52:54:00:00:00:01"], "--net needs tap=NAME");
+    with_program(&["--net", "tap=t0,mac=zz"], "is not a MAC address");
+    with_program(&["--net", "tap=an-interface-name-too-long"], "TAP interface");
+    with_program(&["--console", "parallel"], "invalid value 'parallel'");
+}
