@@ -585,6 +585,7 @@ mod tests {
                 .collect();
             crate::harness::fuzz_block(&bytes);
             crate::harness::fuzz_transport(&bytes);
+            crate::harness::fuzz_net_and_console(&bytes);
         }
     }
 }

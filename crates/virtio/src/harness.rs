@@ -22,6 +22,7 @@ pub const F_INDIRECT: u16 = 4;
 pub struct QueueHarness {
     pub mem: GuestMemoryMmap,
     pub queue: Queue,
+    size: u16,
     next_desc: u16,
     next_buffer: u64,
     avail_idx: u16,
@@ -39,14 +40,10 @@ impl QueueHarness {
             .expect("small test memory");
         let n = contents.len().min(MEMORY_SIZE);
         mem.write_slice(&contents[..n], GuestAddress(0)).unwrap();
-        let mut queue = Queue::new(size).expect("power-of-two queue size");
-        queue.set_desc_table_address(Some(DESC_TABLE as u32), Some(0));
-        queue.set_avail_ring_address(Some(AVAIL_RING as u32), Some(0));
-        queue.set_used_ring_address(Some(USED_RING as u32), Some(0));
-        queue.set_ready(true);
         QueueHarness {
             mem,
-            queue,
+            queue: ready_queue(size),
+            size,
             next_desc: 0,
             next_buffer: BUFFERS,
             avail_idx: 0,
@@ -86,7 +83,7 @@ impl QueueHarness {
 
     /// Puts `head` in the available ring and bumps its index.
     pub fn publish(&mut self, head: u16) {
-        let slot = self.avail_idx % self.queue.size();
+        let slot = self.avail_idx % self.size;
         self.mem
             .write_obj(head, GuestAddress(AVAIL_RING + 4 + 2 * slot as u64))
             .unwrap();
@@ -116,7 +113,7 @@ impl QueueHarness {
 
     /// The `n`th used element: (descriptor head, bytes written).
     pub fn used(&self, n: u16) -> (u32, u32) {
-        let at = USED_RING + 4 + 8 * (n % self.queue.size()) as u64;
+        let at = USED_RING + 4 + 8 * (n % self.size) as u64;
         (
             self.mem.read_obj(GuestAddress(at)).unwrap(),
             self.mem.read_obj(GuestAddress(at + 4)).unwrap(),
@@ -128,6 +125,16 @@ impl QueueHarness {
         self.mem.read_slice(&mut out, GuestAddress(addr)).unwrap();
         out
     }
+}
+
+/// A ready queue of `size` entries at the harness's ring addresses.
+pub fn ready_queue(size: u16) -> Queue {
+    let mut queue = Queue::new(size).expect("power-of-two queue size");
+    queue.set_desc_table_address(Some(DESC_TABLE as u32), Some(0));
+    queue.set_avail_ring_address(Some(AVAIL_RING as u32), Some(0));
+    queue.set_used_ring_address(Some(USED_RING as u32), Some(0));
+    queue.set_ready(true);
+    queue
 }
 
 /// A memory-backed file (memfd) of `len` bytes, for disks in tests and fuzzing.
@@ -182,4 +189,47 @@ pub fn fuzz_transport(data: &[u8]) {
         }
     }
     transport.poll();
+}
+
+/// A frame backend that hands every transmitted frame back as received.
+pub struct Loopback(pub std::collections::VecDeque<Vec<u8>>);
+
+impl crate::net::FrameBackend for Loopback {
+    fn receive(&mut self, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
+        Ok(self.0.pop_front().map(|frame| {
+            let n = frame.len().min(buf.len());
+            buf[..n].copy_from_slice(&frame[..n]);
+            n
+        }))
+    }
+    fn send(&mut self, frame: &[u8]) {
+        self.0.push_back(frame.to_vec());
+    }
+}
+
+/// Fuzz body: virtio-net with a loopback backend over fuzzer-chosen memory
+/// used as both queues (transmit, then receive what was sent), and
+/// virtio-console transmitting and receiving over the same memory.
+pub fn fuzz_net_and_console(data: &[u8]) {
+    use crate::VirtioDevice;
+    let Some((&shape, contents)) = data.split_first() else {
+        return;
+    };
+    let size = 1u16 << (shape % 9);
+    let stats = std::sync::Arc::new(vm_device::DeviceStats::default());
+    let backend = Box::new(Loopback(contents.chunks(97).map(<[u8]>::to_vec).collect()));
+    let mut net = crate::net::Net::with_backend(backend, crate::net::DEFAULT_MAC, stats.clone());
+    let h = QueueHarness::with_memory(contents, size);
+    let mut queues = [ready_queue(size), ready_queue(size)];
+    let _ = net.process_queue(1, &mut queues, &h.mem);
+    let _ = net.process_queue(0, &mut queues, &h.mem);
+    let _ = net.poll(&mut queues, &h.mem);
+
+    let input = crate::console::ConsoleInput::default();
+    input.lock().unwrap().extend(contents.iter().take(300));
+    let mut console = crate::console::Console::new(Box::new(std::io::sink()), input, stats);
+    let h = QueueHarness::with_memory(contents, size);
+    let mut queues = [ready_queue(size), ready_queue(size)];
+    let _ = console.process_queue(1, &mut queues, &h.mem);
+    let _ = console.poll(&mut queues, &h.mem);
 }

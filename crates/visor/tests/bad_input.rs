@@ -144,8 +144,14 @@ fn with_program(extra: &[&str], needle: &str) {
 
 #[test]
 fn bad_disks_and_nics() {
-    with_program(&["--disk", "/nonexistent/disk.img"], "disk image /nonexistent/disk.img: No such file");
-    with_program(&["--disk", "x.img,writeback"], "unknown disk option `writeback`");
+    with_program(
+        &["--disk", "/nonexistent/disk.img"],
+        "disk image /nonexistent/disk.img: No such file",
+    );
+    with_program(
+        &["--disk", "x.img,writeback"],
+        "unknown disk option `writeback`",
+    );
     with_program(&["--disk", ",readonly"], "a disk needs a path");
     let disk = scratch("small.img", &[0; 4096]);
     let ide = format!("{disk},if=ide");
@@ -154,6 +160,9 @@ fn bad_disks_and_nics() {
     with_program(&many, "too many virtio devices");
     with_program(&["--net", "mac=52:54:00:00:00:01"], "--net needs tap=NAME");
     with_program(&["--net", "tap=t0,mac=zz"], "is not a MAC address");
-    with_program(&["--net", "tap=an-interface-name-too-long"], "TAP interface");
+    with_program(
+        &["--net", "tap=an-interface-name-too-long"],
+        "TAP interface",
+    );
     with_program(&["--console", "parallel"], "invalid value 'parallel'");
 }
