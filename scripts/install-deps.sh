@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(opensbi qemu-system-misc gcc-riscv64-linux-gnu libc6-dev-riscv64-cross
       gcc-riscv64-unknown-elf linux-source-6.1 bc bison flex libssl-dev libelf-dev
-      cpio fakeroot e2fsprogs dpkg-dev make xz-utils iproute2 iputils-ping)
+      cpio fakeroot e2fsprogs dpkg-dev make xz-utils iproute2 iputils-ping qemu-system-x86)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -31,11 +31,20 @@ enum Engine {
     Interp,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Accel {
+    /// x86-64 guests on Linux KVM (the hosted hypervisor).
+    Kvm,
+}
+
 #[derive(Parser)]
 struct RunArgs {
-    /// Execution engine.
+    /// Execution engine for the RISC-V machine.
     #[arg(long, value_enum, default_value = "interp")]
     engine: Engine,
+    /// Run an x86-64 guest on a hardware accelerator instead of emulating RISC-V.
+    #[arg(long, value_enum)]
+    accel: Option<Accel>,
     /// Firmware image (OpenSBI fw_dynamic.bin / fw_jump.bin), or `none` to start the kernel ELF in M-mode.
     #[arg(long)]
     bios: Option<String>,
@@ -184,7 +193,34 @@ fn main() {
     }
 }
 
+/// `--accel kvm`: an x86-64 PVH kernel on KVM.
+fn run_kvm(args: RunArgs) -> Result<i32> {
+    let Some(kernel) = args.kernel else {
+        bail!("--accel kvm needs --kernel (a PVH ELF kernel)");
+    };
+    let config = kvm_vmm::VmConfig {
+        ram_size: args.memory,
+        kernel,
+        cmdline: args.append,
+    };
+    let mut vm = kvm_vmm::Vm::new(&config, Box::new(std::io::stdout()))?;
+    let exit = vm.run()?;
+    if args.stats {
+        eprint!("{}", vm.stats().render());
+    }
+    Ok(match exit {
+        kvm_vmm::VmExit::DebugExit(value) => ((value as i32) << 1) | 1,
+        kvm_vmm::VmExit::Reset => {
+            eprintln!("visor: guest reset");
+            0
+        }
+    })
+}
+
 fn run(args: RunArgs) -> Result<i32> {
+    if args.accel == Some(Accel::Kvm) {
+        return run_kvm(args);
+    }
     let Engine::Interp = args.engine;
     let firmware = match args.bios.as_deref() {
         Some("none") => None,

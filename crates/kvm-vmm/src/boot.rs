@@ -1,0 +1,165 @@
+//! Guest memory registration, kernel loading (PVH ELF) and the vCPU state
+//! at the PVH entry point.
+
+use crate::{kvm_error, VmConfig, VmmError};
+use kvm_bindings::{kvm_segment, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use linux_loader::configurator::pvh::PvhBootConfigurator;
+use linux_loader::configurator::{BootConfigurator, BootParams};
+use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_start_info};
+use linux_loader::loader::elf::{Elf, PvhBootCapability};
+use linux_loader::loader::{Cmdline, KernelLoader};
+use vm_memory::{Address, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+
+/// Where the boot structures go (below the 1 MiB kernel load address).
+const START_INFO: u64 = 0x6000;
+const MEMMAP: u64 = 0x7000;
+const CMDLINE: u64 = 0x20000;
+const CMDLINE_MAX: usize = 4096;
+const KERNEL_START: u64 = 0x10_0000;
+const XEN_HVM_START_MAGIC: u32 = 0x336e_c578;
+const E820_RAM: u32 = 1;
+
+/// How to enter the guest.
+pub struct Entry {
+    pub rip: u64,
+    pub start_info: u64,
+}
+
+pub fn register_memory(vm: &VmFd, memory: &GuestMemoryMmap) -> Result<(), VmmError> {
+    for (slot, region) in memory.iter().enumerate() {
+        let mem_region = kvm_userspace_memory_region {
+            slot: slot as u32,
+            guest_phys_addr: region.start_addr().raw_value(),
+            memory_size: region.len(),
+            userspace_addr: region.as_ptr() as u64,
+            flags: 0,
+        };
+        // SAFETY: the region is a live mapping owned by `memory`, which the Vm keeps as long as the VM.
+        unsafe { vm.set_user_memory_region(mem_region) }
+            .map_err(kvm_error("registering guest memory"))?;
+    }
+    Ok(())
+}
+
+pub fn load_kernel(memory: &GuestMemoryMmap, config: &VmConfig) -> Result<Entry, VmmError> {
+    let path = &config.kernel;
+    let mut file = std::fs::File::open(path).map_err(|source| VmmError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let loaded =
+        Elf::load(memory, None, &mut file, Some(GuestAddress(KERNEL_START))).map_err(|e| {
+            VmmError::UnknownKernel {
+                path: path.clone(),
+                detail: e.to_string(),
+            }
+        })?;
+    let PvhBootCapability::PvhEntryPresent(entry) = loaded.pvh_boot_cap else {
+        return Err(VmmError::NoPvhEntry { path: path.clone() });
+    };
+
+    let mut cmdline = Cmdline::new(CMDLINE_MAX).expect("a non-zero capacity");
+    cmdline
+        .insert_str(&config.cmdline)
+        .map_err(|e| VmmError::DoesNotFit {
+            what: format!("kernel command line ({e})"),
+            size: config.cmdline.len() as u64,
+        })?;
+    linux_loader::loader::load_cmdline(memory, GuestAddress(CMDLINE), &cmdline).map_err(|e| {
+        VmmError::DoesNotFit {
+            what: format!("kernel command line ({e})"),
+            size: config.cmdline.len() as u64,
+        }
+    })?;
+
+    // RAM below the EBDA, then from 1 MiB to the end.
+    let memmap = [
+        hvm_memmap_table_entry {
+            addr: 0,
+            size: 0x9fc00,
+            type_: E820_RAM,
+            reserved: 0,
+        },
+        hvm_memmap_table_entry {
+            addr: KERNEL_START,
+            size: config.ram_size - KERNEL_START,
+            type_: E820_RAM,
+            reserved: 0,
+        },
+    ];
+    let start_info = hvm_start_info {
+        magic: XEN_HVM_START_MAGIC,
+        version: 1,
+        cmdline_paddr: CMDLINE,
+        memmap_paddr: MEMMAP,
+        memmap_entries: memmap.len() as u32,
+        ..Default::default()
+    };
+    let mut params = BootParams::new::<hvm_start_info>(&start_info, GuestAddress(START_INFO));
+    params.set_sections::<hvm_memmap_table_entry>(&memmap, GuestAddress(MEMMAP));
+    PvhBootConfigurator::write_bootparams::<GuestMemoryMmap>(&params, memory).map_err(|e| {
+        VmmError::DoesNotFit {
+            what: format!("PVH start info ({e})"),
+            size: 0,
+        }
+    })?;
+    Ok(Entry {
+        rip: entry.raw_value(),
+        start_info: START_INFO,
+    })
+}
+
+/// A flat 4 GiB segment for 32-bit protected mode.
+fn flat_segment(selector: u16, type_: u8) -> kvm_segment {
+    kvm_segment {
+        base: 0,
+        limit: 0xffff_ffff,
+        selector,
+        type_,
+        present: 1,
+        dpl: 0,
+        db: 1,
+        s: 1,
+        l: 0,
+        g: 1,
+        avl: 0,
+        unusable: 0,
+        padding: 0,
+    }
+}
+
+/// The PVH entry state: 32-bit protected mode, paging off, flat segments,
+/// EBX = physical address of `hvm_start_info`.
+pub fn setup_vcpu(kvm: &Kvm, vcpu: &VcpuFd, entry: &Entry) -> Result<(), VmmError> {
+    let cpuid = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(kvm_error("reading supported CPUID"))?;
+    vcpu.set_cpuid2(&cpuid)
+        .map_err(kvm_error("setting CPUID"))?;
+
+    let mut sregs = vcpu
+        .get_sregs()
+        .map_err(kvm_error("reading segment registers"))?;
+    sregs.cs = flat_segment(0x10, 0xb); // execute/read, accessed
+    let data = flat_segment(0x18, 0x3); // read/write, accessed
+    sregs.ds = data;
+    sregs.es = data;
+    sregs.fs = data;
+    sregs.gs = data;
+    sregs.ss = data;
+    sregs.cr0 = 0x11; // PE | ET
+    sregs.cr4 = 0;
+    vcpu.set_sregs(&sregs)
+        .map_err(kvm_error("setting segment registers"))?;
+
+    let regs = kvm_bindings::kvm_regs {
+        rip: entry.rip,
+        rbx: entry.start_info,
+        rflags: 0x2,
+        ..Default::default()
+    };
+    vcpu.set_regs(&regs)
+        .map_err(kvm_error("setting registers"))?;
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! The VM's port-I/O devices: COM1 (vm-superio's 16550 with an irqfd on
+//! IRQ 4), QEMU's isa-debug-exit at 0xf4 and the i8042 reset at 0x64.
+
+use crate::{kvm_error, Shared, VmExit, VmmError};
+use kvm_ioctls::VmFd;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use vm_device::{Bus, BusDevice, DeviceStats, StatsTable};
+use vm_superio::{Serial, Trigger};
+use vmm_sys_util::eventfd::EventFd;
+
+pub const COM1: u64 = 0x3f8;
+pub const COM1_IRQ: u32 = 4;
+pub const DEBUG_EXIT: u64 = 0xf4;
+pub const I8042_COMMAND: u64 = 0x64;
+const I8042_RESET: u8 = 0xfe;
+
+/// Set by a device that ends the VM; the run loop takes it after each exit.
+#[derive(Clone, Default)]
+pub struct ExitRequest(Shared<Option<VmExit>>);
+
+impl ExitRequest {
+    fn set(&self, exit: VmExit) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(exit);
+    }
+
+    pub fn take(&self) -> Option<VmExit> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// Raises an interrupt through a KVM irqfd, counting it.
+struct IrqFdTrigger {
+    event: EventFd,
+    stats: Arc<DeviceStats>,
+}
+
+impl Trigger for IrqFdTrigger {
+    type E = std::io::Error;
+    fn trigger(&self) -> std::io::Result<()> {
+        self.stats.interrupt();
+        self.event.write(1)
+    }
+}
+
+struct Com1 {
+    serial: Serial<IrqFdTrigger, vm_superio::serial::NoEvents, Box<dyn Write + Send>>,
+    stats: Arc<DeviceStats>,
+}
+
+impl BusDevice for Com1 {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        data.fill(0);
+        data[0] = self.serial.read(offset as u8);
+    }
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        if offset == 0 {
+            self.stats.from_guest(1);
+        }
+        let _ = self.serial.write(offset as u8, data[0]);
+    }
+}
+
+/// isa-debug-exit: a write of v ends visor with status (v << 1) | 1, as QEMU does.
+struct DebugExit(ExitRequest);
+
+impl BusDevice for DebugExit {
+    fn read(&mut self, _offset: u64, data: &mut [u8]) {
+        data.fill(0xff);
+    }
+    fn write(&mut self, _offset: u64, data: &[u8]) {
+        self.0.set(VmExit::DebugExit(data[0]));
+    }
+}
+
+/// The i8042 controller's command port: only "pulse reset" (0xfe) matters.
+struct I8042(ExitRequest);
+
+impl BusDevice for I8042 {
+    fn read(&mut self, _offset: u64, data: &mut [u8]) {
+        data.fill(0); // status: nothing to read, ready for input
+    }
+    fn write(&mut self, _offset: u64, data: &[u8]) {
+        if data[0] == I8042_RESET {
+            self.0.set(VmExit::Reset);
+        }
+    }
+}
+
+pub fn port_bus(
+    vm: &VmFd,
+    console: Box<dyn Write + Send>,
+    exit: &ExitRequest,
+    stats: &mut StatsTable,
+) -> Result<Bus, VmmError> {
+    let mut bus = Bus::new();
+    let com1_stats = stats.register("com1");
+    let event =
+        EventFd::new(libc::EFD_NONBLOCK).map_err(|e| VmmError::Memory(format!("eventfd: {e}")))?;
+    vm.register_irqfd(&event, COM1_IRQ)
+        .map_err(kvm_error("registering the COM1 irqfd"))?;
+    let trigger = IrqFdTrigger {
+        event,
+        stats: com1_stats.clone(),
+    };
+    let com1 = Com1 {
+        serial: Serial::new(trigger, console),
+        stats: com1_stats.clone(),
+    };
+    let placed = [
+        (
+            COM1,
+            8,
+            Arc::new(Mutex::new(com1)) as vm_device::SharedDevice,
+            com1_stats,
+        ),
+        (
+            DEBUG_EXIT,
+            4,
+            Arc::new(Mutex::new(DebugExit(exit.clone()))),
+            stats.register("isa-debug-exit"),
+        ),
+        (
+            I8042_COMMAND,
+            1,
+            Arc::new(Mutex::new(I8042(exit.clone()))),
+            stats.register("i8042"),
+        ),
+    ];
+    for (base, size, device, device_stats) in placed {
+        bus.insert(base, size, device, device_stats)
+            .expect("fixed ports do not overlap");
+    }
+    Ok(bus)
+}

@@ -1,0 +1,127 @@
+//! The hosted hypervisor (`--accel kvm`): small x86-64 PVH guests from
+//! guests/x86_64 run under visor and, as the reference, under
+//! `qemu-system-x86_64 -M pc -enable-kvm` with the same image; output and
+//! exit status must match. KVM on the CI machine may be a software backend,
+//! which these guests are small enough for.
+
+mod common;
+use common::*;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+fn x86_guest(name: &str) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let root = workspace_root();
+        let out = root.join("target/guests/x86_64");
+        let status = Command::new("make")
+            .arg("-s")
+            .arg("-C")
+            .arg(root.join("guests/x86_64"))
+            .arg(format!("OUT={}", out.display()))
+            .status()
+            .expect("running make for the x86-64 guests");
+        assert!(status.success(), "building guests/x86_64 failed");
+        out
+    });
+    dir.join(format!("{name}.elf"))
+}
+
+fn kvm_available() -> bool {
+    if std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+    {
+        return true;
+    }
+    eprintln!("SKIPPED: /dev/kvm is missing or not accessible on this machine");
+    false
+}
+
+/// (stdout, exit status) of the guest under visor and under QEMU.
+fn both(name: &str) -> ((String, i32), (String, i32)) {
+    let image = x86_guest(name);
+    let mut visor_cmd = visor();
+    visor_cmd
+        .args(["run", "--accel", "kvm", "--kernel"])
+        .arg(&image);
+    let v = run_with_timeout(visor_cmd, Duration::from_secs(60));
+    let mut qemu = Command::new("qemu-system-x86_64");
+    qemu.args([
+        "-M",
+        "pc",
+        "-enable-kvm",
+        "-cpu",
+        "qemu64,-pni",
+        "-m",
+        "64M",
+        "-nographic",
+        "-nodefaults",
+    ])
+    .args([
+        "-serial",
+        "stdio",
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        "-kernel",
+    ])
+    .arg(&image);
+    let q = run_with_timeout(qemu, Duration::from_secs(60));
+    let text = |o: &std::process::Output| {
+        let s = String::from_utf8_lossy(&o.stdout).into_owned();
+        // QEMU's SeaBIOS prints its banner on the same serial line first, without a newline.
+        s.lines()
+            .filter_map(|l| l.find("visor-x86").map(|at| &l[at..]))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    (
+        (text(&v), v.status.code().unwrap_or(-1)),
+        (text(&q), q.status.code().unwrap_or(-1)),
+    )
+}
+
+#[test]
+fn serial_output_and_debug_exit_match_qemu() {
+    if !kvm_available() {
+        return;
+    }
+    let (visor, qemu) = both("serial");
+    assert_eq!(visor, ("visor-x86: serial ok".to_string(), 33));
+    assert_eq!(visor, qemu, "visor and QEMU agree");
+}
+
+#[test]
+fn bad_kernels_get_clear_errors() {
+    if !kvm_available() {
+        return;
+    }
+    let dir = scratch_dir("kvm-bad");
+    let garbage = dir.join("garbage.bin");
+    std::fs::write(&garbage, b"definitely not a kernel").unwrap();
+    let riscv = guest("int");
+    for (kernel, needle) in [
+        (garbage.clone(), "neither a PVH ELF kernel nor a bzImage"),
+        (riscv, "neither a PVH ELF kernel nor a bzImage"),
+        (dir.join("missing"), "No such file"),
+    ] {
+        let mut cmd = visor();
+        cmd.args(["run", "--accel", "kvm", "--kernel"]).arg(&kernel);
+        let out = run_with_timeout(cmd, Duration::from_secs(20));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(needle),
+            "{kernel:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"));
+    }
+    let mut cmd = visor();
+    cmd.args(["run", "--accel", "kvm", "-m", "4M", "--kernel"])
+        .arg(x86_guest("serial"));
+    let out = run_with_timeout(cmd, Duration::from_secs(20));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("out of range (16 MiB to 3 GiB)"));
+}
