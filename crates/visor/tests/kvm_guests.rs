@@ -85,14 +85,31 @@ fn both(name: &str) -> ((String, i32), (String, i32)) {
     )
 }
 
-#[test]
-fn serial_output_and_debug_exit_match_qemu() {
+fn check(name: &str, expected: &str) {
     if !kvm_available() {
         return;
     }
-    let (visor, qemu) = both("serial");
-    assert_eq!(visor, ("visor-x86: serial ok".to_string(), 33));
-    assert_eq!(visor, qemu, "visor and QEMU agree");
+    let (visor, qemu) = both(name);
+    assert_eq!(visor, (expected.to_string(), 33), "{name} under visor");
+    assert_eq!(visor, qemu, "{name}: visor and QEMU agree");
+}
+
+#[test]
+fn serial_output_and_debug_exit() {
+    check("serial", "visor-x86: serial ok");
+}
+
+#[test]
+fn switch_from_32_bit_entry_to_long_mode() {
+    check(
+        "long_mode",
+        "visor-x86: 32-bit protected mode\nvisor-x86: 64-bit long mode ok",
+    );
+}
+
+#[test]
+fn hlt_wakes_on_pit_timer_interrupts() {
+    check("timer", "visor-x86: woke from hlt on 3 timer interrupts");
 }
 
 #[test]
