@@ -76,9 +76,13 @@ fn kvm_error(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmmError {
     move |source| VmmError::Kvm { what, source }
 }
 
-/// Opens /dev/kvm with a precise message when it is missing or closed to us.
+/// Opens /dev/kvm (or the device `VISOR_KVM_DEVICE` names, which tests use
+/// to stand in for a host without KVM) with a precise message when it is
+/// missing or closed to us.
 pub fn open_kvm() -> Result<Kvm, VmmError> {
-    Kvm::new().map_err(|e| match e.errno() {
+    let path = std::env::var("VISOR_KVM_DEVICE").unwrap_or_else(|_| "/dev/kvm".into());
+    let path = std::ffi::CString::new(path).map_err(|_| VmmError::NoKvm)?;
+    Kvm::new_with_path(&path).map_err(|e| match e.errno() {
         libc::ENOENT => VmmError::NoKvm,
         libc::EACCES | libc::EPERM => VmmError::KvmPermission,
         _ => VmmError::Kvm {

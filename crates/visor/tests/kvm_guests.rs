@@ -142,3 +142,16 @@ fn bad_kernels_get_clear_errors() {
     let out = run_with_timeout(cmd, Duration::from_secs(20));
     assert!(String::from_utf8_lossy(&out.stderr).contains("out of range (16 MiB to 3 GiB)"));
 }
+
+#[test]
+fn a_host_without_kvm_gets_a_clear_error() {
+    let mut cmd = visor();
+    cmd.env("VISOR_KVM_DEVICE", "/nonexistent/kvm")
+        .args(["run", "--accel", "kvm", "--kernel"])
+        .arg(x86_guest("serial"));
+    let out = run_with_timeout(cmd, Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("/dev/kvm does not exist"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+}
