@@ -14,7 +14,7 @@ const FIRMWARE: &str = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bi
 const INIT_MARKER: &[u8] = b"visor-init: ready";
 
 /// Starts `command` and returns the time until its output contains `marker`.
-fn time_to_marker(mut command: Command, marker: &[u8]) -> Result<Duration> {
+pub(crate) fn time_to_marker(mut command: Command, marker: &[u8]) -> Result<Duration> {
     let started = Instant::now();
     let mut child = command
         .stdin(Stdio::piped())
@@ -44,6 +44,34 @@ fn time_to_marker(mut command: Command, marker: &[u8]) -> Result<Duration> {
     result
 }
 
+/// How a child process ended and what it cost.
+pub(crate) struct Usage {
+    pub status: std::process::ExitStatus,
+    /// User plus system CPU time.
+    pub cpu: Duration,
+    /// Peak resident set size.
+    pub max_rss_kib: u64,
+}
+
+/// Waits for `child` (wait4) and returns its status and resource usage.
+pub(crate) fn wait_with_usage(child: &mut std::process::Child) -> Result<Usage> {
+    use std::os::unix::process::ExitStatusExt;
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child with valid out-pointers.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    if pid < 0 {
+        bail!("wait4: {}", std::io::Error::last_os_error());
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    Ok(Usage {
+        status: std::process::ExitStatus::from_raw(status),
+        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+        max_rss_kib: usage.ru_maxrss as u64,
+    })
+}
+
 /// Runs `command` to completion and returns its wall time and stderr.
 fn time_run(mut command: Command) -> Result<(Duration, String)> {
     let started = Instant::now();
@@ -63,7 +91,7 @@ fn time_run(mut command: Command) -> Result<(Duration, String)> {
     ))
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
+pub(crate) fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
@@ -74,7 +102,7 @@ fn qemu() -> Command {
     c
 }
 
-/// `bench [engine|paravirt]`: both sets when no argument is given.
+/// `bench [engine|paravirt|kvm]`: engine and paravirt when no argument is given.
 pub fn run(root: &Path, images: &Images, args: &[String]) -> Result<()> {
     crate::run({
         let mut c = crate::cargo();
@@ -83,8 +111,14 @@ pub fn run(root: &Path, images: &Images, args: &[String]) -> Result<()> {
         c
     })?;
     let which = args.first().map(String::as_str);
-    if !matches!(which, None | Some("engine") | Some("paravirt")) {
-        bail!("usage: cargo xtask bench [engine|paravirt]");
+    if !matches!(
+        which,
+        None | Some("engine") | Some("paravirt") | Some("kvm")
+    ) {
+        bail!("usage: cargo xtask bench [engine|paravirt|kvm]");
+    }
+    if which == Some("kvm") {
+        return crate::bench_kvm::run(root);
     }
     if which != Some("paravirt") {
         engine(root, images)?;

@@ -93,7 +93,8 @@ fn run_once(visor: &Path, images: &Images, disks: &[PathBuf], command: &str) -> 
     stdin.flush()?;
     let start = wait("BENCH-START")?;
     let end = wait("BENCH-END")?;
-    let (status, cpu) = wait_with_cpu(&mut child)?;
+    let usage = crate::bench::wait_with_usage(&mut child)?;
+    let (status, cpu) = (usage.status, usage.cpu);
     if !status.success() {
         bail!("visor exited with {status}");
     }
@@ -113,24 +114,6 @@ fn run_once(visor: &Path, images: &Images, disks: &[PathBuf], command: &str) -> 
         cpu,
         stats,
     })
-}
-
-/// Waits for the child and returns its exit status and user+system CPU time.
-fn wait_with_cpu(child: &mut std::process::Child) -> Result<(std::process::ExitStatus, Duration)> {
-    use std::os::unix::process::ExitStatusExt;
-    let mut status = 0;
-    // SAFETY: rusage is plain data that wait4 fills in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waiting for our own child with valid out-pointers.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    if pid < 0 {
-        bail!("wait4: {}", std::io::Error::last_os_error());
-    }
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    Ok((
-        std::process::ExitStatus::from_raw(status),
-        tv(usage.ru_utime) + tv(usage.ru_stime),
-    ))
 }
 
 struct Row {

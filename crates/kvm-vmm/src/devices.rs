@@ -1,5 +1,6 @@
 //! The VM's port-I/O devices: COM1 (vm-superio's 16550 with an irqfd on
-//! IRQ 4), QEMU's isa-debug-exit at 0xf4 and the i8042 reset at 0x64.
+//! IRQ 4), QEMU's isa-debug-exit at 0xf4, the i8042 reset at 0x64 and the
+//! POST-code port 0x80 (written by firmware and kernels as an I/O delay).
 
 use crate::{kvm_error, Shared, VmExit, VmmError};
 use kvm_ioctls::VmFd;
@@ -13,6 +14,7 @@ pub const COM1: u64 = 0x3f8;
 pub const COM1_IRQ: u32 = 4;
 pub const DEBUG_EXIT: u64 = 0xf4;
 pub const I8042_COMMAND: u64 = 0x64;
+pub const POST_CODE: u64 = 0x80;
 const I8042_RESET: u8 = 0xfe;
 
 /// Set by a device that ends the VM; the run loop takes it after each exit.
@@ -87,6 +89,19 @@ impl BusDevice for I8042 {
     }
 }
 
+/// Port 0x80: accepts and remembers the last POST code.
+#[derive(Default)]
+struct PostCode(u8);
+
+impl BusDevice for PostCode {
+    fn read(&mut self, _offset: u64, data: &mut [u8]) {
+        data.fill(self.0);
+    }
+    fn write(&mut self, _offset: u64, data: &[u8]) {
+        self.0 = data[0];
+    }
+}
+
 pub fn port_bus(
     vm: &VmFd,
     console: Box<dyn Write + Send>,
@@ -125,6 +140,12 @@ pub fn port_bus(
             1,
             Arc::new(Mutex::new(I8042(exit.clone()))),
             stats.register("i8042"),
+        ),
+        (
+            POST_CODE,
+            1,
+            Arc::new(Mutex::new(PostCode::default())),
+            stats.register("post-code"),
         ),
     ];
     for (base, size, device, device_stats) in placed {
