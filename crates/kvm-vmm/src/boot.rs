@@ -2,8 +2,8 @@
 //! at the PVH entry point.
 
 use crate::{kvm_error, VmConfig, VmmError};
-use kvm_bindings::{kvm_segment, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES};
-use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use kvm_bindings::{kvm_segment, kvm_userspace_memory_region, CpuId};
+use kvm_ioctls::{VcpuFd, VmFd};
 use linux_loader::configurator::pvh::PvhBootConfigurator;
 use linux_loader::configurator::{BootConfigurator, BootParams};
 use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_start_info};
@@ -42,7 +42,11 @@ pub fn register_memory(vm: &VmFd, memory: &GuestMemoryMmap) -> Result<(), VmmErr
     Ok(())
 }
 
-pub fn load_kernel(memory: &GuestMemoryMmap, config: &VmConfig) -> Result<Entry, VmmError> {
+pub fn load_kernel(
+    memory: &GuestMemoryMmap,
+    config: &VmConfig,
+    cmdline_text: &str,
+) -> Result<Entry, VmmError> {
     let path = &config.kernel;
     let mut file = std::fs::File::open(path).map_err(|source| VmmError::Read {
         path: path.clone(),
@@ -69,7 +73,7 @@ pub fn load_kernel(memory: &GuestMemoryMmap, config: &VmConfig) -> Result<Entry,
     linux_loader::loader::load_cmdline(memory, GuestAddress(CMDLINE), &cmdline).map_err(|e| {
         VmmError::DoesNotFit {
             what: format!("kernel command line ({e})"),
-            size: config.cmdline.len() as u64,
+            size: cmdline_text.len() as u64,
         }
     })?;
 
@@ -129,15 +133,23 @@ fn flat_segment(selector: u16, type_: u8) -> kvm_segment {
     }
 }
 
-/// The PVH entry state: 32-bit protected mode, paging off, flat segments,
-/// EBX = physical address of `hvm_start_info`.
-pub fn setup_vcpu(kvm: &Kvm, vcpu: &VcpuFd, entry: &Entry) -> Result<(), VmmError> {
-    let cpuid = kvm
-        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-        .map_err(kvm_error("reading supported CPUID"))?;
-    vcpu.set_cpuid2(&cpuid)
-        .map_err(kvm_error("setting CPUID"))?;
+/// KVM's supported CPUID, with this vCPU's APIC ID in leaves 1 and 0xB.
+pub fn setup_cpuid(vcpu: &VcpuFd, supported: &CpuId, id: usize) -> Result<(), VmmError> {
+    let mut cpuid = supported.clone();
+    for entry in cpuid.as_mut_slice() {
+        match entry.function {
+            1 => entry.ebx = (entry.ebx & 0x00ff_ffff) | (id as u32) << 24,
+            0xb => entry.edx = id as u32,
+            _ => {}
+        }
+    }
+    vcpu.set_cpuid2(&cpuid).map_err(kvm_error("setting CPUID"))
+}
 
+/// The PVH entry state of the boot vCPU: 32-bit protected mode, paging off,
+/// flat segments, EBX = physical address of `hvm_start_info`. The others
+/// wait for INIT-SIPI in the in-kernel local APIC, as on hardware.
+pub fn setup_boot_vcpu(vcpu: &VcpuFd, entry: &Entry) -> Result<(), VmmError> {
     let mut sregs = vcpu
         .get_sregs()
         .map_err(kvm_error("reading segment registers"))?;

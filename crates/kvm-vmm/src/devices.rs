@@ -6,7 +6,7 @@ use crate::{kvm_error, Shared, VmExit, VmmError};
 use kvm_ioctls::VmFd;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use vm_device::{Bus, BusDevice, DeviceStats, StatsTable};
+use vm_device::{Bus, BusDevice, DeviceStats, IrqLine, StatsTable};
 use vm_superio::{Serial, Trigger};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -110,12 +110,8 @@ pub fn port_bus(
 ) -> Result<Bus, VmmError> {
     let mut bus = Bus::new();
     let com1_stats = stats.register("com1");
-    let event =
-        EventFd::new(libc::EFD_NONBLOCK).map_err(|e| VmmError::Memory(format!("eventfd: {e}")))?;
-    vm.register_irqfd(&event, COM1_IRQ)
-        .map_err(kvm_error("registering the COM1 irqfd"))?;
     let trigger = IrqFdTrigger {
-        event,
+        event: irqfd(vm, COM1_IRQ)?,
         stats: com1_stats.clone(),
     };
     let com1 = Com1 {
@@ -153,4 +149,68 @@ pub fn port_bus(
             .expect("fixed ports do not overlap");
     }
     Ok(bus)
+}
+
+/// First virtio-mmio slot (in the 32-bit MMIO hole) and its GSI; slots
+/// follow at 4 KiB steps and consecutive GSIs.
+pub const VIRTIO_BASE: u64 = 0xd000_0000;
+pub const VIRTIO_GSI: u32 = 5;
+pub const VIRTIO_SLOTS: usize = 8;
+
+/// A device interrupt delivered through a KVM irqfd: every raise is an edge.
+struct IrqFdLine {
+    event: EventFd,
+    stats: Arc<DeviceStats>,
+}
+
+impl IrqLine for IrqFdLine {
+    fn set_level(&self, high: bool) {
+        if high {
+            self.stats.interrupt();
+            let _ = self.event.write(1);
+        }
+    }
+}
+
+fn irqfd(vm: &VmFd, gsi: u32) -> Result<EventFd, VmmError> {
+    let event =
+        EventFd::new(libc::EFD_NONBLOCK).map_err(|e| VmmError::Memory(format!("eventfd: {e}")))?;
+    vm.register_irqfd(&event, gsi)
+        .map_err(kvm_error("registering an irqfd"))?;
+    Ok(event)
+}
+
+/// The virtio-mmio bus with one virtio-blk per disk, and the
+/// `virtio_mmio.device=` arguments that announce them to Linux.
+pub fn virtio_bus(
+    vm: &VmFd,
+    memory: &vm_memory::GuestMemoryMmap,
+    disks: &[virtio::blk::DiskConfig],
+    stats: &mut StatsTable,
+) -> Result<(Bus, Vec<String>), VmmError> {
+    if disks.len() > VIRTIO_SLOTS {
+        return Err(VmmError::TooManyDevices(VIRTIO_SLOTS));
+    }
+    let mut bus = Bus::new();
+    let mut announce = Vec::new();
+    for (slot, disk) in disks.iter().enumerate() {
+        let device_stats = stats.register(format!("virtio-blk{slot}"));
+        let block = virtio::blk::Block::open(disk, device_stats.clone())?;
+        let gsi = VIRTIO_GSI + slot as u32;
+        let line = Arc::new(IrqFdLine {
+            event: irqfd(vm, gsi)?,
+            stats: device_stats.clone(),
+        });
+        let transport = virtio::MmioTransport::new(Box::new(block), memory.clone(), line);
+        let base = VIRTIO_BASE + slot as u64 * virtio::MMIO_SLOT_SIZE;
+        bus.insert(
+            base,
+            virtio::MMIO_SLOT_SIZE,
+            Arc::new(Mutex::new(transport)),
+            device_stats,
+        )
+        .expect("virtio slots do not overlap");
+        announce.push(format!("virtio_mmio.device=4K@{base:#x}:{gsi}"));
+    }
+    Ok((bus, announce))
 }

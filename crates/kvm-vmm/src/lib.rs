@@ -6,18 +6,22 @@
 //! with CONFIG_PVH and visor's test guests carry) is loaded by linux-loader
 //! and entered in 32-bit protected mode with `hvm_start_info` in EBX; no
 //! firmware. Devices: COM1 (vm-superio's 16550, interrupt through an irqfd
-//! on the in-kernel PIC/IOAPIC), QEMU's `isa-debug-exit` port and the i8042
-//! reset line, all behind the shared [`vm_device::Bus`], so every trapped
-//! port access is counted like the emulator's.
+//! on the in-kernel PIC/IOAPIC), QEMU's `isa-debug-exit` port, the i8042
+//! reset line and the POST-code port on the port-I/O bus; the shared virtio
+//! devices (visor's `virtio` crate) on virtio-mmio slots from 0xd000_0000,
+//! GSI 5 up, announced to Linux with `virtio_mmio.device=`. Both buses are
+//! [`vm_device::Bus`]es, so every trapped access is counted like the
+//! emulator's. One host thread per vCPU.
 
 mod boot;
 mod devices;
+mod vcpu;
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use kvm_ioctls::{Kvm, VcpuExit, VmFd};
+use kvm_ioctls::{Kvm, VmFd};
 use vm_device::{Bus, StatsTable};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
@@ -38,6 +42,12 @@ pub enum VmmError {
     },
     #[error("memory size {0} bytes is out of range (16 MiB to 3 GiB)")]
     BadMemorySize(u64),
+    #[error("vCPU count {0} is out of range (1 to {MAX_VCPUS})")]
+    BadVcpuCount(usize),
+    #[error("{0}")]
+    Disk(#[from] virtio::blk::DiskError),
+    #[error("too many virtio devices (at most {0})")]
+    TooManyDevices(usize),
     #[error("cannot allocate guest RAM: {0}")]
     Memory(String),
     #[error("{path}: {source}")]
@@ -59,9 +69,14 @@ pub enum VmmError {
 #[derive(Clone, Debug)]
 pub struct VmConfig {
     pub ram_size: u64,
+    pub vcpus: usize,
     pub kernel: PathBuf,
     pub cmdline: String,
+    /// virtio-blk disks on virtio-mmio slots, announced with `virtio_mmio.device=`.
+    pub disks: Vec<virtio::blk::DiskConfig>,
 }
+
+pub const MAX_VCPUS: usize = 32;
 
 /// Why the guest stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,16 +112,25 @@ pub struct Vm {
     _kvm: Kvm,
     _vm: VmFd,
     _memory: GuestMemoryMmap,
-    vcpu: kvm_ioctls::VcpuFd,
-    pio: Bus,
+    vcpus: Vec<kvm_ioctls::VcpuFd>,
+    buses: Arc<Buses>,
     exit: devices::ExitRequest,
     stats: StatsTable,
+}
+
+/// Where trapped accesses go: port I/O and MMIO, shared by every vCPU thread.
+struct Buses {
+    pio: Bus,
+    mmio: Bus,
 }
 
 impl Vm {
     pub fn new(config: &VmConfig, console: Box<dyn Write + Send>) -> Result<Vm, VmmError> {
         if !(MIN_RAM..=MAX_RAM).contains(&config.ram_size) {
             return Err(VmmError::BadMemorySize(config.ram_size));
+        }
+        if !(1..=MAX_VCPUS).contains(&config.vcpus) {
+            return Err(VmmError::BadVcpuCount(config.vcpus));
         }
         let kvm = open_kvm()?;
         let vm = kvm.create_vm().map_err(kvm_error("creating the VM"))?;
@@ -124,20 +148,38 @@ impl Vm {
         let memory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), config.ram_size as usize)])
             .map_err(|e| VmmError::Memory(e.to_string()))?;
         boot::register_memory(&vm, &memory)?;
-        let entry = boot::load_kernel(&memory, config)?;
-
-        let vcpu = vm.create_vcpu(0).map_err(kvm_error("creating vCPU 0"))?;
-        boot::setup_vcpu(&kvm, &vcpu, &entry)?;
 
         let mut stats = StatsTable::default();
         let exit = devices::ExitRequest::default();
         let pio = devices::port_bus(&vm, console, &exit, &mut stats)?;
+        let (mmio, announce) = devices::virtio_bus(&vm, &memory, &config.disks, &mut stats)?;
+        let mut cmdline = config.cmdline.clone();
+        for device in announce {
+            cmdline.push(' ');
+            cmdline.push_str(&device);
+        }
+        let entry = boot::load_kernel(&memory, config, &cmdline)?;
+
+        let cpuid = kvm
+            .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+            .map_err(kvm_error("reading supported CPUID"))?;
+        let mut vcpus = Vec::new();
+        for id in 0..config.vcpus {
+            let vcpu = vm
+                .create_vcpu(id as u64)
+                .map_err(kvm_error("creating a vCPU"))?;
+            boot::setup_cpuid(&vcpu, &cpuid, id)?;
+            if id == 0 {
+                boot::setup_boot_vcpu(&vcpu, &entry)?;
+            }
+            vcpus.push(vcpu);
+        }
         Ok(Vm {
             _kvm: kvm,
             _vm: vm,
             _memory: memory,
-            vcpu,
-            pio,
+            vcpus,
+            buses: Arc::new(Buses { pio, mmio }),
             exit,
             stats,
         })
@@ -148,37 +190,38 @@ impl Vm {
         &self.stats
     }
 
-    /// Runs the vCPU until the guest exits or resets.
+    /// Runs one thread per vCPU until the guest exits, resets or faults;
+    /// then stops the other vCPUs.
     pub fn run(&mut self) -> Result<VmExit, VmmError> {
-        loop {
-            match self.vcpu.run().map_err(kvm_error("running vCPU 0"))? {
-                VcpuExit::IoOut(port, data) => {
-                    self.pio.write(port as u64, data);
-                }
-                VcpuExit::IoIn(port, data) => {
-                    if !self.pio.read(port as u64, data) {
-                        data.fill(0xff); // an empty ISA bus reads as all ones
-                    }
-                }
-                VcpuExit::MmioRead(_, data) => data.fill(0xff),
-                VcpuExit::MmioWrite(..) | VcpuExit::Hlt => {}
-                VcpuExit::Shutdown => return Ok(VmExit::Reset),
-                VcpuExit::FailEntry(reason, _) => {
-                    return Err(VmmError::GuestFault(format!(
-                        "VM entry failed, hardware reason {reason:#x}"
-                    )))
-                }
-                VcpuExit::InternalError => {
-                    return Err(VmmError::GuestFault(
-                        "KVM internal error (an instruction KVM cannot emulate)".into(),
-                    ))
-                }
-                other => return Err(VmmError::GuestFault(format!("unexpected exit {other:?}"))),
-            }
-            if let Some(exit) = self.exit.take() {
-                return Ok(exit);
-            }
+        vcpu::install_kick_handler();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for (id, fd) in std::mem::take(&mut self.vcpus).into_iter().enumerate() {
+            let runner = vcpu::Runner {
+                fd,
+                buses: self.buses.clone(),
+                exit: self.exit.clone(),
+                stop: stop.clone(),
+            };
+            let done = done_tx.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("vcpu{id}"))
+                .spawn(move || {
+                    let _ = done.send(runner.run());
+                })
+                .map_err(|e| VmmError::Memory(format!("spawning a vCPU thread: {e}")))?;
+            threads.push(thread);
         }
+        drop(done_tx);
+        let result = done_rx
+            .recv()
+            .unwrap_or_else(|_| Err(VmmError::GuestFault("every vCPU thread ended".into())));
+        vcpu::stop_all(&stop, &threads);
+        for thread in threads {
+            let _ = thread.join();
+        }
+        result
     }
 }
 

@@ -198,10 +198,15 @@ fn run_kvm(args: RunArgs) -> Result<i32> {
     let Some(kernel) = args.kernel else {
         bail!("--accel kvm needs --kernel (a PVH ELF kernel)");
     };
+    if args.disks.iter().any(|d| d.ide) {
+        bail!("--accel kvm has no emulated IDE controller; use virtio disks");
+    }
     let config = kvm_vmm::VmConfig {
         ram_size: args.memory,
+        vcpus: args.smp,
         kernel,
         cmdline: args.append,
+        disks: args.disks.iter().map(|d| d.config.clone()).collect(),
     };
     let mut vm = kvm_vmm::Vm::new(&config, Box::new(std::io::stdout()))?;
     let exit = vm.run()?;
