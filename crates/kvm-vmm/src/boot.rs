@@ -2,7 +2,7 @@
 //! at the PVH entry point.
 
 use crate::{kvm_error, VmConfig, VmmError};
-use kvm_bindings::{kvm_segment, kvm_userspace_memory_region, CpuId};
+use kvm_bindings::{kvm_msr_entry, kvm_segment, kvm_userspace_memory_region, CpuId, Msrs};
 use kvm_ioctls::{VcpuFd, VmFd};
 use linux_loader::configurator::pvh::PvhBootConfigurator;
 use linux_loader::configurator::{BootConfigurator, BootParams};
@@ -131,6 +131,41 @@ fn flat_segment(selector: u16, type_: u8) -> kvm_segment {
         unusable: 0,
         padding: 0,
     }
+}
+
+/// MSRs a freshly reset x86-64 CPU has (SYSENTER/SYSCALL state cleared, TSC
+/// at 0) plus fast string operations enabled in IA32_MISC_ENABLE, as
+/// firmware would leave them.
+pub fn setup_msrs(vcpu: &VcpuFd) -> Result<(), VmmError> {
+    const CLEARED: [u32; 10] = [
+        0x174,       // IA32_SYSENTER_CS
+        0x175,       // IA32_SYSENTER_ESP
+        0x176,       // IA32_SYSENTER_EIP
+        0xc000_0081, // STAR
+        0xc000_0082, // LSTAR
+        0xc000_0083, // CSTAR
+        0xc000_0084, // SYSCALL_MASK
+        0xc000_0102, // KERNEL_GS_BASE
+        0x10,        // IA32_TSC
+        0x1a0,       // IA32_MISC_ENABLE (set below)
+    ];
+    let entries: Vec<kvm_msr_entry> = CLEARED
+        .iter()
+        .map(|&index| kvm_msr_entry {
+            index,
+            data: if index == 0x1a0 { 1 } else { 0 }, // FAST_STRING
+            ..Default::default()
+        })
+        .collect();
+    let msrs = Msrs::from_entries(&entries).expect("a handful of MSRs fits");
+    let written = vcpu.set_msrs(&msrs).map_err(kvm_error("setting MSRs"))?;
+    if written != entries.len() {
+        return Err(VmmError::GuestFault(format!(
+            "KVM accepted {written} of {} boot MSRs",
+            entries.len()
+        )));
+    }
+    Ok(())
 }
 
 /// KVM's supported CPUID, with this vCPU's APIC ID in leaves 1 and 0xB.

@@ -169,6 +169,7 @@ impl Vm {
                 .create_vcpu(id as u64)
                 .map_err(kvm_error("creating a vCPU"))?;
             boot::setup_cpuid(&vcpu, &cpuid, id)?;
+            boot::setup_msrs(&vcpu)?;
             if id == 0 {
                 boot::setup_boot_vcpu(&vcpu, &entry)?;
             }
