@@ -26,6 +26,12 @@ pub const INITRAMFS_RISCV64: Recipe = Recipe {
     output: "initramfs.cpio.gz",
     input: None,
 };
+/// x86-64 Linux `vmlinux` (PVH entry) and its initramfs for the KVM VMM.
+pub const LINUX_X86_64: Recipe = Recipe {
+    name: "linux-x86_64",
+    output: "vmlinux",
+    input: None,
+};
 /// A 64 MiB ext4 root filesystem holding the initramfs's busybox tree.
 pub const ROOTFS_RISCV64: Recipe = Recipe {
     name: "rootfs-riscv64",

@@ -40,6 +40,16 @@ pub struct Images {
     pub initramfs: PathBuf,
     /// ext4 root filesystem for virtio-blk and PATA tests (copy it before writing).
     pub rootfs: PathBuf,
+    /// x86-64 vmlinux for the KVM VMM's Linux test: built only where the host
+    /// CPU has hardware virtualization, the only place that test can run.
+    pub linux_x86_64: Option<PathBuf>,
+}
+
+/// Whether the host CPU advertises VMX or SVM.
+fn hardware_virtualization() -> bool {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .map(|c| c.split_whitespace().any(|w| w == "vmx" || w == "svm"))
+        .unwrap_or(false)
 }
 
 fn prepare(root: &Path) -> Result<Images> {
@@ -48,6 +58,12 @@ fn prepare(root: &Path) -> Result<Images> {
         linux: images::ensure(root, &images::LINUX_RISCV64)?,
         initramfs: images::ensure(root, &images::INITRAMFS_RISCV64)?,
         rootfs: images::ensure(root, &images::ROOTFS_RISCV64)?,
+        linux_x86_64: if hardware_virtualization() {
+            Some(images::ensure(root, &images::LINUX_X86_64)?)
+        } else {
+            eprintln!("[xtask] no vmx/svm on this CPU: not building the x86-64 Linux guest (its test skips)");
+            None
+        },
     })
 }
 
@@ -108,6 +124,9 @@ fn main() -> Result<()> {
                 .env("VISOR_LINUX_IMAGE", &images.linux)
                 .env("VISOR_INITRAMFS", &images.initramfs)
                 .env("VISOR_ROOTFS", &images.rootfs);
+            if let Some(vmlinux) = &images.linux_x86_64 {
+                c.env("VISOR_LINUX_X86_64", vmlinux);
+            }
             run(c)?;
         }
         "bench" => {

@@ -6,15 +6,20 @@ use kvm_bindings::{kvm_msr_entry, kvm_segment, kvm_userspace_memory_region, CpuI
 use kvm_ioctls::{VcpuFd, VmFd};
 use linux_loader::configurator::pvh::PvhBootConfigurator;
 use linux_loader::configurator::{BootConfigurator, BootParams};
-use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_start_info};
+use linux_loader::loader::elf::start_info::{
+    hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info,
+};
 use linux_loader::loader::elf::{Elf, PvhBootCapability};
 use linux_loader::loader::{Cmdline, KernelLoader};
-use vm_memory::{Address, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vm_memory::{
+    Address, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion,
+};
 
 /// Where the boot structures go (below the 1 MiB kernel load address).
 const START_INFO: u64 = 0x6000;
 const MEMMAP: u64 = 0x7000;
 const CMDLINE: u64 = 0x20000;
+const MODLIST: u64 = 0x8000 - 0x100;
 const CMDLINE_MAX: usize = 4096;
 const KERNEL_START: u64 = 0x10_0000;
 const XEN_HVM_START_MAGIC: u32 = 0x336e_c578;
@@ -92,16 +97,30 @@ pub fn load_kernel(
             reserved: 0,
         },
     ];
+    let initrd = match &config.initrd {
+        Some(path) => Some(load_initrd(
+            memory,
+            path,
+            loaded.kernel_end,
+            config.ram_size,
+        )?),
+        None => None,
+    };
     let start_info = hvm_start_info {
         magic: XEN_HVM_START_MAGIC,
         version: 1,
         cmdline_paddr: CMDLINE,
         memmap_paddr: MEMMAP,
         memmap_entries: memmap.len() as u32,
+        nr_modules: initrd.is_some() as u32,
+        modlist_paddr: if initrd.is_some() { MODLIST } else { 0 },
         ..Default::default()
     };
     let mut params = BootParams::new::<hvm_start_info>(&start_info, GuestAddress(START_INFO));
     params.set_sections::<hvm_memmap_table_entry>(&memmap, GuestAddress(MEMMAP));
+    if let Some(module) = initrd {
+        params.set_modules::<hvm_modlist_entry>(&[module], GuestAddress(MODLIST));
+    }
     PvhBootConfigurator::write_bootparams::<GuestMemoryMmap>(&params, memory).map_err(|e| {
         VmmError::DoesNotFit {
             what: format!("PVH start info ({e})"),
@@ -111,6 +130,37 @@ pub fn load_kernel(
     Ok(Entry {
         rip: entry.raw_value(),
         start_info: START_INFO,
+    })
+}
+
+/// Places the initrd page-aligned at the top of RAM (as QEMU does), above
+/// the kernel, and describes it as the first PVH module.
+fn load_initrd(
+    memory: &GuestMemoryMmap,
+    path: &std::path::Path,
+    kernel_end: u64,
+    ram_size: u64,
+) -> Result<hvm_modlist_entry, VmmError> {
+    let bytes = std::fs::read(path).map_err(|source| VmmError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let size = bytes.len() as u64;
+    let too_big = || VmmError::DoesNotFit {
+        what: format!("initrd {}", path.display()),
+        size,
+    };
+    let at = ram_size.checked_sub(size).ok_or_else(too_big)? & !0xfff;
+    if at < kernel_end {
+        return Err(too_big());
+    }
+    memory
+        .write_slice(&bytes, GuestAddress(at))
+        .map_err(|_| too_big())?;
+    Ok(hvm_modlist_entry {
+        paddr: at,
+        size,
+        ..Default::default()
     })
 }
 

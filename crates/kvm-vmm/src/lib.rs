@@ -71,6 +71,7 @@ pub struct VmConfig {
     pub ram_size: u64,
     pub vcpus: usize,
     pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
     pub cmdline: String,
     /// virtio-blk disks on virtio-mmio slots, announced with `virtio_mmio.device=`.
     pub disks: Vec<virtio::blk::DiskConfig>,

@@ -205,6 +205,7 @@ fn run_kvm(args: RunArgs) -> Result<i32> {
         ram_size: args.memory,
         vcpus: args.smp,
         kernel,
+        initrd: args.initrd,
         cmdline: args.append,
         disks: args.disks.iter().map(|d| d.config.clone()).collect(),
     };
