@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds the x86-64 Linux guest for visor's KVM VMM from Debian's
-# linux-source-6.1: a small `vmlinux` with the PVH entry point, 8250
-# console and virtio-mmio (command-line devices) + virtio-blk, plus an
-# initramfs whose init (init.c, static) prints a marker and reboots.
-# usage: build.sh OUT_DIR     (writes OUT_DIR/vmlinux and OUT_DIR/initramfs.cpio)
+# linux-source-6.1: a small kernel with the PVH entry point, 8250 console
+# and virtio-mmio (command-line devices) + virtio-blk, as both `vmlinux`
+# (PVH ELF) and `bzImage`, plus an initramfs whose init (init.c, static)
+# prints a marker and reboots.
+# usage: build.sh OUT_DIR   (writes OUT_DIR/{vmlinux,bzImage,initramfs.cpio})
 set -euo pipefail
 out=$(realpath -m "$1"); here=$(dirname "$(realpath "$0")")
 src=/usr/src/linux-source-6.1.tar.xz
@@ -25,9 +26,11 @@ while IFS= read -r line; do
 done < "$here/config.fragment"
 [ "$missing" = 0 ] || exit 1
 echo "[linux-x86_64] compiling with $(nproc) jobs"
-make -j"$(nproc)" ARCH=x86_64 vmlinux 2>&1 | grep --line-buffered -E '^\s+LD\s|error|Error' || true
+make -j"$(nproc)" ARCH=x86_64 vmlinux bzImage 2>&1 | grep --line-buffered -E '^\s+LD\s|error|Error' || true
 [ -f vmlinux ] || { echo "error: kernel build failed" >&2; exit 1; }
+[ -f arch/x86/boot/bzImage ] || { echo "error: bzImage build failed" >&2; exit 1; }
 cp vmlinux "$out/vmlinux"
+cp arch/x86/boot/bzImage "$out/bzImage"
 cp .config "$out/config"
 cd "$out" && rm -rf "$work"
 echo "[linux-x86_64] done: $out/vmlinux"

@@ -211,8 +211,8 @@ fn a_host_without_kvm_gets_a_clear_error() {
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
 }
 
-/// Linux (x86-64 vmlinux with PVH) boots to its init, which lists the
-/// virtio-blk disk and reboots. Needs hardware virtualization: a software
+/// Linux (x86-64, as a PVH vmlinux and as a bzImage) boots to its init,
+/// which lists the virtio-blk disk and reboots. Needs hardware virtualization: a software
 /// KVM backend cannot run a stock kernel (it stops at FPU setup).
 #[test]
 fn linux_boots_to_init_with_a_virtio_disk() {
@@ -232,23 +232,33 @@ fn linux_boots_to_init_with_a_virtio_disk() {
     let dir = scratch_dir("kvm-linux");
     let disk = dir.join("disk.img");
     std::fs::write(&disk, vec![0u8; 8 << 20]).unwrap();
-    let mut cmd = visor();
-    cmd.args(["run", "--accel", "kvm", "-m", "256M", "--kernel"])
-        .arg(&vmlinux)
-        .arg("--initrd")
-        .arg(&initramfs)
-        .args(["--append", "console=ttyS0 reboot=k panic=-1", "--disk"])
-        .arg(&disk);
-    let out = run_with_timeout(cmd, Duration::from_secs(120));
-    let console = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        console.contains("visor-linux-x86: init running"),
-        "{console}"
-    );
-    assert!(console.contains("vda"), "virtio-blk disk listed: {console}");
-    assert!(
-        console.contains("visor-linux-x86: powering off"),
-        "{console}"
-    );
-    assert_eq!(out.status.code(), Some(0), "reboot ends visor with 0");
+    // The same kernel through both boot protocols: PVH (vmlinux) and bzImage.
+    for kernel in [vmlinux.clone(), vmlinux.with_file_name("bzImage")] {
+        let mut cmd = visor();
+        cmd.args(["run", "--accel", "kvm", "-m", "256M", "--kernel"])
+            .arg(&kernel)
+            .arg("--initrd")
+            .arg(&initramfs)
+            .args(["--append", "console=ttyS0 reboot=k panic=-1", "--disk"])
+            .arg(&disk);
+        let out = run_with_timeout(cmd, Duration::from_secs(120));
+        let console = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            console.contains("visor-linux-x86: init running"),
+            "{kernel:?}: {console}"
+        );
+        assert!(
+            console.contains("vda"),
+            "{kernel:?}: virtio-blk disk listed: {console}"
+        );
+        assert!(
+            console.contains("visor-linux-x86: powering off"),
+            "{kernel:?}: {console}"
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{kernel:?}: reboot ends visor with 0"
+        );
+    }
 }
