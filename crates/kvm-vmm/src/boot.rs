@@ -100,12 +100,51 @@ fn ram_ranges(ram_size: u64) -> [(u64, u64); 2] {
     [(0, 0x9fc00), (KERNEL_START, ram_size - KERNEL_START)]
 }
 
+/// Checks what linux-loader's ELF loader would only report as "unable to
+/// read": the architecture, and that every loadable segment fits in RAM.
+fn check_elf(path: &std::path::Path, ram_size: u64) -> Result<(), VmmError> {
+    use elf::endian::AnyEndian;
+    let bytes = std::fs::read(path).map_err(|source| VmmError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let unknown = |detail: String| VmmError::UnknownKernel {
+        path: path.to_owned(),
+        detail,
+    };
+    let file =
+        elf::ElfBytes::<AnyEndian>::minimal_parse(&bytes).map_err(|e| unknown(e.to_string()))?;
+    if file.ehdr.e_machine != elf::abi::EM_X86_64 {
+        return Err(unknown(format!(
+            "an ELF for machine {}, not x86-64",
+            file.ehdr.e_machine
+        )));
+    }
+    let segments = file
+        .segments()
+        .ok_or_else(|| unknown("ELF without program headers".into()))?;
+    for ph in segments.iter().filter(|ph| ph.p_type == elf::abi::PT_LOAD) {
+        if ph
+            .p_paddr
+            .checked_add(ph.p_memsz)
+            .is_none_or(|end| end > ram_size)
+        {
+            return Err(VmmError::DoesNotFit {
+                what: format!("kernel segment at {:#x}", ph.p_paddr),
+                size: ph.p_memsz,
+            });
+        }
+    }
+    Ok(())
+}
+
 fn load_pvh(
     memory: &GuestMemoryMmap,
     config: &VmConfig,
     file: &mut std::fs::File,
 ) -> Result<Entry, VmmError> {
     let path = &config.kernel;
+    check_elf(path, config.ram_size)?;
     let loaded = Elf::load(memory, None, file, Some(GuestAddress(KERNEL_START))).map_err(|e| {
         VmmError::UnknownKernel {
             path: path.clone(),

@@ -119,6 +119,24 @@ fn switch_from_32_bit_entry_to_long_mode() {
 }
 
 #[test]
+fn port_io_exits_are_dispatched_and_counted() {
+    check("port_loop", "visor-x86: 100000 port writes");
+    if !kvm_available() {
+        return;
+    }
+    let mut cmd = visor();
+    cmd.args(["run", "--accel", "kvm", "--stats", "--kernel"])
+        .arg(x86_guest("port_loop"));
+    let out = run_with_timeout(cmd, Duration::from_secs(60));
+    let stats = String::from_utf8_lossy(&out.stderr);
+    let row = stats
+        .lines()
+        .find(|l| l.starts_with("post-code"))
+        .expect("post-code row");
+    assert_eq!(row.split_whitespace().nth(1), Some("100000"), "{stats}");
+}
+
+#[test]
 fn hlt_wakes_on_pit_timer_interrupts() {
     check("timer", "visor-x86: woke from hlt on 3 timer interrupts");
 }
@@ -178,7 +196,7 @@ fn bad_kernels_get_clear_errors() {
     let riscv = guest("int");
     for (kernel, needle) in [
         (garbage.clone(), "neither a PVH ELF kernel nor a bzImage"),
-        (riscv, "neither a PVH ELF kernel nor a bzImage"),
+        (riscv, "an ELF for machine 243, not x86-64"),
         (dir.join("missing"), "No such file"),
     ] {
         let mut cmd = visor();
@@ -191,11 +209,48 @@ fn bad_kernels_get_clear_errors() {
         );
         assert!(!stderr.contains("panicked"));
     }
-    let mut cmd = visor();
-    cmd.args(["run", "--accel", "kvm", "-m", "4M", "--kernel"])
-        .arg(x86_guest("serial"));
-    let out = run_with_timeout(cmd, Duration::from_secs(20));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("out of range (16 MiB to 3 GiB)"));
+    // Too little memory: for any VM, for the kernel's segments, for the initrd.
+    let high = dir.join("high.elf");
+    let status = Command::new("objcopy")
+        .args(["--change-addresses", "0x3000000"])
+        .arg(x86_guest("serial"))
+        .arg(&high)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let big_initrd = dir.join("big.initrd");
+    std::fs::write(&big_initrd, vec![0u8; 20 << 20]).unwrap();
+    let serial = x86_guest("serial").display().to_string();
+    for (args, needle) in [
+        (
+            vec!["-m", "4M", "--kernel", &serial],
+            "out of range (16 MiB to 3 GiB)",
+        ),
+        (
+            vec!["-m", "16M", "--kernel", high.to_str().unwrap()],
+            "kernel segment at 0x3100000 does not fit in guest memory",
+        ),
+        (
+            vec![
+                "-m",
+                "16M",
+                "--kernel",
+                &serial,
+                "--initrd",
+                big_initrd.to_str().unwrap(),
+            ],
+            "does not fit in guest memory (20971520 bytes); try a larger -m",
+        ),
+    ] {
+        let mut cmd = visor();
+        cmd.args(["run", "--accel", "kvm"]).args(&args);
+        let out = run_with_timeout(cmd, Duration::from_secs(20));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(needle),
+            "{args:?}: {stderr}"
+        );
+    }
 }
 
 #[test]
