@@ -317,3 +317,34 @@ fn linux_boots_to_init_with_a_virtio_disk() {
         );
     }
 }
+
+#[test]
+fn a_user_without_access_to_kvm_gets_a_clear_error() {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let kvm_mode = std::fs::metadata("/dev/kvm")
+        .map(|m| m.permissions().mode() & 0o006)
+        .ok();
+    if !root || kvm_mode != Some(0) || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: needs root, setpriv and a /dev/kvm closed to other users");
+        return;
+    }
+    // A copy of visor that user `nobody` may execute, wherever the checkout lives.
+    let dir = scratch_dir("kvm-nobody");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let binary = dir.join("visor");
+    std::fs::copy(env!("CARGO_BIN_EXE_visor"), &binary).unwrap();
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&binary)
+        .args(["run", "--accel", "kvm", "--kernel", "/nonexistent-kernel"]);
+    let out = run_with_timeout(cmd, Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("cannot open /dev/kvm: permission denied"),
+        "{stderr}"
+    );
+}
