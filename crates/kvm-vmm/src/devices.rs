@@ -45,9 +45,25 @@ impl Trigger for IrqFdTrigger {
     }
 }
 
-struct Com1 {
+pub struct Com1 {
     serial: Serial<IrqFdTrigger, vm_superio::serial::NoEvents, Box<dyn Write + Send>>,
     stats: Arc<DeviceStats>,
+}
+
+impl Com1 {
+    /// Moves as much of `pending` into the receive FIFO as fits (raising
+    /// the receive interrupt if the driver enabled it).
+    pub fn receive(&mut self, pending: &mut std::collections::VecDeque<u8>) {
+        let room = self.serial.fifo_capacity();
+        let take = room.min(pending.len());
+        if take == 0 {
+            return;
+        }
+        let bytes: Vec<u8> = pending.drain(..take).collect();
+        if let Ok(n) = self.serial.enqueue_raw_bytes(&bytes) {
+            self.stats.to_guest(n);
+        }
+    }
 }
 
 impl BusDevice for Com1 {
@@ -102,12 +118,13 @@ impl BusDevice for PostCode {
     }
 }
 
+/// The port-I/O bus, and COM1 (for feeding it host input).
 pub fn port_bus(
     vm: &VmFd,
     console: Box<dyn Write + Send>,
     exit: &ExitRequest,
     stats: &mut StatsTable,
-) -> Result<Bus, VmmError> {
+) -> Result<(Bus, Arc<Mutex<Com1>>), VmmError> {
     let mut bus = Bus::new();
     let com1_stats = stats.register("com1");
     let trigger = IrqFdTrigger {
@@ -118,13 +135,9 @@ pub fn port_bus(
         serial: Serial::new(trigger, console),
         stats: com1_stats.clone(),
     };
+    let com1 = Arc::new(Mutex::new(com1));
     let placed = [
-        (
-            COM1,
-            8,
-            Arc::new(Mutex::new(com1)) as vm_device::SharedDevice,
-            com1_stats,
-        ),
+        (COM1, 8, com1.clone() as vm_device::SharedDevice, com1_stats),
         (
             DEBUG_EXIT,
             4,
@@ -148,7 +161,7 @@ pub fn port_bus(
         bus.insert(base, size, device, device_stats)
             .expect("fixed ports do not overlap");
     }
-    Ok(bus)
+    Ok((bus, com1))
 }
 
 /// First virtio-mmio slot (in the 32-bit MMIO hole) and its GSI; slots

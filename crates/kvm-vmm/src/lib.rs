@@ -17,11 +17,15 @@ mod boot;
 mod devices;
 mod vcpu;
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use kvm_ioctls::{Kvm, VmFd};
+pub use vm_device::ConsoleInput;
 use vm_device::{Bus, StatsTable};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
@@ -78,6 +82,8 @@ pub struct VmConfig {
 }
 
 pub const MAX_VCPUS: usize = 32;
+/// How often console input is moved into COM1 while the guest runs.
+const CONSOLE_POLL: Duration = Duration::from_millis(5);
 
 /// Why the guest stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +92,8 @@ pub enum VmExit {
     DebugExit(u8),
     /// The guest pulsed the i8042 reset line or triple-faulted.
     Reset,
+    /// The user quit from the console (Ctrl-A x).
+    Quit,
 }
 
 fn kvm_error(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmmError {
@@ -115,6 +123,7 @@ pub struct Vm {
     _memory: GuestMemoryMmap,
     vcpus: Vec<kvm_ioctls::VcpuFd>,
     buses: Arc<Buses>,
+    com1: Arc<Mutex<devices::Com1>>,
     exit: devices::ExitRequest,
     stats: StatsTable,
 }
@@ -152,7 +161,7 @@ impl Vm {
 
         let mut stats = StatsTable::default();
         let exit = devices::ExitRequest::default();
-        let pio = devices::port_bus(&vm, console, &exit, &mut stats)?;
+        let (pio, com1) = devices::port_bus(&vm, console, &exit, &mut stats)?;
         let (mmio, announce) = devices::virtio_bus(&vm, &memory, &config.disks, &mut stats)?;
         let mut cmdline = config.cmdline.clone();
         for device in announce {
@@ -182,6 +191,7 @@ impl Vm {
             _memory: memory,
             vcpus,
             buses: Arc::new(Buses { pio, mmio }),
+            com1,
             exit,
             stats,
         })
@@ -192,9 +202,10 @@ impl Vm {
         &self.stats
     }
 
-    /// Runs one thread per vCPU until the guest exits, resets or faults;
-    /// then stops the other vCPUs.
-    pub fn run(&mut self) -> Result<VmExit, VmmError> {
+    /// Runs one thread per vCPU until the guest exits, resets or faults, or
+    /// the user quits; meanwhile feeds console `input` to COM1. Then stops
+    /// every vCPU.
+    pub fn run(&mut self, input: &Receiver<ConsoleInput>) -> Result<VmExit, VmmError> {
         vcpu::install_kick_handler();
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -216,14 +227,46 @@ impl Vm {
             threads.push(thread);
         }
         drop(done_tx);
-        let result = done_rx
-            .recv()
-            .unwrap_or_else(|_| Err(VmmError::GuestFault("every vCPU thread ended".into())));
+        let result = self.serve_console(&done_rx, input);
         vcpu::stop_all(&stop, &threads);
         for thread in threads {
             let _ = thread.join();
         }
         result
+    }
+
+    /// Waits for a vCPU to finish the VM, moving console input into COM1
+    /// as its FIFO drains.
+    fn serve_console(
+        &self,
+        done: &Receiver<Result<VmExit, VmmError>>,
+        input: &Receiver<ConsoleInput>,
+    ) -> Result<VmExit, VmmError> {
+        let mut pending = VecDeque::new();
+        let mut input_open = true;
+        loop {
+            match done.recv_timeout(CONSOLE_POLL) {
+                Ok(result) => return result,
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(VmmError::GuestFault("every vCPU thread ended".into()))
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            while input_open {
+                match input.try_recv() {
+                    Ok(ConsoleInput::Byte(b)) => pending.push_back(b),
+                    Ok(ConsoleInput::Quit) => return Ok(VmExit::Quit),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => input_open = false,
+                }
+            }
+            if !pending.is_empty() {
+                self.com1
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .receive(&mut pending);
+            }
+        }
     }
 }
 

@@ -148,12 +148,7 @@ pub enum Exit {
     UnsupportedHtif(u64),
 }
 
-/// Console input events from the host side.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConsoleInput {
-    Byte(u8),
-    Quit,
-}
+pub use vm_device::ConsoleInput;
 
 /// Everything a hart reaches through its [`Platform`]: the devices and the clock.
 struct Devices {

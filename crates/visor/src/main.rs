@@ -210,7 +210,10 @@ fn run_kvm(args: RunArgs) -> Result<i32> {
         disks: args.disks.iter().map(|d| d.config.clone()).collect(),
     };
     let mut vm = kvm_vmm::Vm::new(&config, Box::new(std::io::stdout()))?;
-    let exit = vm.run()?;
+    let console = console::Console::attach();
+    let exit = vm.run(console.input());
+    drop(console);
+    let exit = exit?;
     if args.stats {
         eprint!("{}", vm.stats().render());
     }
@@ -220,6 +223,7 @@ fn run_kvm(args: RunArgs) -> Result<i32> {
             eprintln!("visor: guest reset");
             0
         }
+        kvm_vmm::VmExit::Quit => 0,
     })
 }
 

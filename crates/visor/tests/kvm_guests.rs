@@ -136,6 +136,43 @@ fn port_io_exits_are_dispatched_and_counted() {
     assert_eq!(row.split_whitespace().nth(1), Some("100000"), "{stats}");
 }
 
+/// Host keyboard input reaches the guest through COM1, under both VMMs.
+#[test]
+fn console_input_reaches_com1() {
+    if !kvm_available() {
+        return;
+    }
+    let image = x86_guest("echo");
+    let mut visor_cmd = visor();
+    visor_cmd
+        .args(["run", "--accel", "kvm", "--kernel"])
+        .arg(&image);
+    let mut qemu = Command::new("qemu-system-x86_64");
+    qemu.args([
+        "-M",
+        "pc",
+        "-enable-kvm",
+        "-cpu",
+        "qemu64,-pni",
+        "-m",
+        "64M",
+    ])
+    .args(["-nographic", "-nodefaults", "-serial", "stdio"])
+    .args([
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        "-kernel",
+    ])
+    .arg(&image);
+    for cmd in [visor_cmd, qemu] {
+        let mut s = Session::start(cmd);
+        s.expect("visor-x86: type a line", STEP);
+        s.send("typed-on-the-host");
+        s.expect("visor-x86: echo typed-on-the-host", STEP);
+        assert_eq!(s.wait_exit(STEP), 33);
+    }
+}
+
 #[test]
 fn hlt_wakes_on_pit_timer_interrupts() {
     check("timer", "visor-x86: woke from hlt on 3 timer interrupts");

@@ -18,4 +18,12 @@ pub use bus::{Bus, BusDevice, BusError, SharedDevice};
 pub use irq::{IrqLine, LevelIrq};
 pub use stats::{DeviceStats, StatsTable};
 pub use vm_memory;
+
+/// Console input events from the host side, as every engine receives them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsoleInput {
+    Byte(u8),
+    /// The user asked to quit (Ctrl-A x).
+    Quit,
+}
 pub use vm_memory::GuestMemoryMmap;
