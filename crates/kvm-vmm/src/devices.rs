@@ -193,28 +193,44 @@ fn irqfd(vm: &VmFd, gsi: u32) -> Result<EventFd, VmmError> {
     Ok(event)
 }
 
-/// The virtio-mmio bus with one virtio-blk per disk, and the
-/// `virtio_mmio.device=` arguments that announce them to Linux.
+/// The virtio-mmio bus — one virtio-blk per disk, virtio-net when asked
+/// for, and virtio-rng — and the `virtio_mmio.device=` arguments that
+/// announce them to Linux.
 pub fn virtio_bus(
     vm: &VmFd,
     memory: &vm_memory::GuestMemoryMmap,
     disks: &[virtio::blk::DiskConfig],
+    net: Option<&virtio::net::NetConfig>,
     stats: &mut StatsTable,
 ) -> Result<(Bus, Vec<String>), VmmError> {
-    if disks.len() > VIRTIO_SLOTS {
+    let mut devices: Vec<(Box<dyn virtio::VirtioDevice>, Arc<DeviceStats>)> = Vec::new();
+    for (i, disk) in disks.iter().enumerate() {
+        let device_stats = stats.register(format!("virtio-blk{i}"));
+        let block = virtio::blk::Block::open(disk, device_stats.clone())?;
+        devices.push((Box::new(block), device_stats));
+    }
+    if let Some(net) = net {
+        let device_stats = stats.register("virtio-net");
+        let device = virtio::net::Net::open(net, device_stats.clone())?;
+        devices.push((Box::new(device), device_stats));
+    }
+    let device_stats = stats.register("virtio-rng");
+    devices.push((
+        Box::new(virtio::rng::Rng::new(device_stats.clone())),
+        device_stats,
+    ));
+    if devices.len() > VIRTIO_SLOTS {
         return Err(VmmError::TooManyDevices(VIRTIO_SLOTS));
     }
     let mut bus = Bus::new();
     let mut announce = Vec::new();
-    for (slot, disk) in disks.iter().enumerate() {
-        let device_stats = stats.register(format!("virtio-blk{slot}"));
-        let block = virtio::blk::Block::open(disk, device_stats.clone())?;
+    for (slot, (device, device_stats)) in devices.into_iter().enumerate() {
         let gsi = VIRTIO_GSI + slot as u32;
         let line = Arc::new(IrqFdLine {
             event: irqfd(vm, gsi)?,
             stats: device_stats.clone(),
         });
-        let transport = virtio::MmioTransport::new(Box::new(block), memory.clone(), line);
+        let transport = virtio::MmioTransport::new(device, memory.clone(), line);
         let base = VIRTIO_BASE + slot as u64 * virtio::MMIO_SLOT_SIZE;
         bus.insert(
             base,

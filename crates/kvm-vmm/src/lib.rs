@@ -50,6 +50,8 @@ pub enum VmmError {
     BadVcpuCount(usize),
     #[error("{0}")]
     Disk(#[from] virtio::blk::DiskError),
+    #[error("{0}")]
+    Net(#[from] virtio::net::NetError),
     #[error("too many virtio devices (at most {0})")]
     TooManyDevices(usize),
     #[error("cannot allocate guest RAM: {0}")]
@@ -77,13 +79,16 @@ pub struct VmConfig {
     pub kernel: PathBuf,
     pub initrd: Option<PathBuf>,
     pub cmdline: String,
-    /// virtio-blk disks on virtio-mmio slots, announced with `virtio_mmio.device=`.
+    /// virtio-blk disks on virtio-mmio slots, announced with `virtio_mmio.device=`
+    /// (followed by virtio-net if configured, then virtio-rng).
     pub disks: Vec<virtio::blk::DiskConfig>,
+    pub net: Option<virtio::net::NetConfig>,
 }
 
 pub const MAX_VCPUS: usize = 32;
-/// How often console input is moved into COM1 while the guest runs.
-const CONSOLE_POLL: Duration = Duration::from_millis(5);
+/// How often console input is moved into COM1, and devices with host-side
+/// input (a TAP) are polled, while the guest runs.
+const HOST_POLL: Duration = Duration::from_millis(1);
 
 /// Why the guest stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,7 +167,8 @@ impl Vm {
         let mut stats = StatsTable::default();
         let exit = devices::ExitRequest::default();
         let (pio, com1) = devices::port_bus(&vm, console, &exit, &mut stats)?;
-        let (mmio, announce) = devices::virtio_bus(&vm, &memory, &config.disks, &mut stats)?;
+        let (mmio, announce) =
+            devices::virtio_bus(&vm, &memory, &config.disks, config.net.as_ref(), &mut stats)?;
         let mut cmdline = config.cmdline.clone();
         for device in announce {
             cmdline.push(' ');
@@ -236,7 +242,7 @@ impl Vm {
     }
 
     /// Waits for a vCPU to finish the VM, moving console input into COM1
-    /// as its FIFO drains.
+    /// as its FIFO drains and polling devices for host-side input.
     fn serve_console(
         &self,
         done: &Receiver<Result<VmExit, VmmError>>,
@@ -245,7 +251,7 @@ impl Vm {
         let mut pending = VecDeque::new();
         let mut input_open = true;
         loop {
-            match done.recv_timeout(CONSOLE_POLL) {
+            match done.recv_timeout(HOST_POLL) {
                 Ok(result) => return result,
                 Err(RecvTimeoutError::Disconnected) => {
                     return Err(VmmError::GuestFault("every vCPU thread ended".into()))

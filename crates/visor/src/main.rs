@@ -208,6 +208,7 @@ fn run_kvm(args: RunArgs) -> Result<i32> {
         initrd: args.initrd,
         cmdline: args.append,
         disks: args.disks.iter().map(|d| d.config.clone()).collect(),
+        net: args.net,
     };
     let mut vm = kvm_vmm::Vm::new(&config, Box::new(std::io::stdout()))?;
     let console = console::Console::attach();

@@ -223,6 +223,16 @@ fn minimal_guest_driver_reads_and_writes_virtio_blk() {
 }
 
 #[test]
+fn minimal_guest_driver_reads_virtio_rng() {
+    if !kvm_available() {
+        return;
+    }
+    let (visor, qemu) = both("virtio_rng");
+    assert_eq!(visor, ("visor-x86: virtio-rng entropy ok".to_string(), 33));
+    assert_eq!(qemu, ("visor-x86: no virtio-rng device".to_string(), 33));
+}
+
+#[test]
 fn bad_kernels_get_clear_errors() {
     if !kvm_available() {
         return;
