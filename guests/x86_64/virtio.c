@@ -4,17 +4,11 @@ enum { MAGIC = 0x00, VERSION = 0x04, DEVICE_ID = 0x08, DRV_FEATURES = 0x20, DRV_
        QUEUE_SEL = 0x30, QUEUE_NUM_MAX = 0x34, QUEUE_NUM = 0x38, QUEUE_READY = 0x44, QUEUE_NOTIFY = 0x50,
        INT_STATUS = 0x60, INT_ACK = 0x64, STATUS = 0x70, DESC_LO = 0x80, DESC_HI = 0x84,
        AVAIL_LO = 0x90, AVAIL_HI = 0x94, USED_LO = 0xa0, USED_HI = 0xa4 };
-#define QSIZE 8
-
-static struct virtq_desc table[QSIZE] __attribute__((aligned(16)));
-static struct { u16 flags, idx, ring[QSIZE], used_event; } avail __attribute__((aligned(2)));
-static volatile struct { u16 flags, idx; struct { u32 id, len; } ring[QSIZE]; u16 avail_event; } used
-    __attribute__((aligned(4)));
 
 static void reg(struct virtio_dev *d, u32 off, u32 v) { mmio_write32(d->base + off, v); }
 static u32 get(struct virtio_dev *d, u32 off) { return mmio_read32(d->base + off); }
 
-int virtio_setup(struct virtio_dev *d, u64 base, u32 device_id) {
+int virtio_setup(struct virtio_dev *d, u64 base, u32 device_id, int queues) {
   d->base = base;
   if (get(d, MAGIC) != 0x74726976 || get(d, VERSION) != 2 || get(d, DEVICE_ID) != device_id) return 0;
   reg(d, STATUS, 0);
@@ -25,30 +19,44 @@ int virtio_setup(struct virtio_dev *d, u64 base, u32 device_id) {
   reg(d, DRV_FEATURES, 0);
   reg(d, STATUS, 1 | 2 | 8);
   check(get(d, STATUS) & 8, "features accepted");
-  reg(d, QUEUE_SEL, 0);
-  check(get(d, QUEUE_NUM_MAX) >= QSIZE, "queue size");
-  reg(d, QUEUE_NUM, QSIZE);
-  reg(d, DESC_LO, (u32)(u64)table); reg(d, DESC_HI, 0);
-  reg(d, AVAIL_LO, (u32)(u64)&avail); reg(d, AVAIL_HI, 0);
-  reg(d, USED_LO, (u32)(u64)&used); reg(d, USED_HI, 0);
-  avail.idx = 0;
-  d->last_used = 0;
-  reg(d, QUEUE_READY, 1);
+  for (int i = 0; i < queues; i++) {
+    struct virtq *q = &d->q[i];
+    reg(d, QUEUE_SEL, i);
+    check(get(d, QUEUE_NUM_MAX) >= VIRTQ_SIZE, "queue size");
+    reg(d, QUEUE_NUM, VIRTQ_SIZE);
+    reg(d, DESC_LO, (u32)(u64)q->desc); reg(d, DESC_HI, 0);
+    reg(d, AVAIL_LO, (u32)(u64)&q->avail); reg(d, AVAIL_HI, 0);
+    reg(d, USED_LO, (u32)(u64)&q->used); reg(d, USED_HI, 0);
+    q->avail.idx = 0;
+    q->last_used = 0;
+    reg(d, QUEUE_READY, 1);
+  }
   reg(d, STATUS, 1 | 2 | 8 | 4);
   return 1;
 }
 
-long virtio_submit(struct virtio_dev *d, const struct virtq_desc *descs, int n) {
-  for (int i = 0; i < n; i++) table[i] = descs[i];
-  avail.ring[avail.idx % QSIZE] = 0;
+void virtio_add(struct virtio_dev *d, int qi, const struct virtq_desc *descs, int n) {
+  struct virtq *q = &d->q[qi];
+  for (int i = 0; i < n; i++) q->desc[i] = descs[i];
+  q->avail.ring[q->avail.idx % VIRTQ_SIZE] = 0;
   barrier();
-  avail.idx++;
+  q->avail.idx++;
   barrier();
-  reg(d, QUEUE_NOTIFY, 0);
+  reg(d, QUEUE_NOTIFY, qi);
   barrier();
-  if (used.idx == d->last_used) return -1;
-  long len = used.ring[d->last_used % QSIZE].len;
-  d->last_used = used.idx;
+}
+
+long virtio_used(struct virtio_dev *d, int qi) {
+  struct virtq *q = &d->q[qi];
+  barrier();
+  if (q->used.idx == q->last_used) return -1;
+  long len = q->used.ring[q->last_used % VIRTQ_SIZE].len;
+  q->last_used++;
   reg(d, INT_ACK, get(d, INT_STATUS));
   return len;
+}
+
+long virtio_submit(struct virtio_dev *d, const struct virtq_desc *descs, int n) {
+  virtio_add(d, 0, descs, n);
+  return virtio_used(d, 0);
 }

@@ -29,7 +29,7 @@ static int request(u32 type, u64 sector) {
 }
 
 int main(void) {
-  if (!virtio_setup(&blk, VIRTIO_SLOT(0), 2)) {
+  if (!virtio_setup(&blk, VIRTIO_SLOT(0), 2, 1)) {
     puts("visor-x86: no virtio device at 0xd0000000\n");
     return 0x10;
   }

@@ -7,7 +7,7 @@ static u8 a[64], b[64];
 int main(void) {
   struct virtio_dev rng;
   int slot = 0;
-  while (slot < 8 && !virtio_setup(&rng, VIRTIO_SLOT(slot), 4)) slot++;
+  while (slot < 8 && !virtio_setup(&rng, VIRTIO_SLOT(slot), 4, 1)) slot++;
   if (slot == 8) {
     puts("visor-x86: no virtio-rng device\n");
     return 0x10;

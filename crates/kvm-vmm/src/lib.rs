@@ -272,6 +272,7 @@ impl Vm {
                     .unwrap_or_else(|e| e.into_inner())
                     .receive(&mut pending);
             }
+            self.buses.mmio.poll();
         }
     }
 }

@@ -232,6 +232,28 @@ fn minimal_guest_driver_reads_virtio_rng() {
     assert_eq!(qemu, ("visor-x86: no virtio-rng device".to_string(), 33));
 }
 
+/// virtio-net on KVM: the guest's ARP request goes out through the TAP in a
+/// test namespace and the host kernel's reply comes back in.
+#[test]
+fn minimal_guest_driver_exchanges_frames_over_virtio_net() {
+    // SAFETY: geteuid has no preconditions.
+    if !kvm_available() || unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: needs /dev/kvm and root (network namespaces, /dev/net/tun)");
+        return;
+    }
+    let ns = Namespace::create("ktap0", "10.0.2.2");
+    let mut cmd = ns.command(env!("CARGO_BIN_EXE_visor"));
+    cmd.args(["run", "--accel", "kvm", "--net", "tap=ktap0", "--kernel"])
+        .arg(x86_guest("virtio_net"));
+    let out = run_with_timeout(cmd, Duration::from_secs(60));
+    let console = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        console.contains("visor-x86: arp reply from 10.0.2.2"),
+        "{console}"
+    );
+    assert_eq!(out.status.code(), Some(33));
+}
+
 #[test]
 fn bad_kernels_get_clear_errors() {
     if !kvm_available() {

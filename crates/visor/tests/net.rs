@@ -7,69 +7,11 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::io::AsRawFd;
 use std::process::Command;
 
 const HOST_IP: &str = "10.0.2.2";
 const GUEST_IP: &str = "10.0.2.15";
 const TAP: &str = "vtap0";
-
-/// A network namespace with a TAP interface holding HOST_IP; removed on drop.
-struct Namespace(String);
-
-impl Namespace {
-    fn create() -> Namespace {
-        let name = format!("visor-net-{}", std::process::id());
-        let ns = Namespace(name.clone());
-        ip(&["netns", "add", &name]);
-        ip(&["-n", &name, "tuntap", "add", "dev", TAP, "mode", "tap"]);
-        ip(&[
-            "-n",
-            &name,
-            "addr",
-            "add",
-            &format!("{HOST_IP}/24"),
-            "dev",
-            TAP,
-        ]);
-        ip(&["-n", &name, "link", "set", TAP, "up"]);
-        ip(&["-n", &name, "link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// `cmd ARGS` run inside the namespace.
-    fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.0, program]);
-        c
-    }
-
-    /// Moves the calling thread into the namespace (sockets it opens live there).
-    fn enter(&self) {
-        let file = std::fs::File::open(format!("/var/run/netns/{}", self.0)).unwrap();
-        // SAFETY: setns on an open namespace descriptor affects only this thread.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("running ip (iproute2)");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn blob(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
@@ -96,7 +38,7 @@ fn guest_and_host_ping_and_tcp_over_virtio_net() {
         eprintln!("SKIPPED: virtio-net test needs root for network namespaces and /dev/net/tun");
         return;
     }
-    let ns = Namespace::create();
+    let ns = Namespace::create(TAP, HOST_IP);
     let mut cmd = ns.command(env!("CARGO_BIN_EXE_visor"));
     cmd.args(["run", "--kernel"])
         .arg(image("VISOR_LINUX_IMAGE"))
@@ -197,12 +139,4 @@ fn guest_and_host_ping_and_tcp_over_virtio_net() {
         counters[2] >= 1 << 20 && counters[3] >= 1 << 20,
         "bytes moved: {row}"
     );
-}
-
-impl Namespace {
-    /// Enters the namespace from a helper thread without deleting it afterwards.
-    fn enter_and_forget(self) {
-        self.enter();
-        std::mem::forget(self);
-    }
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{mpsc, OnceLock};
@@ -203,4 +204,63 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// A network namespace (for tests that need root) with a TAP interface
+/// `tap` holding `host_ip`/24; removed on drop.
+pub struct Namespace(pub String);
+
+impl Namespace {
+    pub fn create(tap: &str, host_ip: &str) -> Namespace {
+        let name = format!("visor-net-{}-{tap}", std::process::id());
+        let ns = Namespace(name.clone());
+        let address = format!("{host_ip}/24");
+        ip(&["netns", "add", &name]);
+        ip(&["-n", &name, "tuntap", "add", "dev", tap, "mode", "tap"]);
+        ip(&["-n", &name, "addr", "add", &address, "dev", tap]);
+        ip(&["-n", &name, "link", "set", tap, "up"]);
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `cmd ARGS` run inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0, program]);
+        c
+    }
+
+    /// Moves the calling thread into the namespace (sockets it opens live there).
+    pub fn enter(&self) {
+        let file = std::fs::File::open(format!("/var/run/netns/{}", self.0)).unwrap();
+        // SAFETY: setns on an open namespace descriptor affects only this thread.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("running ip (iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Namespace {
+    /// Enters the namespace from a helper thread without deleting it afterwards.
+    pub fn enter_and_forget(self) {
+        self.enter();
+        std::mem::forget(self);
+    }
 }
