@@ -130,7 +130,7 @@ pub fn run(root: &Path, images: &Images, args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// visor's interpreter against QEMU TCG: Linux boot and a CPU-bound program.
+/// visor's interpreter and JIT against QEMU TCG: Linux boot and a CPU-bound program.
 fn engine(root: &Path, images: &Images) -> Result<()> {
     let guests = root.join("target/guests/riscv");
     crate::run({
@@ -142,76 +142,80 @@ fn engine(root: &Path, images: &Images) -> Result<()> {
         c
     })?;
     let visor_bin = root.join("target/release/visor");
-    let visor = || {
+    let visor = |engine: &str| {
         let mut c = Command::new(&visor_bin);
-        c.args(["run", "-m", "128M"]);
+        c.args(["run", "-m", "128M", "--engine", engine]);
         c
     };
-    let linux = |mut c: Command, kernel_flag: &str| {
-        c.arg(kernel_flag)
-            .arg(&images.linux)
-            .arg("-initrd")
-            .arg(&images.initramfs);
-        c
-    };
+    const ENGINES: [&str; 2] = ["interp", "jit"];
 
     eprintln!("[bench] Linux boot to init, {RUNS} runs each");
-    let mut boot_visor = Vec::new();
-    let mut boot_qemu = Vec::new();
+    let mut boot: [Vec<Duration>; 3] = Default::default();
     for _ in 0..RUNS {
-        let mut v = visor();
-        v.arg("--kernel")
+        for (i, engine) in ENGINES.iter().enumerate() {
+            let mut v = visor(engine);
+            v.arg("--kernel")
+                .arg(&images.linux)
+                .arg("--initrd")
+                .arg(&images.initramfs);
+            boot[i].push(time_to_marker(v, INIT_MARKER)?);
+        }
+        let mut q = qemu();
+        q.arg("-kernel")
             .arg(&images.linux)
-            .arg("--initrd")
-            .arg(&images.initramfs);
-        boot_visor.push(time_to_marker(v, INIT_MARKER)?);
-        let mut q = linux(qemu(), "-kernel");
-        q.args(["-bios", FIRMWARE, "-append", "console=ttyS0"]);
-        boot_qemu.push(time_to_marker(q, INIT_MARKER)?);
+            .arg("-initrd")
+            .arg(&images.initramfs)
+            .args(["-bios", FIRMWARE, "-append", "console=ttyS0"]);
+        boot[2].push(time_to_marker(q, INIT_MARKER)?);
     }
-    let (boot_visor, boot_qemu) = (median(boot_visor), median(boot_qemu));
 
     eprintln!("[bench] CPU-bound program (guests/riscv/bench_cpu.c), {RUNS} runs each");
     let program = guests.join("bench_cpu.elf");
-    let mut cpu_visor = Vec::new();
-    let mut cpu_qemu = Vec::new();
+    let mut cpu: [Vec<Duration>; 3] = Default::default();
     let mut mips = 0.0;
     for _ in 0..RUNS {
-        let mut v = visor();
-        v.args(["--bios", "none", "--stats", "--kernel"])
-            .arg(&program);
-        let (t, stderr) = time_run(v)?;
-        cpu_visor.push(t);
-        if let Some(m) = stderr
-            .split('(')
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .and_then(|s| s.parse::<f64>().ok())
-        {
-            mips = m;
+        for (i, engine) in ENGINES.iter().enumerate() {
+            let mut v = visor(engine);
+            v.args(["--bios", "none", "--stats", "--kernel"])
+                .arg(&program);
+            let (t, stderr) = time_run(v)?;
+            cpu[i].push(t);
+            if let Some(m) = stderr
+                .split('(')
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .and_then(|s| s.parse::<f64>().ok())
+                .filter(|_| i == 0)
+            {
+                mips = m;
+            }
         }
         let mut q = qemu();
         q.args(["-bios", "none", "-kernel"]).arg(&program);
-        cpu_qemu.push(time_run(q)?.0);
+        cpu[2].push(time_run(q)?.0);
     }
-    let (cpu_visor, cpu_qemu) = (median(cpu_visor), median(cpu_qemu));
 
     let s = |d: Duration| format!("{:.2} s", d.as_secs_f64());
     let ratio = |a: Duration, b: Duration| format!("{:.2}×", a.as_secs_f64() / b.as_secs_f64());
-    println!("| workload | visor (interp) | qemu-system-riscv64 (TCG) | visor / QEMU time |");
-    println!("|---|---|---|---|");
-    println!(
-        "| Linux boot to init (OpenSBI + Linux 6.1 + busybox, 1 hart) | {} | {} | {} |",
-        s(boot_visor),
-        s(boot_qemu),
-        ratio(boot_visor, boot_qemu)
-    );
-    println!(
-        "| CPU-bound program: sieve, hash, sort, FP (bare metal) | {} | {} | {} |",
-        s(cpu_visor),
-        s(cpu_qemu),
-        ratio(cpu_visor, cpu_qemu)
-    );
+    println!("| workload | visor interp | visor jit | qemu-system-riscv64 (TCG) | interp / QEMU | jit / QEMU |");
+    println!("|---|---|---|---|---|---|");
+    for (name, runs) in [
+        (
+            "Linux boot to init (OpenSBI + Linux 6.1 + busybox, 1 hart)",
+            boot,
+        ),
+        ("CPU-bound program: sieve, hash, sort, FP (bare metal)", cpu),
+    ] {
+        let [interp, jit, qemu] = runs.map(median);
+        println!(
+            "| {name} | {} | {} | {} | {} | {} |",
+            s(interp),
+            s(jit),
+            s(qemu),
+            ratio(interp, qemu),
+            ratio(jit, qemu)
+        );
+    }
     println!();
     println!("visor's interpreter retired {mips:.0} million guest instructions per second on the CPU-bound program.");
     Ok(())

@@ -82,6 +82,8 @@ pub struct Hart {
     stop: Option<RunExit>,
     /// Instructions retired.
     pub instret: u64,
+    /// Traps taken (exceptions and interrupts), for engines that compare runs.
+    pub traps: u64,
 }
 
 impl Hart {
@@ -101,6 +103,7 @@ impl Hart {
             interrupt_check: true,
             stop: None,
             instret: 0,
+            traps: 0,
         }
     }
 
@@ -156,6 +159,21 @@ impl Hart {
         (RunExit::Budget, executed)
     }
 
+    /// True when the next boundary must re-evaluate interrupts; engines
+    /// running translated code hand such a boundary to [`Hart::run`].
+    #[inline]
+    pub fn boundary_pending(&self) -> bool {
+        self.interrupt_check
+    }
+
+    /// The host bytes of the code at `pc` up to the end of its page, when
+    /// the execute TLB maps that page for the current privilege (no walk,
+    /// no side effects). Engines compare them with what they translated.
+    #[inline]
+    pub fn code_at(&self, pc: u64) -> Option<&[u8]> {
+        self.tlb.code_at(pc, self.privilege)
+    }
+
     /// The highest-priority interrupt that is pending and enabled at the
     /// current privilege, if any.
     fn pending_interrupt(&self, mtime: u64) -> Option<u64> {
@@ -187,6 +205,7 @@ impl Hart {
     /// Enters the trap handler for `cause` (interrupt bit included), in M or S
     /// mode according to the delegation registers.
     pub(crate) fn take_trap(&mut self, cause: u64, tval: u64) {
+        self.traps += 1;
         let interrupt = cause & trap::INTERRUPT_BIT != 0;
         let code = cause & !trap::INTERRUPT_BIT;
         let delegated = if interrupt {

@@ -117,6 +117,23 @@ fn within_page(vaddr: u64, size: u8) -> bool {
     (vaddr & (PAGE_SIZE - 1)) + size as u64 <= PAGE_SIZE
 }
 
+impl Tlb {
+    /// See [`Hart::code_at`].
+    #[inline]
+    pub(crate) fn code_at(&self, pc: u64, privilege: Privilege) -> Option<&[u8]> {
+        let entry = self.exec[tlb_index(pc)];
+        if entry.tag != tlb_tag(pc, privilege) {
+            return None;
+        }
+        let left = (PAGE_SIZE - (pc & (PAGE_SIZE - 1))) as usize;
+        // SAFETY: execute TLB entries only map whole RAM pages, which live as
+        // long as the hart's GuestRam; the slice ends at the page's end.
+        Some(unsafe {
+            std::slice::from_raw_parts(pc.wrapping_add(entry.addend) as *const u8, left)
+        })
+    }
+}
+
 impl Hart {
     /// The privilege loads and stores are checked against (mstatus.MPRV).
     #[inline]

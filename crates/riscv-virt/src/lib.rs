@@ -111,6 +111,7 @@ pub struct MachineConfig {
     pub ide_disk: Option<DiskConfig>,
     pub net: Option<NetConfig>,
     pub console: ConsoleDevice,
+    pub engine: Engine,
 }
 
 impl MachineConfig {
@@ -127,6 +128,7 @@ impl MachineConfig {
             ide_disk: None,
             net: None,
             console: ConsoleDevice::Serial,
+            engine: Engine::Interpreter,
         }
     }
 }
@@ -146,6 +148,20 @@ pub enum Exit {
     Quit,
     /// An HTIF request visor does not implement.
     UnsupportedHtif(u64),
+    /// Lock-step mode found translated code disagreeing with the interpreter
+    /// ([`Machine::divergence`] says where).
+    LockStepDivergence,
+}
+
+/// Which engine runs the harts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Engine {
+    #[default]
+    Interpreter,
+    /// Binary translation of integer blocks, the interpreter for the rest.
+    Jit,
+    /// The translator checked block by block against the interpreter.
+    LockStep,
 }
 
 pub use vm_device::ConsoleInput;
@@ -289,6 +305,8 @@ impl Platform for Devices {
 /// A whole RISC-V virt machine.
 pub struct Machine {
     harts: Vec<Hart>,
+    /// Per hart, the binary translator when the engine is not the interpreter.
+    jits: Vec<Option<riscv_jit::Jit>>,
     devices: Devices,
     pending_input: VecDeque<u8>,
     input_closed: bool,
@@ -342,8 +360,19 @@ impl Machine {
             tohost: boot.tohost,
             exit: None,
         };
+        let jits = (0..config.harts)
+            .map(|_| match config.engine {
+                Engine::Interpreter => None,
+                Engine::Jit => Some(riscv_jit::Jit::new(riscv_jit::JitOptions::default())),
+                Engine::LockStep => Some(riscv_jit::Jit::new(riscv_jit::JitOptions {
+                    lockstep: true,
+                    inject_bug: false,
+                })),
+            })
+            .collect();
         Ok(Machine {
             harts,
+            jits,
             devices,
             pending_input: VecDeque::new(),
             input_closed: false,
@@ -352,6 +381,23 @@ impl Machine {
             needs_polling: io.needs_polling,
             stats,
         })
+    }
+
+    /// Where lock-step mode found a translation bug, if it did.
+    pub fn divergence(&self) -> Option<String> {
+        self.jits
+            .iter()
+            .flatten()
+            .find_map(|jit| jit.divergence().map(|d| d.to_string()))
+    }
+
+    /// Instructions the translator ran, across harts (0 for the interpreter).
+    pub fn translated_instructions(&self) -> u64 {
+        self.jits
+            .iter()
+            .flatten()
+            .map(|jit| jit.translated_instructions)
+            .sum()
     }
 
     /// Per-device counters: traps, interrupts, bytes moved.
@@ -382,7 +428,17 @@ impl Machine {
                     continue;
                 }
                 all_waiting = false;
-                hart.run(&mut self.devices, SLICE);
+                match &mut self.jits[h] {
+                    Some(jit) => {
+                        jit.run(hart, &mut self.devices, SLICE);
+                        if jit.divergence().is_some() {
+                            return Exit::LockStepDivergence;
+                        }
+                    }
+                    None => {
+                        hart.run(&mut self.devices, SLICE);
+                    }
+                }
                 if let Some(exit) = self.devices.exit.take() {
                     return exit;
                 }

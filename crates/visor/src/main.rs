@@ -29,6 +29,10 @@ enum Command {
 enum Engine {
     /// The RISC-V interpreter.
     Interp,
+    /// Binary translation to x86-64 (integer blocks; the interpreter for the rest).
+    Jit,
+    /// The translator, checked block by block against the interpreter.
+    Lockstep,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -232,7 +236,6 @@ fn run(args: RunArgs) -> Result<i32> {
     if args.accel == Some(Accel::Kvm) {
         return run_kvm(args);
     }
-    let Engine::Interp = args.engine;
     let firmware = match args.bios.as_deref() {
         Some("none") => None,
         Some(path) => Some(PathBuf::from(path)),
@@ -265,6 +268,11 @@ fn run(args: RunArgs) -> Result<i32> {
             ConsoleArg::Serial => ConsoleDevice::Serial,
             ConsoleArg::Virtio => ConsoleDevice::Virtio,
         },
+        engine: match args.engine {
+            Engine::Interp => riscv_virt::Engine::Interpreter,
+            Engine::Jit => riscv_virt::Engine::Jit,
+            Engine::Lockstep => riscv_virt::Engine::LockStep,
+        },
         ..MachineConfig::new(args.memory)
     };
     let mut machine =
@@ -280,6 +288,13 @@ fn run(args: RunArgs) -> Result<i32> {
             "visor: {instructions} instructions in {seconds:.3} s ({:.1} MIPS)",
             instructions as f64 / seconds / 1e6
         );
+        let translated = machine.translated_instructions();
+        if translated > 0 {
+            eprintln!(
+                "visor: {translated} of them ({:.0}%) ran as translated code",
+                translated as f64 * 100.0 / instructions.max(1) as f64
+            );
+        }
         eprint!("{}", machine.stats().render());
     }
     Ok(match exit {
@@ -295,6 +310,12 @@ fn run(args: RunArgs) -> Result<i32> {
         }
         Exit::UnsupportedHtif(value) => {
             bail!("unsupported HTIF request {value:#x} written to tohost")
+        }
+        Exit::LockStepDivergence => {
+            bail!(
+                "lock-step: translated code diverged from the interpreter: {}",
+                machine.divergence().unwrap_or_default()
+            )
         }
     })
 }

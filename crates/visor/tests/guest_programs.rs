@@ -28,6 +28,18 @@ fn run_program_with(name: &str, extra: &[&str]) {
     );
 }
 
+/// Every ISA and privileged program also passes under the binary
+/// translator, and under lock-step (translated blocks checked against the
+/// interpreter; a divergence ends visor with an error).
+#[test]
+fn programs_pass_under_the_jit_and_lockstep() {
+    for name in PROGRAMS {
+        for engine in ["jit", "lockstep"] {
+            run_program_with(name, &["--engine", engine]);
+        }
+    }
+}
+
 #[test]
 fn hostile_virtio_driver_gets_errors_and_a_usable_device() {
     let dir = scratch_dir("hostile");

@@ -49,3 +49,14 @@ fn linux_boots_with_opensbi_fw_jump() {
     s.send("poweroff");
     assert_eq!(s.wait_exit(STEP), 0);
 }
+
+#[test]
+fn linux_smp2_boots_under_the_jit_in_lockstep() {
+    let mut s = Session::boot(&["--engine", "lockstep", "--smp", "2"]);
+    s.expect("visor-init: ready", BOOT);
+    s.expect("# ", STEP);
+    s.send("echo $((6 * 7)) jit");
+    s.expect("42 jit", STEP);
+    s.send("poweroff");
+    assert_eq!(s.wait_exit(STEP), 0, "no divergence, clean poweroff");
+}

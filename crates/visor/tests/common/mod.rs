@@ -198,6 +198,14 @@ impl Session {
 pub const BOOT: Duration = Duration::from_secs(180);
 pub const STEP: Duration = Duration::from_secs(60);
 
+impl Drop for Session {
+    /// A test that fails mid-session must not leave its guest running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A scratch directory for one test, emptied first.
 pub fn scratch_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("visor-test-{}-{name}", std::process::id()));

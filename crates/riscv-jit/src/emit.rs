@@ -1,0 +1,205 @@
+//! x86-64 code for a block (System V: RDI = the hart's `x` array; returns
+//! the next PC in RAX). No register allocation: each instruction loads its
+//! operands from `x`, computes in RAX/RCX/RDX and stores the result. The
+//! code is position-independent and lands in the engine's code arena.
+
+use crate::arena::CodeArena;
+use dynasmrt::{dynasm, x64::X64Relocation, DynasmApi, VecAssembler};
+use riscv_isa::{AluOp, BranchCond, Instruction};
+
+type Assembler = VecAssembler<X64Relocation>;
+
+/// A translated block.
+pub struct Block {
+    entry: *const u8,
+    /// Guest instructions it executes.
+    pub instructions: u64,
+}
+
+type BlockFn = extern "sysv64" fn(*mut u64) -> u64;
+
+fn slot(r: u8) -> i32 {
+    r as i32 * 8
+}
+
+/// RAX = x[r].
+fn load_rax(ops: &mut Assembler, r: u8) {
+    if r == 0 {
+        dynasm!(ops ; .arch x64 ; xor eax, eax);
+    } else {
+        dynasm!(ops ; .arch x64 ; mov rax, QWORD [rdi + slot(r)]);
+    }
+}
+
+/// RCX = x[r].
+fn load_rcx(ops: &mut Assembler, r: u8) {
+    if r == 0 {
+        dynasm!(ops ; .arch x64 ; xor ecx, ecx);
+    } else {
+        dynasm!(ops ; .arch x64 ; mov rcx, QWORD [rdi + slot(r)]);
+    }
+}
+
+/// x[rd] = RAX (x0 stays zero).
+fn store_rax(ops: &mut Assembler, rd: u8) {
+    if rd != 0 {
+        dynasm!(ops ; .arch x64 ; mov QWORD [rdi + slot(rd)], rax);
+    }
+}
+
+fn load_const(ops: &mut Assembler, value: u64) {
+    dynasm!(ops ; .arch x64 ; mov rax, QWORD value as i64);
+}
+
+/// RAX = RAX op RCX for the 64-bit operations.
+fn alu64(ops: &mut Assembler, op: AluOp) {
+    match op {
+        AluOp::Add => dynasm!(ops ; .arch x64 ; add rax, rcx),
+        AluOp::Sub => dynasm!(ops ; .arch x64 ; sub rax, rcx),
+        AluOp::Xor => dynasm!(ops ; .arch x64 ; xor rax, rcx),
+        AluOp::Or => dynasm!(ops ; .arch x64 ; or rax, rcx),
+        AluOp::And => dynasm!(ops ; .arch x64 ; and rax, rcx),
+        AluOp::Sll => dynasm!(ops ; .arch x64 ; shl rax, cl),
+        AluOp::Srl => dynasm!(ops ; .arch x64 ; shr rax, cl),
+        AluOp::Sra => dynasm!(ops ; .arch x64 ; sar rax, cl),
+        AluOp::Mul => dynasm!(ops ; .arch x64 ; imul rax, rcx),
+        AluOp::Slt => dynasm!(ops ; .arch x64
+            ; xor edx, edx ; cmp rax, rcx ; setl dl ; mov rax, rdx),
+        AluOp::Sltu => dynasm!(ops ; .arch x64
+            ; xor edx, edx ; cmp rax, rcx ; setb dl ; mov rax, rdx),
+        _ => unreachable!("the translator only passes supported 64-bit operations"),
+    }
+}
+
+/// RAX = sign-extended (EAX op ECX) for the 32-bit ("W") operations.
+fn alu32(ops: &mut Assembler, op: AluOp) {
+    match op {
+        AluOp::Add => dynasm!(ops ; .arch x64 ; add eax, ecx),
+        AluOp::Sub => dynasm!(ops ; .arch x64 ; sub eax, ecx),
+        AluOp::Sll => dynasm!(ops ; .arch x64 ; shl eax, cl),
+        AluOp::Srl => dynasm!(ops ; .arch x64 ; shr eax, cl),
+        AluOp::Sra => dynasm!(ops ; .arch x64 ; sar eax, cl),
+        AluOp::Mul => dynasm!(ops ; .arch x64 ; imul eax, ecx),
+        _ => unreachable!("the translator only passes supported 32-bit operations"),
+    }
+    dynasm!(ops ; .arch x64 ; movsxd rax, eax);
+}
+
+impl Block {
+    /// Emits `instructions` (the translator's output) starting at guest `pc`
+    /// into `arena`; `None` when the arena is full.
+    pub fn emit(
+        arena: &mut CodeArena,
+        pc: u64,
+        instructions: &[(Instruction, u8)],
+        inject_bug: bool,
+    ) -> Option<Block> {
+        use Instruction as I;
+        let mut ops = Assembler::new(0);
+        let mut pc = pc;
+        let mut resolved = false;
+        for &(inst, len) in instructions {
+            let next = pc.wrapping_add(len as u64);
+            match inst {
+                I::Lui { rd, imm } => {
+                    load_const(&mut ops, imm as i64 as u64);
+                    store_rax(&mut ops, rd);
+                }
+                I::Auipc { rd, imm } => {
+                    load_const(&mut ops, pc.wrapping_add(imm as i64 as u64));
+                    store_rax(&mut ops, rd);
+                }
+                I::OpImm { op, rd, rs1, imm } => {
+                    load_rax(&mut ops, rs1);
+                    let imm = if inject_bug && op == AluOp::Add {
+                        imm.wrapping_add(1)
+                    } else {
+                        imm
+                    };
+                    let imm = match op {
+                        AluOp::Sll | AluOp::Srl | AluOp::Sra => imm & 63,
+                        _ => imm,
+                    };
+                    dynasm!(ops ; .arch x64 ; mov rcx, QWORD imm as i64);
+                    alu64(&mut ops, op);
+                    store_rax(&mut ops, rd);
+                }
+                I::OpImm32 { op, rd, rs1, imm } => {
+                    load_rax(&mut ops, rs1);
+                    let imm = match op {
+                        AluOp::Sll | AluOp::Srl | AluOp::Sra => imm & 31,
+                        _ => imm,
+                    };
+                    dynasm!(ops ; .arch x64 ; mov ecx, imm);
+                    alu32(&mut ops, op);
+                    store_rax(&mut ops, rd);
+                }
+                I::Op { op, rd, rs1, rs2 } => {
+                    load_rax(&mut ops, rs1);
+                    load_rcx(&mut ops, rs2);
+                    alu64(&mut ops, op);
+                    store_rax(&mut ops, rd);
+                }
+                I::Op32 { op, rd, rs1, rs2 } => {
+                    load_rax(&mut ops, rs1);
+                    load_rcx(&mut ops, rs2);
+                    alu32(&mut ops, op);
+                    store_rax(&mut ops, rd);
+                }
+                I::Jal { rd, offset } => {
+                    load_const(&mut ops, next);
+                    store_rax(&mut ops, rd);
+                    load_const(&mut ops, pc.wrapping_add(offset as i64 as u64));
+                    dynasm!(ops ; .arch x64 ; ret);
+                    resolved = true;
+                }
+                I::Branch {
+                    cond,
+                    rs1,
+                    rs2,
+                    offset,
+                } => {
+                    load_rax(&mut ops, rs1);
+                    load_rcx(&mut ops, rs2);
+                    let target = pc.wrapping_add(offset as i64 as u64);
+                    dynasm!(ops ; .arch x64
+                        ; cmp rax, rcx
+                        ; mov rax, QWORD next as i64
+                        ; mov rdx, QWORD target as i64
+                    );
+                    match cond {
+                        BranchCond::Eq => dynasm!(ops ; .arch x64 ; cmove rax, rdx),
+                        BranchCond::Ne => dynasm!(ops ; .arch x64 ; cmovne rax, rdx),
+                        BranchCond::Lt => dynasm!(ops ; .arch x64 ; cmovl rax, rdx),
+                        BranchCond::Ge => dynasm!(ops ; .arch x64 ; cmovge rax, rdx),
+                        BranchCond::Ltu => dynasm!(ops ; .arch x64 ; cmovb rax, rdx),
+                        BranchCond::Geu => dynasm!(ops ; .arch x64 ; cmovae rax, rdx),
+                    }
+                    dynasm!(ops ; .arch x64 ; ret);
+                    resolved = true;
+                }
+                _ => unreachable!("the translator only passes supported instructions"),
+            }
+            pc = next;
+        }
+        if !resolved {
+            load_const(&mut ops, pc);
+            dynasm!(ops ; .arch x64 ; ret);
+        }
+        let code = ops.finalize().expect("blocks use no labels or relocations");
+        Some(Block {
+            entry: arena.place(&code)?,
+            instructions: instructions.len() as u64,
+        })
+    }
+
+    /// Runs the block on `x`; returns the next PC.
+    pub fn run(&self, x: &mut [u64; 32]) -> u64 {
+        // SAFETY: `entry` is the start of position-independent code emitted
+        // above for exactly this signature, in an arena that outlives every
+        // Block taken from it (the engine drops blocks before resetting it);
+        // it only reads and writes x[0..32] through RDI.
+        let f: BlockFn = unsafe { std::mem::transmute(self.entry) };
+        f(x.as_mut_ptr())
+    }
+}

@@ -1,0 +1,137 @@
+use super::*;
+use riscv_hart::GuestRam;
+
+const BASE: u64 = 0x8000_0000;
+
+/// A platform with nothing but RAM and a clock that never advances.
+struct Bare;
+
+impl Platform for Bare {
+    fn load(&mut self, _hart: usize, _addr: u64, _size: u8) -> Option<u64> {
+        None
+    }
+    fn store(&mut self, _hart: usize, _addr: u64, _size: u8, _value: u64) -> bool {
+        false
+    }
+    fn watched_store(&mut self, _hart: usize, _addr: u64, _size: u8, _value: u64) {}
+    fn mtime(&mut self) -> u64 {
+        0
+    }
+}
+
+fn i_type(opcode: u32, funct3: u32, rd: u32, rs1: u32, imm: i32) -> u32 {
+    ((imm as u32 & 0xfff) << 20) | rs1 << 15 | funct3 << 12 | rd << 7 | opcode
+}
+
+fn r_type(opcode: u32, funct3: u32, funct7: u32, rd: u32, rs1: u32, rs2: u32) -> u32 {
+    funct7 << 25 | rs2 << 20 | rs1 << 15 | funct3 << 12 | rd << 7 | opcode
+}
+
+fn b_type(funct3: u32, rs1: u32, rs2: u32, offset: i32) -> u32 {
+    let o = offset as u32;
+    ((o >> 12) & 1) << 31
+        | ((o >> 5) & 0x3f) << 25
+        | rs2 << 20
+        | rs1 << 15
+        | funct3 << 12
+        | ((o >> 1) & 0xf) << 8
+        | ((o >> 11) & 1) << 7
+        | 0x63
+}
+
+const WFI: u32 = 0x1050_0073;
+
+/// A loop of ALU work ending in WFI:
+///   x1 = 0; x2 = 100; loop: x1 += 1; x3 = x1 << 2; x4 ^= x3; x5 = x4 * x1
+///   (MUL); x6 = (x5 as i32 + x1) sign-extended (ADDW); if x1 != x2 goto loop.
+fn program() -> Vec<u32> {
+    vec![
+        i_type(0x13, 0, 1, 0, 0),
+        i_type(0x13, 0, 2, 0, 100),
+        i_type(0x13, 0, 1, 1, 1),
+        i_type(0x13, 1, 3, 1, 2),
+        r_type(0x33, 4, 0, 4, 4, 3),
+        r_type(0x33, 0, 1, 5, 4, 1),
+        r_type(0x3b, 0, 0, 6, 5, 1),
+        b_type(1, 1, 2, -20),
+        WFI,
+    ]
+}
+
+fn hart_and_ram(program: &[u32]) -> (Hart, GuestRam) {
+    let ram = GuestRam::new(BASE, 1 << 20).unwrap();
+    for (i, word) in program.iter().enumerate() {
+        assert!(ram.write(BASE + 4 * i as u64, 4, *word as u64));
+    }
+    let mut hart = Hart::new(0, ram.clone());
+    hart.pc = BASE;
+    (hart, ram)
+}
+
+fn hart_with(program: &[u32]) -> Hart {
+    hart_and_ram(program).0
+}
+
+fn interpret(program: &[u32]) -> Hart {
+    let mut hart = hart_with(program);
+    let (exit, _) = hart.run(&mut Bare, 10_000);
+    assert_eq!(exit, RunExit::Wfi);
+    hart
+}
+
+#[test]
+fn translated_blocks_match_the_interpreter() {
+    let reference = interpret(&program());
+    let mut hart = hart_with(&program());
+    let mut jit = Jit::new(JitOptions::default());
+    let (exit, executed) = jit.run(&mut hart, &mut Bare, 10_000);
+    assert_eq!(exit, RunExit::Wfi);
+    assert_eq!(hart.x, reference.x);
+    assert_eq!(hart.pc, reference.pc);
+    assert_eq!(hart.instret, reference.instret);
+    assert_eq!(executed, reference.instret);
+    assert!(jit.translated_instructions > 500, "the loop ran translated");
+    assert_eq!(hart.x[1], 100);
+}
+
+#[test]
+fn lockstep_finds_an_injected_translation_bug() {
+    let mut hart = hart_with(&program());
+    let mut jit = Jit::new(JitOptions {
+        lockstep: true,
+        inject_bug: false,
+    });
+    jit.run(&mut hart, &mut Bare, 10_000);
+    assert_eq!(jit.divergence(), None, "a correct translation agrees");
+
+    let mut hart = hart_with(&program());
+    let mut jit = Jit::new(JitOptions {
+        lockstep: true,
+        inject_bug: true,
+    });
+    jit.run(&mut hart, &mut Bare, 10_000);
+    let divergence = jit.divergence().expect("lock-step notices the bad ADDI");
+    // The first instruction runs interpreted (its page is not in the TLB
+    // yet); the first block starts at "addi x2, x0, 100".
+    assert_eq!(divergence.block_pc, BASE + 4, "{divergence}");
+    assert!(
+        divergence.registers.contains(&(2, 101, 100)),
+        "{divergence}"
+    );
+}
+
+#[test]
+fn rewritten_code_is_retranslated() {
+    let code = program();
+    let (mut hart, ram) = hart_and_ram(&code);
+    let mut jit = Jit::new(JitOptions::default());
+    jit.run(&mut hart, &mut Bare, 10_000);
+    assert_eq!((hart.x[1], hart.x[2]), (100, 100));
+    // Someone (another hart, a DMA) rewrites "x2 = 100" to "x2 = 7"; the
+    // loop runs again from the top and must see the new instruction.
+    assert!(ram.write(BASE + 4, 4, i_type(0x13, 0, 2, 0, 7) as u64));
+    hart.pc = BASE;
+    hart.waiting = false;
+    jit.run(&mut hart, &mut Bare, 10_000);
+    assert_eq!((hart.x[1], hart.x[2]), (7, 7));
+}
