@@ -202,7 +202,7 @@ impl Jit {
     }
 
     fn translate(&mut self, pc: u64, code: &[u8]) -> Option<Slot> {
-        let translation = translate::translate(pc, code)?;
+        let translation = translate::translate(code)?;
         let bytes = code[..translation.bytes].to_vec();
         if translation.instructions.is_empty() {
             return Some(Slot { block: None, bytes });

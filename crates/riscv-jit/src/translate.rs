@@ -48,10 +48,9 @@ fn ends_block(inst: &Instruction) -> bool {
     matches!(inst, Instruction::Jal { .. } | Instruction::Branch { .. })
 }
 
-/// Decodes from `code` (the bytes at `pc` to the end of its page). `None`
+/// Decodes from `code` (the bytes at a PC to the end of its page). `None`
 /// when not even one instruction fits in the bytes given.
-pub fn translate(pc: u64, code: &[u8]) -> Option<Translation> {
-    let _ = pc;
+pub fn translate(code: &[u8]) -> Option<Translation> {
     let mut instructions = Vec::new();
     let mut offset = 0;
     while instructions.len() < MAX_BLOCK {
