@@ -12,6 +12,7 @@ mod ram;
 mod trap;
 
 pub use csr::{Csrs, MIP_MEIP, MIP_MSIP, MIP_MTIP, MIP_SEIP, MIP_SSIP, MIP_STIP};
+pub use mmu::{DataTlb, TLB_ENTRIES};
 pub use ram::{GuestRam, RamAllocError};
 pub use trap::{Exception, ExceptionCause};
 
@@ -172,6 +173,12 @@ impl Hart {
     #[inline]
     pub fn code_at(&self, pc: u64) -> Option<&[u8]> {
         self.tlb.code_at(pc, self.privilege)
+    }
+
+    /// The data soft-TLB as translated code reads it (the tables stay at
+    /// the same host addresses for the hart's lifetime).
+    pub fn data_tlb(&self) -> mmu::DataTlb {
+        self.tlb.data_tlb(self.data_privilege() as u64)
     }
 
     /// The highest-priority interrupt that is pending and enabled at the

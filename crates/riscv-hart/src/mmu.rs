@@ -20,7 +20,7 @@ const PMP_NAPOT: u8 = 3;
 
 const PAGE_SHIFT: u32 = 12;
 const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
-const TLB_ENTRIES: usize = 256;
+pub const TLB_ENTRIES: usize = 256;
 
 const PTE_V: u64 = 1 << 0;
 const PTE_R: u64 = 1 << 1;
@@ -58,6 +58,7 @@ impl Access {
 }
 
 #[derive(Clone, Copy)]
+#[repr(C)] // translated code reads entries directly (see DataTlb)
 struct TlbEntry {
     /// Virtual page number * 4 + privilege; `u64::MAX` when empty.
     tag: u64,
@@ -117,7 +118,28 @@ fn within_page(vaddr: u64, size: u8) -> bool {
     (vaddr & (PAGE_SIZE - 1)) + size as u64 <= PAGE_SIZE
 }
 
+/// Where translated code finds the data soft-TLB: each table holds
+/// [`TLB_ENTRIES`] 16-byte entries `{ tag: u64, addend: u64 }`, indexed by
+/// `vpn % TLB_ENTRIES`, with `tag = vpn << 2 | privilege`; a hit maps the
+/// whole 4 KiB page at `vaddr + addend` on the host. Pages that need the
+/// slow path (devices, watched pages, PMP-split pages) never hit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataTlb {
+    pub read: *const u8,
+    pub write: *const u8,
+    /// The privilege loads and stores use now (MPRV applied).
+    pub privilege: u64,
+}
+
 impl Tlb {
+    pub(crate) fn data_tlb(&self, privilege: u64) -> DataTlb {
+        DataTlb {
+            read: self.read.as_ptr().cast(),
+            write: self.write.as_ptr().cast(),
+            privilege,
+        }
+    }
+
     /// See [`Hart::code_at`].
     #[inline]
     pub(crate) fn code_at(&self, pc: u64, privilege: Privilege) -> Option<&[u8]> {
@@ -137,7 +159,7 @@ impl Tlb {
 impl Hart {
     /// The privilege loads and stores are checked against (mstatus.MPRV).
     #[inline]
-    fn data_privilege(&self) -> Privilege {
+    pub(crate) fn data_privilege(&self) -> Privilege {
         if self.privilege == Privilege::Machine && self.csr.mstatus & MSTATUS_MPRV != 0 {
             Privilege::from_bits((self.csr.mstatus & MSTATUS_MPP) >> MSTATUS_MPP_SHIFT)
         } else {

@@ -2,10 +2,16 @@
 //! the next PC in RAX). No register allocation: each instruction loads its
 //! operands from `x`, computes in RAX/RCX/RDX and stores the result. The
 //! code is position-independent and lands in the engine's code arena.
+//!
+//! Loads and stores look up the hart's data soft-TLB inline, exactly as the
+//! interpreter's fast path does; on a miss (or a page-crossing access) the
+//! block returns the PC of that instruction and how many ran before it, and
+//! the interpreter executes it, faults and all.
 
 use crate::arena::CodeArena;
-use dynasmrt::{dynasm, x64::X64Relocation, DynasmApi, VecAssembler};
-use riscv_isa::{AluOp, BranchCond, Instruction};
+use dynasmrt::{dynasm, x64::X64Relocation, DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler};
+use riscv_hart::{DataTlb, TLB_ENTRIES};
+use riscv_isa::{AluOp, BranchCond, Instruction, LoadWidth};
 
 type Assembler = VecAssembler<X64Relocation>;
 
@@ -16,7 +22,48 @@ pub struct Block {
     pub instructions: u64,
 }
 
-type BlockFn = extern "sysv64" fn(*mut u64) -> u64;
+/// Where a block stopped: the next PC and the instructions it completed.
+#[repr(C)]
+pub struct BlockExit {
+    pub pc: u64,
+    pub count: u64,
+}
+
+type BlockFn = extern "sysv64" fn(*mut u64) -> BlockExit;
+
+/// RAX = the effective address x[rs1] + offset; R9 = entry offset and RDX =
+/// tag for `tlb`'s table at R8; jumps to `slow` unless the page hits and
+/// the `size`-byte access stays inside it; then RAX = host address.
+fn translate_address(
+    ops: &mut Assembler,
+    rs1: u8,
+    offset: i32,
+    size: u8,
+    table: *const u8,
+    privilege: u64,
+    slow: DynamicLabel,
+) {
+    load_rax(ops, rs1);
+    dynasm!(ops ; .arch x64
+        ; mov rcx, QWORD offset as i64
+        ; add rax, rcx
+        ; mov rdx, rax
+        ; shr rdx, 12
+        ; mov r9, rdx
+        ; and r9d, (TLB_ENTRIES - 1) as i32
+        ; shl r9, 4
+        ; shl rdx, 2
+        ; or rdx, privilege as i32
+        ; mov r8, QWORD table as i64
+        ; cmp rdx, QWORD [r8 + r9]
+        ; jne =>slow
+        ; mov edx, eax
+        ; and edx, 0xfff
+        ; cmp edx, (0x1000 - size as u32) as i32
+        ; ja =>slow
+        ; add rax, QWORD [r8 + r9 + 8]
+    );
+}
 
 fn slot(r: u8) -> i32 {
     r as i32 * 8
@@ -87,20 +134,69 @@ fn alu32(ops: &mut Assembler, op: AluOp) {
 
 impl Block {
     /// Emits `instructions` (the translator's output) starting at guest `pc`
-    /// into `arena`; `None` when the arena is full.
+    /// into `arena`, for loads and stores through `tlb`; `None` when the
+    /// arena is full.
     pub fn emit(
         arena: &mut CodeArena,
         pc: u64,
         instructions: &[(Instruction, u8)],
+        tlb: DataTlb,
         inject_bug: bool,
     ) -> Option<Block> {
         use Instruction as I;
         let mut ops = Assembler::new(0);
+        // Slow-path exits: (label, pc of the instruction, instructions before it).
+        let mut exits: Vec<(DynamicLabel, u64, u64)> = Vec::new();
         let mut pc = pc;
         let mut resolved = false;
-        for &(inst, len) in instructions {
+        for (done, &(inst, len)) in instructions.iter().enumerate() {
             let next = pc.wrapping_add(len as u64);
             match inst {
+                I::Load {
+                    width,
+                    rd,
+                    rs1,
+                    offset,
+                } => {
+                    let slow = ops.new_dynamic_label();
+                    exits.push((slow, pc, done as u64));
+                    translate_address(
+                        &mut ops,
+                        rs1,
+                        offset,
+                        width.bytes(),
+                        tlb.read,
+                        tlb.privilege,
+                        slow,
+                    );
+                    match width {
+                        LoadWidth::B => dynasm!(ops ; .arch x64 ; movsx rax, BYTE [rax]),
+                        LoadWidth::H => dynasm!(ops ; .arch x64 ; movsx rax, WORD [rax]),
+                        LoadWidth::W => dynasm!(ops ; .arch x64 ; movsxd rax, DWORD [rax]),
+                        LoadWidth::D => dynasm!(ops ; .arch x64 ; mov rax, QWORD [rax]),
+                        LoadWidth::Bu => dynasm!(ops ; .arch x64 ; movzx eax, BYTE [rax]),
+                        LoadWidth::Hu => dynasm!(ops ; .arch x64 ; movzx eax, WORD [rax]),
+                        LoadWidth::Wu => dynasm!(ops ; .arch x64 ; mov eax, DWORD [rax]),
+                    }
+                    store_rax(&mut ops, rd);
+                }
+                I::Store {
+                    bytes,
+                    rs1,
+                    rs2,
+                    offset,
+                } => {
+                    let slow = ops.new_dynamic_label();
+                    exits.push((slow, pc, done as u64));
+                    translate_address(&mut ops, rs1, offset, bytes, tlb.write, tlb.privilege, slow);
+                    load_rcx(&mut ops, rs2);
+                    match bytes {
+                        1 => dynasm!(ops ; .arch x64 ; mov BYTE [rax], cl),
+                        2 => dynasm!(ops ; .arch x64 ; mov WORD [rax], cx),
+                        4 => dynasm!(ops ; .arch x64 ; mov DWORD [rax], ecx),
+                        _ => dynasm!(ops ; .arch x64 ; mov QWORD [rax], rcx),
+                    }
+                }
                 I::Lui { rd, imm } => {
                     load_const(&mut ops, imm as i64 as u64);
                     store_rax(&mut ops, rd);
@@ -150,7 +246,7 @@ impl Block {
                     load_const(&mut ops, next);
                     store_rax(&mut ops, rd);
                     load_const(&mut ops, pc.wrapping_add(offset as i64 as u64));
-                    dynasm!(ops ; .arch x64 ; ret);
+                    dynasm!(ops ; .arch x64 ; mov edx, instructions.len() as i32 ; ret);
                     resolved = true;
                 }
                 I::Branch {
@@ -175,7 +271,7 @@ impl Block {
                         BranchCond::Ltu => dynasm!(ops ; .arch x64 ; cmovb rax, rdx),
                         BranchCond::Geu => dynasm!(ops ; .arch x64 ; cmovae rax, rdx),
                     }
-                    dynasm!(ops ; .arch x64 ; ret);
+                    dynasm!(ops ; .arch x64 ; mov edx, instructions.len() as i32 ; ret);
                     resolved = true;
                 }
                 _ => unreachable!("the translator only passes supported instructions"),
@@ -184,7 +280,15 @@ impl Block {
         }
         if !resolved {
             load_const(&mut ops, pc);
-            dynasm!(ops ; .arch x64 ; ret);
+            dynasm!(ops ; .arch x64 ; mov edx, instructions.len() as i32 ; ret);
+        }
+        for (label, at, done) in exits {
+            dynasm!(ops ; .arch x64
+                ; =>label
+                ; mov rax, QWORD at as i64
+                ; mov edx, done as i32
+                ; ret
+            );
         }
         let code = ops.finalize().expect("blocks use no labels or relocations");
         Some(Block {
@@ -193,12 +297,13 @@ impl Block {
         })
     }
 
-    /// Runs the block on `x`; returns the next PC.
-    pub fn run(&self, x: &mut [u64; 32]) -> u64 {
+    /// Runs the block on `x`; returns where it stopped.
+    pub fn run(&self, x: &mut [u64; 32]) -> BlockExit {
         // SAFETY: `entry` is the start of position-independent code emitted
         // above for exactly this signature, in an arena that outlives every
         // Block taken from it (the engine drops blocks before resetting it);
-        // it only reads and writes x[0..32] through RDI.
+        // it reads and writes x[0..32] through RDI, and guest RAM only
+        // through host addresses the hart's TLB vouches for.
         let f: BlockFn = unsafe { std::mem::transmute(self.entry) };
         f(x.as_mut_ptr())
     }

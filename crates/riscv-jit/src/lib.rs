@@ -1,13 +1,15 @@
 //! visor's binary translation engine for RISC-V harts (first tier).
 //!
 //! Straight-line integer code — LUI/AUIPC, register-immediate and
-//! register-register ALU operations (32- and 64-bit, MUL) — is translated
-//! into host x86-64 code with dynasm-rs, up to and including a closing JAL
-//! or conditional branch, which the block resolves itself. Everything else
-//! (loads, stores, CSRs, FP, atomics, system instructions, JALR, division)
-//! is executed by the interpreter, one instruction at a time, between
-//! blocks. Blocks never trap, never touch memory and never change
-//! privilege, so precise exceptions stay the interpreter's job.
+//! register-register ALU operations (32- and 64-bit, MUL), integer loads
+//! and stores — is translated into host x86-64 code with dynasm-rs, up to
+//! and including a closing JAL or conditional branch, which the block
+//! resolves itself. Loads and stores use the hart's soft-TLB inline; on a
+//! miss the block stops before that instruction. Everything else (CSRs, FP,
+//! atomics, system instructions, JALR, division) and every TLB miss is
+//! executed by the interpreter, one instruction at a time, between blocks.
+//! Translated code never traps, so precise exceptions stay the
+//! interpreter's job.
 //!
 //! Validity without invalidation machinery: a block is keyed by its
 //! virtual PC and stores the guest bytes it was translated from. Before it
@@ -18,7 +20,8 @@
 //!
 //! Lock-step mode runs every block twice — translated, then interpreted
 //! from the same starting state — and reports the first block whose
-//! results differ.
+//! results differ. Replaying stores would corrupt the comparison, so in
+//! lock-step blocks keep loads and stores interpreted.
 //!
 //! Why dynasm-rs: it assembles at compile time from checked Intel syntax,
 //! so translation is little more than copying pre-encoded bytes with
@@ -29,7 +32,7 @@ mod arena;
 mod emit;
 mod translate;
 
-use riscv_hart::{Hart, Platform, RunExit};
+use riscv_hart::{DataTlb, Hart, Platform, RunExit};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -91,6 +94,8 @@ pub struct JitOptions {
 }
 
 struct Slot {
+    /// Data privilege the block's loads and stores were emitted for.
+    privilege: u64,
     /// None: the first instruction here is one the interpreter runs.
     block: Option<emit::Block>,
     /// The guest bytes the slot was built from (for an untranslatable
@@ -147,7 +152,9 @@ impl Jit {
                 && self.divergence.is_none()
                 && budget - executed >= translate::MAX_BLOCK as u64
             {
-                if let Some(n) = self.run_block(hart, platform) {
+                // Zero: the block's first instruction needs the interpreter
+                // (a TLB miss); it runs below.
+                if let Some(n) = self.run_block(hart, platform).filter(|&n| n > 0) {
                     executed += n;
                     continue;
                 }
@@ -166,32 +173,33 @@ impl Jit {
     /// `None` when the code there is not translatable (or not mapped yet).
     fn run_block(&mut self, hart: &mut Hart, platform: &mut dyn Platform) -> Option<u64> {
         let pc = hart.pc;
+        let tlb = hart.data_tlb();
         let code = hart.code_at(pc)?;
         let lockstep = self.options.lockstep;
-        let slot = self.lookup(pc, code)?;
+        let slot = self.lookup(pc, code, tlb)?;
         if lockstep {
             let slot = slot.clone();
             return self.check_block(hart, platform, &slot);
         }
         let block = slot.block.as_ref()?;
-        let count = block.instructions;
-        let next = block.run(&mut hart.x);
-        hart.pc = next;
-        hart.instret += count;
-        self.translated_instructions += count;
-        Some(count)
+        let exit = block.run(&mut hart.x);
+        hart.pc = exit.pc;
+        hart.instret += exit.count;
+        self.translated_instructions += exit.count;
+        Some(exit.count)
     }
 
     /// The valid slot for `pc` (whose bytes are `code`), translating anew
     /// when there is none or the code changed.
-    fn lookup(&mut self, pc: u64, code: &[u8]) -> Option<&Rc<Slot>> {
+    fn lookup(&mut self, pc: u64, code: &[u8], tlb: DataTlb) -> Option<&Rc<Slot>> {
         let index = (pc >> 1) as usize % RECENT_SLOTS;
-        let hit = matches!(&self.recent[index], Some((p, slot)) if *p == pc && code.starts_with(&slot.bytes));
+        let valid = |slot: &Slot| slot.privilege == tlb.privilege && code.starts_with(&slot.bytes);
+        let hit = matches!(&self.recent[index], Some((p, slot)) if *p == pc && valid(slot));
         if !hit {
             let slot = match self.slots.get(&pc) {
-                Some(slot) if code.starts_with(&slot.bytes) => slot.clone(),
+                Some(slot) if valid(slot) => slot.clone(),
                 _ => {
-                    let slot = Rc::new(self.translate(pc, code)?);
+                    let slot = Rc::new(self.translate(pc, code, tlb)?);
                     self.slots.insert(pc, slot.clone());
                     slot
                 }
@@ -201,19 +209,21 @@ impl Jit {
         self.recent[index].as_ref().map(|(_, slot)| slot)
     }
 
-    fn translate(&mut self, pc: u64, code: &[u8]) -> Option<Slot> {
-        let translation = translate::translate(code)?;
+    fn translate(&mut self, pc: u64, code: &[u8], tlb: DataTlb) -> Option<Slot> {
+        // Lock-step replays blocks, so their memory accesses stay interpreted.
+        let translation = translate::translate(code, !self.options.lockstep)?;
         let bytes = code[..translation.bytes].to_vec();
+        let privilege = tlb.privilege;
         if translation.instructions.is_empty() {
-            return Some(Slot { block: None, bytes });
+            return Some(Slot {
+                privilege,
+                block: None,
+                bytes,
+            });
         }
+        let inject_bug = self.options.inject_bug;
         let emit = |arena: &mut arena::CodeArena| {
-            emit::Block::emit(
-                arena,
-                pc,
-                &translation.instructions,
-                self.options.inject_bug,
-            )
+            emit::Block::emit(arena, pc, &translation.instructions, tlb, inject_bug)
         };
         let block = match emit(&mut self.arena) {
             Some(block) => block,
@@ -226,6 +236,7 @@ impl Jit {
             }
         };
         Some(Slot {
+            privilege,
             block: Some(block),
             bytes,
         })
@@ -243,7 +254,7 @@ impl Jit {
         let count = block.instructions;
         let (start_x, start_pc, start_traps) = (hart.x, hart.pc, hart.traps);
         let mut translated = start_x;
-        let translated_pc = block.run(&mut translated);
+        let translated_pc = block.run(&mut translated).pc;
         let (_, ran) = hart.run(platform, count);
         // An interrupt that arrived meanwhile is not a translation bug.
         let comparable = ran == count && hart.traps == start_traps;

@@ -39,6 +39,11 @@ fn b_type(funct3: u32, rs1: u32, rs2: u32, offset: i32) -> u32 {
         | 0x63
 }
 
+fn s_type(funct3: u32, rs1: u32, rs2: u32, offset: i32) -> u32 {
+    let o = offset as u32;
+    ((o >> 5) & 0x7f) << 25 | rs2 << 20 | rs1 << 15 | funct3 << 12 | (o & 0x1f) << 7 | 0x23
+}
+
 const WFI: u32 = 0x1050_0073;
 
 /// A loop of ALU work ending in WFI:
@@ -56,6 +61,49 @@ fn program() -> Vec<u32> {
         b_type(1, 1, 2, -20),
         WFI,
     ]
+}
+
+/// Loads and stores of several widths in a loop, through the soft-TLB:
+///   x10 = pc + 0x1000; x1 = 0; x2 = 50; loop: x1 += 1; sd x1, 0(x10);
+///   ld x11, 0(x10); x12 += x11; sb x1, 8(x10); lb x13, 8(x10);
+///   x10 += 16; if x1 != x2 goto loop.
+fn memory_program() -> Vec<u32> {
+    vec![
+        1 << 12 | 10 << 7 | 0x17,
+        i_type(0x13, 0, 1, 0, 0),
+        i_type(0x13, 0, 2, 0, 50),
+        i_type(0x13, 0, 1, 1, 1),
+        s_type(3, 10, 1, 0),
+        i_type(0x03, 3, 11, 10, 0),
+        r_type(0x33, 0, 0, 12, 12, 11),
+        s_type(0, 10, 1, 8),
+        i_type(0x03, 0, 13, 10, 8),
+        i_type(0x13, 0, 10, 10, 16),
+        b_type(1, 1, 2, -32),
+        WFI,
+    ]
+}
+
+#[test]
+fn translated_loads_and_stores_match_the_interpreter() {
+    let (mut reference, reference_ram) = hart_and_ram(&memory_program());
+    assert_eq!(reference.run(&mut Bare, 10_000).0, RunExit::Wfi);
+    let (mut hart, ram) = hart_and_ram(&memory_program());
+    let mut jit = Jit::new(JitOptions::default());
+    assert_eq!(jit.run(&mut hart, &mut Bare, 10_000).0, RunExit::Wfi);
+    assert_eq!(hart.x, reference.x);
+    assert_eq!((hart.pc, hart.instret), (reference.pc, reference.instret));
+    assert_eq!(hart.x[12], (1..=50).sum::<u64>());
+    for offset in (0x1000..0x1000 + 50 * 16).step_by(8) {
+        assert_eq!(
+            ram.read(BASE + offset, 8),
+            reference_ram.read(BASE + offset, 8)
+        );
+    }
+    assert!(
+        jit.translated_instructions > 300,
+        "the loop ran translated, memory accesses included"
+    );
 }
 
 fn hart_and_ram(program: &[u32]) -> (Hart, GuestRam) {

@@ -13,10 +13,12 @@ pub struct Translation {
     pub bytes: usize,
 }
 
-/// Integer work the first tier emits; a JAL or branch ends the block.
-fn supported(inst: &Instruction) -> bool {
+/// Integer work the first tier emits (loads and stores unless `memory` is
+/// off); a JAL or branch ends the block.
+fn supported(inst: &Instruction, memory: bool) -> bool {
     use Instruction as I;
     match *inst {
+        I::Load { .. } | I::Store { .. } => memory,
         I::Lui { .. } | I::Auipc { .. } | I::Jal { .. } | I::Branch { .. } => true,
         I::OpImm { op, .. } => {
             !matches!(op, AluOp::Mul | AluOp::Mulh | AluOp::Mulhsu | AluOp::Mulhu)
@@ -50,7 +52,7 @@ fn ends_block(inst: &Instruction) -> bool {
 
 /// Decodes from `code` (the bytes at a PC to the end of its page). `None`
 /// when not even one instruction fits in the bytes given.
-pub fn translate(code: &[u8]) -> Option<Translation> {
+pub fn translate(code: &[u8], memory: bool) -> Option<Translation> {
     let mut instructions = Vec::new();
     let mut offset = 0;
     while instructions.len() < MAX_BLOCK {
@@ -58,7 +60,7 @@ pub fn translate(code: &[u8]) -> Option<Translation> {
             break;
         };
         let (inst, len) = decode(raw);
-        if !supported(&inst) {
+        if !supported(&inst, memory) {
             if instructions.is_empty() {
                 return Some(Translation {
                     instructions,
