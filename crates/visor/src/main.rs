@@ -44,7 +44,7 @@ enum Accel {
 #[derive(Parser)]
 struct RunArgs {
     /// Execution engine for the RISC-V machine.
-    #[arg(long, value_enum, default_value = "interp")]
+    #[arg(long, value_enum, default_value = "jit")]
     engine: Engine,
     /// Run an x86-64 guest on a hardware accelerator instead of emulating RISC-V.
     #[arg(long, value_enum)]

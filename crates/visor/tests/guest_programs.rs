@@ -28,13 +28,14 @@ fn run_program_with(name: &str, extra: &[&str]) {
     );
 }
 
-/// Every ISA and privileged program also passes under the binary
-/// translator, and under lock-step (translated blocks checked against the
-/// interpreter; a divergence ends visor with an error).
+/// Every ISA and privileged program passes under each engine (the tests
+/// above use the default, the JIT): the interpreter, and lock-step
+/// (translated blocks checked against the interpreter; a divergence ends
+/// visor with an error).
 #[test]
-fn programs_pass_under_the_jit_and_lockstep() {
+fn programs_pass_under_the_interpreter_and_lockstep() {
     for name in PROGRAMS {
-        for engine in ["jit", "lockstep"] {
+        for engine in ["interp", "lockstep"] {
             run_program_with(name, &["--engine", engine]);
         }
     }

@@ -62,13 +62,13 @@ fn linux_smp2_boots_under_the_jit_in_lockstep() {
 }
 
 #[test]
-fn linux_smp4_boots_under_the_jit() {
-    let mut s = Session::boot(&["--engine", "jit", "--smp", "4"]);
+fn linux_smp4_boots_under_the_interpreter() {
+    let mut s = Session::boot(&["--engine", "interp", "--smp", "4"]);
     s.expect("smp: Brought up 1 node, 4 CPUs", BOOT);
     s.expect("visor-init: ready", BOOT);
     s.expect("# ", STEP);
-    s.send("nproc; echo $((6 * 7)) jit");
-    s.expect("42 jit", STEP);
+    s.send("nproc; echo $((6 * 7)) interp");
+    s.expect("42 interp", STEP);
     s.send("poweroff");
     assert_eq!(s.wait_exit(STEP), 0);
 }
