@@ -132,6 +132,13 @@ impl Hart {
     /// Executes up to `budget` instructions (or until WFI or a device write).
     pub fn run(&mut self, platform: &mut dyn Platform, budget: u64) -> (RunExit, u64) {
         self.interrupt_check = true;
+        self.continue_run(platform, budget)
+    }
+
+    /// Like [`Hart::run`], but re-evaluates interrupts at the first boundary
+    /// only if something flagged it (engines call this between translated
+    /// blocks, having started the slice with `run`).
+    pub fn continue_run(&mut self, platform: &mut dyn Platform, budget: u64) -> (RunExit, u64) {
         self.stop = None;
         let mut executed = 0;
         while executed < budget {

@@ -249,6 +249,25 @@ impl Block {
                     dynasm!(ops ; .arch x64 ; mov edx, instructions.len() as i32 ; ret);
                     resolved = true;
                 }
+                I::Jalr { rd, rs1, offset } => {
+                    // Target first: rd may be rs1. Bit 0 is cleared; with
+                    // compressed instructions no target can be misaligned.
+                    load_rax(&mut ops, rs1);
+                    dynasm!(ops ; .arch x64
+                        ; mov rcx, QWORD offset as i64
+                        ; add rax, rcx
+                        ; and rax, -2
+                        ; mov r10, rax
+                    );
+                    load_const(&mut ops, next);
+                    store_rax(&mut ops, rd);
+                    dynasm!(ops ; .arch x64
+                        ; mov rax, r10
+                        ; mov edx, instructions.len() as i32
+                        ; ret
+                    );
+                    resolved = true;
+                }
                 I::Branch {
                     cond,
                     rs1,

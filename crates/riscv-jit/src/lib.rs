@@ -3,10 +3,10 @@
 //! Straight-line integer code — LUI/AUIPC, register-immediate and
 //! register-register ALU operations (32- and 64-bit, MUL), integer loads
 //! and stores — is translated into host x86-64 code with dynasm-rs, up to
-//! and including a closing JAL or conditional branch, which the block
-//! resolves itself. Loads and stores use the hart's soft-TLB inline; on a
+//! and including a closing JAL, JALR or conditional branch, which the
+//! block resolves itself. Loads and stores use the hart's soft-TLB inline; on a
 //! miss the block stops before that instruction. Everything else (CSRs, FP,
-//! atomics, system instructions, JALR, division) and every TLB miss is
+//! atomics, system instructions, division) and every TLB miss is
 //! executed by the interpreter, one instruction at a time, between blocks.
 //! Translated code never traps, so precise exceptions stay the
 //! interpreter's job.
@@ -159,8 +159,12 @@ impl Jit {
                     continue;
                 }
             }
-            boundary = false;
-            let (exit, n) = hart.run(platform, 1);
+            let (exit, n) = if boundary {
+                boundary = false;
+                hart.run(platform, 1)
+            } else {
+                hart.continue_run(platform, 1)
+            };
             executed += n;
             if exit != RunExit::Budget {
                 return (exit, executed);

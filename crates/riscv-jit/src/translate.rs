@@ -14,12 +14,12 @@ pub struct Translation {
 }
 
 /// Integer work the first tier emits (loads and stores unless `memory` is
-/// off); a JAL or branch ends the block.
+/// off); a JAL, JALR or branch ends the block.
 fn supported(inst: &Instruction, memory: bool) -> bool {
     use Instruction as I;
     match *inst {
         I::Load { .. } | I::Store { .. } => memory,
-        I::Lui { .. } | I::Auipc { .. } | I::Jal { .. } | I::Branch { .. } => true,
+        I::Lui { .. } | I::Auipc { .. } | I::Jal { .. } | I::Jalr { .. } | I::Branch { .. } => true,
         I::OpImm { op, .. } => {
             !matches!(op, AluOp::Mul | AluOp::Mulh | AluOp::Mulhsu | AluOp::Mulhu)
         }
@@ -47,7 +47,10 @@ fn supported(inst: &Instruction, memory: bool) -> bool {
 }
 
 fn ends_block(inst: &Instruction) -> bool {
-    matches!(inst, Instruction::Jal { .. } | Instruction::Branch { .. })
+    matches!(
+        inst,
+        Instruction::Jal { .. } | Instruction::Jalr { .. } | Instruction::Branch { .. }
+    )
 }
 
 /// Decodes from `code` (the bytes at a PC to the end of its page). `None`
