@@ -18,8 +18,6 @@ type Assembler = VecAssembler<X64Relocation>;
 /// A translated block.
 pub struct Block {
     entry: *const u8,
-    /// Guest instructions it executes.
-    pub instructions: u64,
 }
 
 /// Where a block stopped: the next PC and the instructions it completed.
@@ -29,7 +27,9 @@ pub struct BlockExit {
     pub count: u64,
 }
 
-type BlockFn = extern "sysv64" fn(*mut u64) -> BlockExit;
+/// RDI = x, RSI = the most instructions the block may complete (it loops
+/// on itself while another full iteration fits).
+type BlockFn = extern "sysv64" fn(*mut u64, u64) -> BlockExit;
 
 /// RAX = the effective address x[rs1] + offset; R9 = entry offset and RDX =
 /// tag for `tlb`'s table at R8; jumps to `slow` unless the page hits and
@@ -132,6 +132,45 @@ fn alu32(ops: &mut Assembler, op: AluOp) {
     dynasm!(ops ; .arch x64 ; movsxd rax, eax);
 }
 
+/// A branch back to the block's own start (flags already set by `cmp rax,
+/// rcx`): while taken and another full pass fits the budget, loop inside
+/// the block without returning; otherwise return the next PC.
+fn emit_self_loop(
+    ops: &mut Assembler,
+    cond: BranchCond,
+    next: u64,
+    start: u64,
+    total: i32,
+    top: DynamicLabel,
+) {
+    let fall = ops.new_dynamic_label();
+    let stop = ops.new_dynamic_label();
+    dynasm!(ops ; .arch x64 ; cmp rax, rcx);
+    match cond {
+        BranchCond::Eq => dynasm!(ops ; .arch x64 ; jne =>fall),
+        BranchCond::Ne => dynasm!(ops ; .arch x64 ; je =>fall),
+        BranchCond::Lt => dynasm!(ops ; .arch x64 ; jge =>fall),
+        BranchCond::Ge => dynasm!(ops ; .arch x64 ; jl =>fall),
+        BranchCond::Ltu => dynasm!(ops ; .arch x64 ; jae =>fall),
+        BranchCond::Geu => dynasm!(ops ; .arch x64 ; jb =>fall),
+    }
+    dynasm!(ops ; .arch x64
+        ; add r11, total
+        ; lea rax, [r11 + total]
+        ; cmp rax, rsi
+        ; ja =>stop
+        ; jmp =>top
+        ; =>stop
+        ; mov rax, QWORD start as i64
+        ; mov rdx, r11
+        ; ret
+        ; =>fall
+        ; mov rax, QWORD next as i64
+        ; lea rdx, [r11 + total]
+        ; ret
+    );
+}
+
 impl Block {
     /// Emits `instructions` (the translator's output) starting at guest `pc`
     /// into `arena`, for loads and stores through `tlb`; `None` when the
@@ -147,6 +186,11 @@ impl Block {
         let mut ops = Assembler::new(0);
         // Slow-path exits: (label, pc of the instruction, instructions before it).
         let mut exits: Vec<(DynamicLabel, u64, u64)> = Vec::new();
+        let start = pc;
+        let total = instructions.len() as i32;
+        // R11 counts the instructions of completed iterations of a self-loop.
+        let top = ops.new_dynamic_label();
+        dynasm!(ops ; .arch x64 ; xor r11d, r11d ; =>top);
         let mut pc = pc;
         let mut resolved = false;
         for (done, &(inst, len)) in instructions.iter().enumerate() {
@@ -246,7 +290,7 @@ impl Block {
                     load_const(&mut ops, next);
                     store_rax(&mut ops, rd);
                     load_const(&mut ops, pc.wrapping_add(offset as i64 as u64));
-                    dynasm!(ops ; .arch x64 ; mov edx, instructions.len() as i32 ; ret);
+                    dynasm!(ops ; .arch x64 ; lea rdx, [r11 + total] ; ret);
                     resolved = true;
                 }
                 I::Jalr { rd, rs1, offset } => {
@@ -263,7 +307,7 @@ impl Block {
                     store_rax(&mut ops, rd);
                     dynasm!(ops ; .arch x64
                         ; mov rax, r10
-                        ; mov edx, instructions.len() as i32
+                        ; lea rdx, [r11 + total]
                         ; ret
                     );
                     resolved = true;
@@ -277,6 +321,12 @@ impl Block {
                     load_rax(&mut ops, rs1);
                     load_rcx(&mut ops, rs2);
                     let target = pc.wrapping_add(offset as i64 as u64);
+                    if target == start {
+                        emit_self_loop(&mut ops, cond, next, start, total, top);
+                        resolved = true;
+                        pc = next;
+                        continue;
+                    }
                     dynasm!(ops ; .arch x64
                         ; cmp rax, rcx
                         ; mov rax, QWORD next as i64
@@ -290,7 +340,7 @@ impl Block {
                         BranchCond::Ltu => dynasm!(ops ; .arch x64 ; cmovb rax, rdx),
                         BranchCond::Geu => dynasm!(ops ; .arch x64 ; cmovae rax, rdx),
                     }
-                    dynasm!(ops ; .arch x64 ; mov edx, instructions.len() as i32 ; ret);
+                    dynasm!(ops ; .arch x64 ; lea rdx, [r11 + total] ; ret);
                     resolved = true;
                 }
                 _ => unreachable!("the translator only passes supported instructions"),
@@ -299,31 +349,31 @@ impl Block {
         }
         if !resolved {
             load_const(&mut ops, pc);
-            dynasm!(ops ; .arch x64 ; mov edx, instructions.len() as i32 ; ret);
+            dynasm!(ops ; .arch x64 ; lea rdx, [r11 + total] ; ret);
         }
         for (label, at, done) in exits {
             dynasm!(ops ; .arch x64
                 ; =>label
                 ; mov rax, QWORD at as i64
-                ; mov edx, done as i32
+                ; lea rdx, [r11 + done as i32]
                 ; ret
             );
         }
         let code = ops.finalize().expect("blocks use no labels or relocations");
         Some(Block {
             entry: arena.place(&code)?,
-            instructions: instructions.len() as u64,
         })
     }
 
-    /// Runs the block on `x`; returns where it stopped.
-    pub fn run(&self, x: &mut [u64; 32]) -> BlockExit {
+    /// Runs the block on `x`, completing at most `budget` instructions
+    /// (at least one pass must fit); returns where it stopped.
+    pub fn run(&self, x: &mut [u64; 32], budget: u64) -> BlockExit {
         // SAFETY: `entry` is the start of position-independent code emitted
         // above for exactly this signature, in an arena that outlives every
         // Block taken from it (the engine drops blocks before resetting it);
         // it reads and writes x[0..32] through RDI, and guest RAM only
         // through host addresses the hart's TLB vouches for.
         let f: BlockFn = unsafe { std::mem::transmute(self.entry) };
-        f(x.as_mut_ptr())
+        f(x.as_mut_ptr(), budget)
     }
 }

@@ -154,7 +154,10 @@ impl Jit {
             {
                 // Zero: the block's first instruction needs the interpreter
                 // (a TLB miss); it runs below.
-                if let Some(n) = self.run_block(hart, platform).filter(|&n| n > 0) {
+                if let Some(n) = self
+                    .run_block(hart, platform, budget - executed)
+                    .filter(|&n| n > 0)
+                {
                     executed += n;
                     continue;
                 }
@@ -175,7 +178,12 @@ impl Jit {
 
     /// Runs the block at the hart's PC, translating it first if needed;
     /// `None` when the code there is not translatable (or not mapped yet).
-    fn run_block(&mut self, hart: &mut Hart, platform: &mut dyn Platform) -> Option<u64> {
+    fn run_block(
+        &mut self,
+        hart: &mut Hart,
+        platform: &mut dyn Platform,
+        budget: u64,
+    ) -> Option<u64> {
         let pc = hart.pc;
         let tlb = hart.data_tlb();
         let code = hart.code_at(pc)?;
@@ -183,10 +191,10 @@ impl Jit {
         let slot = self.lookup(pc, code, tlb)?;
         if lockstep {
             let slot = slot.clone();
-            return self.check_block(hart, platform, &slot);
+            return self.check_block(hart, platform, &slot, budget);
         }
         let block = slot.block.as_ref()?;
-        let exit = block.run(&mut hart.x);
+        let exit = block.run(&mut hart.x, budget);
         hart.pc = exit.pc;
         hart.instret += exit.count;
         self.translated_instructions += exit.count;
@@ -253,12 +261,13 @@ impl Jit {
         hart: &mut Hart,
         platform: &mut dyn Platform,
         slot: &Slot,
+        budget: u64,
     ) -> Option<u64> {
         let block = slot.block.as_ref()?;
-        let count = block.instructions;
         let (start_x, start_pc, start_traps) = (hart.x, hart.pc, hart.traps);
         let mut translated = start_x;
-        let translated_pc = block.run(&mut translated).pc;
+        let exit = block.run(&mut translated, budget);
+        let (translated_pc, count) = (exit.pc, exit.count);
         let (_, ran) = hart.run(platform, count);
         // An interrupt that arrived meanwhile is not a translation bug.
         let comparable = ran == count && hart.traps == start_traps;

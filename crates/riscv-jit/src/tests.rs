@@ -183,3 +183,19 @@ fn rewritten_code_is_retranslated() {
     jit.run(&mut hart, &mut Bare, 10_000);
     assert_eq!((hart.x[1], hart.x[2]), (7, 7));
 }
+
+#[test]
+fn self_loops_stop_exactly_at_the_budget() {
+    for budget in [70, 200, 333] {
+        let mut reference = hart_with(&program());
+        assert_eq!(reference.run(&mut Bare, budget), (RunExit::Budget, budget));
+        let mut hart = hart_with(&program());
+        let mut jit = Jit::new(JitOptions::default());
+        assert_eq!(
+            jit.run(&mut hart, &mut Bare, budget),
+            (RunExit::Budget, budget)
+        );
+        assert_eq!(hart.x, reference.x, "budget {budget}");
+        assert_eq!((hart.pc, hart.instret), (reference.pc, reference.instret));
+    }
+}
