@@ -195,10 +195,34 @@ fn engine(root: &Path, images: &Images) -> Result<()> {
         cpu[2].push(time_run(q)?.0);
     }
 
+    // The same C, compiled for the host with the same optimisation level.
+    let native_source = guests.join("bench_cpu_native.c");
+    let native = guests.join("bench_cpu.native");
+    let source = std::fs::read_to_string(root.join("guests/riscv/bench_cpu.c"))?;
+    let shim = root.join("guests/riscv/native_runtime.h");
+    std::fs::write(
+        &native_source,
+        source.replace(
+            "#include \"runtime.h\"",
+            &format!("#include \"{}\"", shim.display()),
+        ),
+    )?;
+    crate::run({
+        let mut c = Command::new("cc");
+        c.args(["-O2", "-o"]).arg(&native).arg(&native_source);
+        c
+    })?;
+    let native_time = median(
+        (0..RUNS)
+            .map(|_| time_run(Command::new(&native)).map(|(t, _)| t))
+            .collect::<Result<Vec<_>>>()?,
+    );
+
     let s = |d: Duration| format!("{:.2} s", d.as_secs_f64());
     let ratio = |a: Duration, b: Duration| format!("{:.2}×", a.as_secs_f64() / b.as_secs_f64());
     println!("| workload | visor interp | visor jit | qemu-system-riscv64 (TCG) | interp / QEMU | jit / QEMU |");
     println!("|---|---|---|---|---|---|");
+    let cpu_jit = median(cpu[1].clone());
     for (name, runs) in [
         (
             "Linux boot to init (OpenSBI + Linux 6.1 + busybox, 1 hart)",
@@ -217,6 +241,11 @@ fn engine(root: &Path, images: &Images) -> Result<()> {
         );
     }
     println!();
+    println!(
+        "The same program compiled for the host (cc -O2) runs in {:.3} s: the JIT takes {:.0}× as long.",
+        native_time.as_secs_f64(),
+        cpu_jit.as_secs_f64() / native_time.as_secs_f64()
+    );
     println!("visor's interpreter retired {mips:.0} million guest instructions per second on the CPU-bound program.");
     Ok(())
 }
