@@ -41,6 +41,8 @@ pub const MAX_RAM: u64 = 64 << 30;
 const SLICE: u64 = 20_000;
 /// Longest idle sleep while a device (a TAP) can receive host input on its own.
 const POLL_INTERVAL: Duration = Duration::from_millis(1);
+/// How often such a device is polled while harts run: 100 µs of mtime.
+const POLL_TICKS: u64 = TIMEBASE_HZ / 10_000;
 /// Magic of OpenSBI's `struct fw_dynamic_info` ("OSBI").
 const FW_DYNAMIC_MAGIC: u64 = 0x4942_534f;
 
@@ -312,7 +314,11 @@ pub struct Machine {
     input_closed: bool,
     console: ConsoleDevice,
     virtio_console_input: virtio::console::ConsoleInput,
+    /// A device receives host input on its own (a TAP): poll it every
+    /// [`POLL_TICKS`] and keep idle sleeps short.
     needs_polling: bool,
+    /// When the bus is next polled (mtime ticks); 0 = at the next turn.
+    next_poll: u64,
     stats: StatsTable,
 }
 
@@ -379,6 +385,7 @@ impl Machine {
             console: config.console,
             virtio_console_input: io.console_input,
             needs_polling: io.needs_polling,
+            next_poll: 0,
             stats,
         })
     }
@@ -416,8 +423,7 @@ impl Machine {
             if let Some(exit) = self.feed_console(input) {
                 return exit;
             }
-            self.devices.bus.poll();
-            self.devices.refresh_bus_irqs();
+            self.poll_devices();
             let mut all_waiting = true;
             for h in 0..self.harts.len() {
                 let now = self.devices.mtime();
@@ -449,6 +455,27 @@ impl Machine {
                 }
             }
         }
+    }
+
+    /// Lets devices with host-side input deliver it: at once after console
+    /// input was queued for them, and every [`POLL_TICKS`] while a TAP is
+    /// attached. Not every turn: device accesses end turns, and polling
+    /// then would tax every trapped access.
+    fn poll_devices(&mut self) {
+        if self.next_poll == u64::MAX {
+            return;
+        }
+        let now = self.devices.mtime();
+        if now < self.next_poll {
+            return;
+        }
+        self.next_poll = if self.needs_polling {
+            now + POLL_TICKS
+        } else {
+            u64::MAX
+        };
+        self.devices.bus.poll();
+        self.devices.refresh_bus_irqs();
     }
 
     /// MSIP, MTIP, MEIP and SEIP for hart `h` at time `now`.
@@ -490,13 +517,15 @@ impl Machine {
                 }
                 self.devices.refresh_uart_irq();
             }
-            ConsoleDevice::Virtio => {
+            ConsoleDevice::Virtio if !self.pending_input.is_empty() => {
                 let mut queue = self
                     .virtio_console_input
                     .lock()
                     .unwrap_or_else(|e| e.into_inner());
                 queue.extend(self.pending_input.drain(..));
+                self.next_poll = 0; // deliver it at once
             }
+            ConsoleDevice::Virtio => {}
         }
         None
     }

@@ -112,6 +112,10 @@ impl VirtioDevice for Console {
         }
     }
 
+    fn has_host_input(&self) -> bool {
+        true
+    }
+
     fn poll(
         &mut self,
         queues: &mut [Queue],

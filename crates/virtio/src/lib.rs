@@ -47,6 +47,10 @@ pub trait VirtioDevice: Send {
         queues: &mut [Queue],
         mem: &GuestMemoryMmap,
     ) -> Result<bool, virtio_queue::Error>;
+    /// Whether the device receives host-side input that [`VirtioDevice::poll`] delivers.
+    fn has_host_input(&self) -> bool {
+        false
+    }
     /// Host-side input (received packets, console keystrokes). Returns true when buffers were used.
     fn poll(
         &mut self,

@@ -252,6 +252,10 @@ impl BusDevice for MmioTransport {
     fn poll(&mut self) {
         self.service(|dev, queues, mem| dev.poll(queues, mem));
     }
+
+    fn needs_poll(&self) -> bool {
+        self.device.has_host_input()
+    }
 }
 
 /// Copies the part of `config` that `[offset, offset + data.len())` covers;

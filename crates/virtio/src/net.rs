@@ -188,6 +188,10 @@ impl VirtioDevice for Net {
         }
     }
 
+    fn has_host_input(&self) -> bool {
+        true
+    }
+
     fn poll(
         &mut self,
         queues: &mut [Queue],

@@ -10,8 +10,13 @@ pub trait BusDevice: Send {
     fn read(&mut self, offset: u64, data: &mut [u8]);
     fn write(&mut self, offset: u64, data: &[u8]);
     /// Host-side work that arrives without a guest access (a received
-    /// packet, console input). Engines call it regularly.
+    /// packet, console input). Engines call it regularly for the devices
+    /// that say they need it.
     fn poll(&mut self) {}
+    /// Whether [`BusDevice::poll`] does anything (asked once, at insertion).
+    fn needs_poll(&self) -> bool {
+        false
+    }
 }
 
 pub type SharedDevice = Arc<Mutex<dyn BusDevice>>;
@@ -33,6 +38,8 @@ struct Range {
 #[derive(Default)]
 pub struct Bus {
     ranges: Vec<Range>,
+    /// The devices with host-side input, for [`Bus::poll`].
+    polled: Vec<SharedDevice>,
 }
 
 impl Bus {
@@ -52,6 +59,9 @@ impl Bus {
         let overlaps = |r: &Range| base < r.base + r.size && r.base < base + size;
         if end.is_none() || self.ranges.iter().any(overlaps) {
             return Err(BusError::Overlap { base, size });
+        }
+        if lock(&device).needs_poll() {
+            self.polled.push(device.clone());
         }
         let at = self.ranges.partition_point(|r| r.base < base);
         self.ranges.insert(
@@ -96,10 +106,10 @@ impl Bus {
         true
     }
 
-    /// Lets every device do its host-side work.
+    /// Lets the devices with host-side input do their work.
     pub fn poll(&self) {
-        for r in &self.ranges {
-            lock(&r.device).poll();
+        for device in &self.polled {
+            lock(device).poll();
         }
     }
 }
