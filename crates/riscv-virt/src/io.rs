@@ -3,7 +3,6 @@
 //! QEMU's `virt` machine puts virtio-mmio and wired to PLIC sources.
 
 use crate::BootError;
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use virtio::blk::Block;
@@ -101,16 +100,7 @@ pub fn build(
         io.virtio_slots += 1;
     }
     if let Some(disk) = &config.ide_disk {
-        let open_error = |source| virtio::blk::DiskError::Open {
-            path: disk.path.clone(),
-            source,
-        };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(!disk.read_only)
-            .open(&disk.path)
-            .map_err(open_error)?;
-        let len = file.metadata().map_err(open_error)?.len();
+        let (file, len) = disk.open()?;
         let pata_stats = stats.register("pata");
         let line = LevelIrq::new(pata_stats.clone());
         let device = pata::Pata::new(file, len, disk.read_only, line.clone(), pata_stats.clone());

@@ -129,18 +129,26 @@ pub struct Block {
     buffer: Vec<u8>,
 }
 
-impl Block {
-    pub fn open(config: &DiskConfig, stats: Arc<DeviceStats>) -> Result<Block, DiskError> {
+impl DiskConfig {
+    /// Opens the image (read-only disks read-only) and returns it with its size.
+    pub fn open(&self) -> Result<(File, u64), DiskError> {
         let open_error = |source| DiskError::Open {
-            path: config.path.clone(),
+            path: self.path.clone(),
             source,
         };
         let file = OpenOptions::new()
             .read(true)
-            .write(!config.read_only)
-            .open(&config.path)
+            .write(!self.read_only)
+            .open(&self.path)
             .map_err(open_error)?;
         let len = file.metadata().map_err(open_error)?.len();
+        Ok((file, len))
+    }
+}
+
+impl Block {
+    pub fn open(config: &DiskConfig, stats: Arc<DeviceStats>) -> Result<Block, DiskError> {
+        let (file, len) = config.open()?;
         Ok(Block::new(file, len, config.read_only, &config.path, stats))
     }
 

@@ -6,7 +6,7 @@
 
 mod common;
 use common::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -27,6 +27,36 @@ fn x86_guest(name: &str) -> PathBuf {
         out
     });
     dir.join(format!("{name}.elf"))
+}
+
+/// `visor run --accel kvm --kernel IMAGE`.
+fn visor_kvm(image: &Path) -> Command {
+    let mut c = visor();
+    c.args(["run", "--accel", "kvm", "--kernel"]).arg(image);
+    c
+}
+
+/// The reference: QEMU's `pc` machine on KVM with the same image, COM1 on
+/// stdio and isa-debug-exit where visor has it.
+fn qemu_pc(image: &Path) -> Command {
+    let mut c = Command::new("qemu-system-x86_64");
+    c.args([
+        "-M",
+        "pc",
+        "-enable-kvm",
+        "-cpu",
+        "qemu64,-pni",
+        "-m",
+        "64M",
+    ])
+    .args(["-nographic", "-nodefaults", "-serial", "stdio"])
+    .args([
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        "-kernel",
+    ])
+    .arg(image);
+    c
 }
 
 fn kvm_available() -> bool {
@@ -50,33 +80,11 @@ fn both_with(
     qemu_extra: &[&str],
 ) -> ((String, i32), (String, i32)) {
     let image = x86_guest(name);
-    let mut visor_cmd = visor();
-    visor_cmd
-        .args(["run", "--accel", "kvm", "--kernel"])
-        .arg(&image)
-        .args(visor_extra);
+    let mut visor_cmd = visor_kvm(&image);
+    visor_cmd.args(visor_extra);
     let v = run_with_timeout(visor_cmd, Duration::from_secs(60));
-    let mut qemu = Command::new("qemu-system-x86_64");
-    qemu.args([
-        "-M",
-        "pc",
-        "-enable-kvm",
-        "-cpu",
-        "qemu64,-pni",
-        "-m",
-        "64M",
-        "-nographic",
-        "-nodefaults",
-    ])
-    .args([
-        "-serial",
-        "stdio",
-        "-device",
-        "isa-debug-exit,iobase=0xf4,iosize=0x04",
-        "-kernel",
-    ])
-    .arg(&image)
-    .args(qemu_extra);
+    let mut qemu = qemu_pc(&image);
+    qemu.args(qemu_extra);
     let q = run_with_timeout(qemu, Duration::from_secs(60));
     let text = |o: &std::process::Output| {
         let s = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -124,9 +132,8 @@ fn port_io_exits_are_dispatched_and_counted() {
     if !kvm_available() {
         return;
     }
-    let mut cmd = visor();
-    cmd.args(["run", "--accel", "kvm", "--stats", "--kernel"])
-        .arg(x86_guest("port_loop"));
+    let mut cmd = visor_kvm(&x86_guest("port_loop"));
+    cmd.arg("--stats");
     let out = run_with_timeout(cmd, Duration::from_secs(60));
     let stats = String::from_utf8_lossy(&out.stderr);
     let row = stats
@@ -143,27 +150,8 @@ fn console_input_reaches_com1() {
         return;
     }
     let image = x86_guest("echo");
-    let mut visor_cmd = visor();
-    visor_cmd
-        .args(["run", "--accel", "kvm", "--kernel"])
-        .arg(&image);
-    let mut qemu = Command::new("qemu-system-x86_64");
-    qemu.args([
-        "-M",
-        "pc",
-        "-enable-kvm",
-        "-cpu",
-        "qemu64,-pni",
-        "-m",
-        "64M",
-    ])
-    .args(["-nographic", "-nodefaults", "-serial", "stdio"])
-    .args([
-        "-device",
-        "isa-debug-exit,iobase=0xf4,iosize=0x04",
-        "-kernel",
-    ])
-    .arg(&image);
+    let visor_cmd = visor_kvm(&image);
+    let qemu = qemu_pc(&image);
     for cmd in [visor_cmd, qemu] {
         let mut s = Session::start(cmd);
         s.expect("visor-x86: type a line", STEP);
@@ -268,9 +256,7 @@ fn bad_kernels_get_clear_errors() {
         (riscv, "an ELF for machine 243, not x86-64"),
         (dir.join("missing"), "No such file"),
     ] {
-        let mut cmd = visor();
-        cmd.args(["run", "--accel", "kvm", "--kernel"]).arg(&kernel);
-        let out = run_with_timeout(cmd, Duration::from_secs(20));
+        let out = run_with_timeout(visor_kvm(&kernel), Duration::from_secs(20));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             !out.status.success() && stderr.contains(needle),
@@ -324,10 +310,8 @@ fn bad_kernels_get_clear_errors() {
 
 #[test]
 fn a_host_without_kvm_gets_a_clear_error() {
-    let mut cmd = visor();
-    cmd.env("VISOR_KVM_DEVICE", "/nonexistent/kvm")
-        .args(["run", "--accel", "kvm", "--kernel"])
-        .arg(x86_guest("serial"));
+    let mut cmd = visor_kvm(&x86_guest("serial"));
+    cmd.env("VISOR_KVM_DEVICE", "/nonexistent/kvm");
     let out = run_with_timeout(cmd, Duration::from_secs(20));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
@@ -358,9 +342,8 @@ fn linux_boots_to_init_with_a_virtio_disk() {
     std::fs::write(&disk, vec![0u8; 8 << 20]).unwrap();
     // The same kernel through both boot protocols: PVH (vmlinux) and bzImage.
     for kernel in [vmlinux.clone(), vmlinux.with_file_name("bzImage")] {
-        let mut cmd = visor();
-        cmd.args(["run", "--accel", "kvm", "-m", "256M", "--kernel"])
-            .arg(&kernel)
+        let mut cmd = visor_kvm(&kernel);
+        cmd.args(["-m", "256M"])
             .arg("--initrd")
             .arg(&initramfs)
             .args(["--append", "console=ttyS0 reboot=k panic=-1", "--disk"])
