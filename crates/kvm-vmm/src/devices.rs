@@ -186,8 +186,10 @@ impl IrqLine for IrqFdLine {
 }
 
 fn irqfd(vm: &VmFd, gsi: u32) -> Result<EventFd, VmmError> {
-    let event =
-        EventFd::new(libc::EFD_NONBLOCK).map_err(|e| VmmError::Memory(format!("eventfd: {e}")))?;
+    let event = EventFd::new(libc::EFD_NONBLOCK).map_err(|source| VmmError::Host {
+        what: "creating an eventfd",
+        source,
+    })?;
     vm.register_irqfd(&event, gsi)
         .map_err(kvm_error("registering an irqfd"))?;
     Ok(event)

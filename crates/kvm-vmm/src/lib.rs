@@ -56,6 +56,11 @@ pub enum VmmError {
     TooManyDevices(usize),
     #[error("cannot allocate guest RAM: {0}")]
     Memory(String),
+    #[error("{what}: {source}")]
+    Host {
+        what: &'static str,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
     Read {
         path: PathBuf,
@@ -229,7 +234,10 @@ impl Vm {
                 .spawn(move || {
                     let _ = done.send(runner.run());
                 })
-                .map_err(|e| VmmError::Memory(format!("spawning a vCPU thread: {e}")))?;
+                .map_err(|source| VmmError::Host {
+                    what: "spawning a vCPU thread",
+                    source,
+                })?;
             threads.push(thread);
         }
         drop(done_tx);
