@@ -138,7 +138,9 @@ impl Hart {
             I::Op32 { op, rd, rs1, rs2 } => {
                 self.set_x(rd, alu32(op, self.x[rs1 as usize], self.x[rs2 as usize]))
             }
-            I::Fence | I::FenceI => {}
+            I::Fence => {}
+            // Translated code made before this point must be re-checked.
+            I::FenceI => self.ram.advance_code_epoch(),
             I::Ecall => {
                 let cause = match self.privilege {
                     Privilege::User => ExceptionCause::EcallFromU,

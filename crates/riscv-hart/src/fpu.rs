@@ -133,7 +133,7 @@ fn mxcsr_for(rm: u8) -> u32 {
 }
 
 /// x86 MXCSR status bits to RISC-V fflags.
-fn flags_from_mxcsr(status: u32) -> u8 {
+pub(crate) fn flags_from_mxcsr(status: u32) -> u8 {
     let mut flags = 0;
     if status & 0x01 != 0 {
         flags |= FLAG_NV;

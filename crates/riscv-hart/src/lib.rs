@@ -85,6 +85,8 @@ pub struct Hart {
     pub instret: u64,
     /// Traps taken (exceptions and interrupts), for engines that compare runs.
     pub traps: u64,
+    /// [`GuestRam::code_protections`] when the write TLB was last cleared.
+    seen_protections: u64,
 }
 
 impl Hart {
@@ -105,6 +107,7 @@ impl Hart {
             stop: None,
             instret: 0,
             traps: 0,
+            seen_protections: 0,
         }
     }
 
@@ -180,6 +183,54 @@ impl Hart {
     #[inline]
     pub fn code_at(&self, pc: u64) -> Option<&[u8]> {
         self.tlb.code_at(pc, self.privilege)
+    }
+
+    /// Protects `len` bytes of code at `code` (a host address from
+    /// [`Hart::code_at`]) for an engine that translated them: stores to
+    /// them then advance the code epoch. See [`GuestRam::protect_code`].
+    pub fn protect_code(&mut self, code: *const u8, len: usize) {
+        if self.ram.protect_code(code, len) {
+            self.tlb.flush_writes();
+            self.seen_protections = self.ram.code_protections();
+        }
+    }
+
+    /// Drops cached write translations when any hart protected a page since
+    /// this hart last looked; engines call it before running translated code.
+    #[inline]
+    pub fn sync_code_protections(&mut self) {
+        if self.seen_protections != self.ram.code_protections() {
+            self.tlb.flush_writes();
+            self.seen_protections = self.ram.code_protections();
+        }
+    }
+
+    /// The code epoch of this hart's RAM (see [`GuestRam::code_epoch`]).
+    #[inline]
+    pub fn code_epoch(&self) -> u32 {
+        self.ram.code_epoch()
+    }
+
+    /// Changes whenever the TLB is flushed (address space, privilege-
+    /// affecting CSRs, `sfence.vma`): virtual-to-host mappings an engine
+    /// cached before are stale.
+    #[inline]
+    pub fn translation_generation(&self) -> u64 {
+        self.tlb.generation()
+    }
+
+    /// The current FP state as translated FP code depends on it: true when
+    /// FP is enabled and already dirty and the dynamic rounding mode is
+    /// round-to-nearest-even (so `rm = dyn` means RNE).
+    #[inline]
+    pub fn fp_ready(&self) -> bool {
+        self.csr.mstatus & csr::MSTATUS_FS == csr::MSTATUS_FS && self.csr.frm == 0
+    }
+
+    /// Accrues exception flags raised by host SSE arithmetic (MXCSR status
+    /// bits) into `fflags`.
+    pub fn accrue_host_fp_flags(&mut self, mxcsr: u32) {
+        self.csr.fflags |= fpu::flags_from_mxcsr(mxcsr) as u64;
     }
 
     /// The data soft-TLB as translated code reads it (the tables stay at

@@ -77,6 +77,9 @@ pub struct Tlb {
     read: Box<[TlbEntry; TLB_ENTRIES]>,
     write: Box<[TlbEntry; TLB_ENTRIES]>,
     exec: Box<[TlbEntry; TLB_ENTRIES]>,
+    /// Full flushes so far: translations cached elsewhere (an engine's
+    /// jump cache) are stale once it moves.
+    generation: u64,
 }
 
 impl Tlb {
@@ -85,6 +88,7 @@ impl Tlb {
             read: Box::new([EMPTY; TLB_ENTRIES]),
             write: Box::new([EMPTY; TLB_ENTRIES]),
             exec: Box::new([EMPTY; TLB_ENTRIES]),
+            generation: 0,
         }
     }
 
@@ -92,6 +96,16 @@ impl Tlb {
         self.read.fill(EMPTY);
         self.write.fill(EMPTY);
         self.exec.fill(EMPTY);
+        self.generation += 1;
+    }
+
+    /// Drops the cached write translations only (a page became protected code).
+    pub fn flush_writes(&mut self) {
+        self.write.fill(EMPTY);
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     fn table(&mut self, access: Access) -> &mut [TlbEntry; TLB_ENTRIES] {
@@ -287,6 +301,10 @@ impl Hart {
         let paddr = self.translate(vaddr, access, privilege)?;
         let fault = Exception::new(access.access_fault(), vaddr);
         if self.ram.contains(paddr, size as u64) {
+            if access == Access::Write {
+                // Stores to translated code invalidate it (and unprotect the page).
+                self.ram.note_store(paddr, size as u64);
+            }
             let page = paddr & !(PAGE_SIZE - 1);
             let watched = access == Access::Write && paddr >> PAGE_SHIFT == self.watched_page;
             if !watched && self.pmp_allows(page, PAGE_SIZE, access, privilege) {

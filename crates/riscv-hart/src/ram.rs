@@ -1,7 +1,10 @@
 //! Guest RAM: one contiguous host allocation mapped at a guest physical base.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::rc::Rc;
+
+const PAGE_SHIFT: u64 = 12;
 
 /// Guest physical RAM shared by the harts and devices of one machine (one
 /// host thread). Cloning shares the same memory.
@@ -11,6 +14,49 @@ pub struct GuestRam {
     base: u64,
     len: u64,
     host: *mut u8,
+    code: Rc<CodePages>,
+}
+
+/// Which parts of RAM hold code that a binary translator has translated,
+/// and the code epoch: translations made before the epoch last changed must
+/// be checked against the bytes in RAM again before they run.
+///
+/// Each page has a mask of the 64-byte chunks translated code came from; a
+/// page with any is protected. A store that overlaps such a chunk (through
+/// a hart's slow path, atomics or the host-side [`GuestRam::write`])
+/// unprotects the page and advances the epoch; so does `fence.i`. Stores
+/// elsewhere in a protected page leave translations alone (code and data
+/// can share a page). Harts never cache write translations for protected
+/// pages, so every store to one takes the slow path. DMA through other
+/// views of RAM (virtio's) is covered by the `fence.i` software must issue
+/// before running code a device wrote.
+struct CodePages {
+    chunks: Box<[Cell<u64>]>,
+    epoch: Cell<u32>,
+    /// Bumped whenever a page becomes protected: harts then drop their
+    /// cached write translations.
+    protections: Cell<u64>,
+}
+
+const CHUNK_SHIFT: u64 = 6;
+
+/// The mask of 64-byte chunks that `[offset, offset + len)` (inside one page) touches.
+fn chunk_mask(offset: u64, len: u64) -> u64 {
+    let first = (offset & 0xfff) >> CHUNK_SHIFT;
+    let last = ((offset & 0xfff) + len.max(1) - 1).min(0xfff) >> CHUNK_SHIFT;
+    (u64::MAX >> (63 - last)) & (u64::MAX << first)
+}
+
+impl CodePages {
+    fn new(len: u64) -> CodePages {
+        CodePages {
+            chunks: (0..len.div_ceil(1 << PAGE_SHIFT))
+                .map(|_| Cell::new(0))
+                .collect(),
+            epoch: Cell::new(1),
+            protections: Cell::new(0),
+        }
+    }
 }
 
 /// Owns the allocation; all access goes through raw pointers, never references.
@@ -66,6 +112,7 @@ impl GuestRam {
             _owner: inner,
             base,
             len,
+            code: Rc::new(CodePages::new(len)),
         })
     }
 
@@ -82,6 +129,7 @@ impl GuestRam {
             base,
             len,
             host,
+            code: Rc::new(CodePages::new(len)),
         }
     }
 
@@ -120,6 +168,70 @@ impl GuestRam {
         unsafe { self.host.add((addr - self.base) as usize) }
     }
 
+    /// The current code epoch (see [`GuestRam::protect_code`]); starts at 1.
+    #[inline]
+    pub fn code_epoch(&self) -> u32 {
+        self.code.epoch.get()
+    }
+
+    /// Invalidates every translation made so far (`fence.i`).
+    pub fn advance_code_epoch(&self) {
+        let epoch = &self.code.epoch;
+        epoch.set(epoch.get().wrapping_add(1).max(1));
+    }
+
+    /// How many times a page became protected; harts compare it with what
+    /// they saw last and drop cached write translations when it moved.
+    #[inline]
+    pub fn code_protections(&self) -> u64 {
+        self.code.protections.get()
+    }
+
+    /// Protects the `len` bytes of RAM at host address `code` (inside one
+    /// page), which translated code now depends on: a later store to them
+    /// advances the code epoch. Returns true when their page was not
+    /// protected before (the caller's cached write translations must go).
+    pub fn protect_code(&self, code: *const u8, len: usize) -> bool {
+        let offset = (code as u64).wrapping_sub(self.host as u64);
+        if offset >= self.len {
+            return false;
+        }
+        let cell = &self.code.chunks[(offset >> PAGE_SHIFT) as usize];
+        let before = cell.get();
+        cell.set(before | chunk_mask(offset, len as u64));
+        if before != 0 {
+            return false;
+        }
+        let protections = &self.code.protections;
+        protections.set(protections.get() + 1);
+        true
+    }
+
+    /// Notes a store to `[addr, addr + len)` (inside RAM): a page whose
+    /// translated code it overlaps becomes unprotected and the code epoch
+    /// advances.
+    pub(crate) fn note_store(&self, addr: u64, len: u64) {
+        if len == 0 {
+            return;
+        }
+        let (start, end) = (addr - self.base, addr - self.base + len);
+        let mut hit = false;
+        let mut offset = start;
+        while offset < end {
+            let page_end = ((offset >> PAGE_SHIFT) + 1) << PAGE_SHIFT;
+            let piece = page_end.min(end) - offset;
+            let cell = &self.code.chunks[(offset >> PAGE_SHIFT) as usize];
+            if cell.get() & chunk_mask(offset, piece) != 0 {
+                cell.set(0);
+                hit = true;
+            }
+            offset += piece;
+        }
+        if hit {
+            self.advance_code_epoch();
+        }
+    }
+
     /// Reads `size` (1, 2, 4, 8) bytes at `addr`, little-endian; None when outside RAM.
     #[inline]
     pub fn read(&self, addr: u64, size: u8) -> Option<u64> {
@@ -136,6 +248,7 @@ impl GuestRam {
         if !self.contains(addr, size as u64) {
             return false;
         }
+        self.note_store(addr, size as u64);
         // SAFETY: bounds checked above; single-threaded access through UnsafeCell.
         unsafe { write_host(self.host_ptr(addr), size, value) };
         true
@@ -146,6 +259,7 @@ impl GuestRam {
         if !self.contains(addr, data.len() as u64) {
             return false;
         }
+        self.note_store(addr, data.len() as u64);
         // SAFETY: the whole destination range is inside RAM.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.host_ptr(addr), data.len()) };
         true
@@ -183,5 +297,42 @@ pub(crate) unsafe fn write_host(p: *mut u8, size: u8, value: u64) {
         2 => (p as *mut u16).write_unaligned((value as u16).to_le()),
         4 => (p as *mut u32).write_unaligned((value as u32).to_le()),
         _ => (p as *mut u64).write_unaligned(value.to_le()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_masks_cover_the_bytes_touched() {
+        assert_eq!(chunk_mask(0, 1), 1);
+        assert_eq!(chunk_mask(63, 2), 0b11);
+        assert_eq!(chunk_mask(0x1040, 64), 0b10, "offsets are within the page");
+        assert_eq!(chunk_mask(0xfc0, 64), 1 << 63);
+        assert_eq!(chunk_mask(0, 4096), u64::MAX);
+    }
+
+    #[test]
+    fn only_stores_over_protected_code_advance_the_epoch() {
+        let ram = GuestRam::new(0x8000_0000, 1 << 16).unwrap();
+        let code = ram.host_ptr(0x8000_1100);
+        assert!(ram.protect_code(code, 8), "newly protected");
+        assert!(!ram.protect_code(code, 8), "already protected");
+        let epoch = ram.code_epoch();
+        // Data sharing the page, and other pages: translations stay.
+        assert!(ram.write(0x8000_1000, 8, 1));
+        assert!(ram.write(0x8000_2100, 8, 1));
+        assert_eq!(ram.code_epoch(), epoch);
+        // A store reaching into the code (from the chunk before it).
+        assert!(ram.write_bytes(0x8000_10f0, &[0; 0x20]));
+        assert_ne!(ram.code_epoch(), epoch);
+        // The page is unprotected now: further stores cost nothing.
+        let epoch = ram.code_epoch();
+        assert!(ram.write(0x8000_1100, 8, 1));
+        assert_eq!(ram.code_epoch(), epoch);
+        assert!(ram.protect_code(code, 8), "protected again");
+        ram.advance_code_epoch();
+        assert_ne!(ram.code_epoch(), epoch, "fence.i");
     }
 }

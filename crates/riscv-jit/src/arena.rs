@@ -2,10 +2,11 @@
 //!
 //! The mapping is readable, writable and executable at once, so placing a
 //! block costs a copy and no system call (per-block mappings cost a page and
-//! two syscalls each, which dominated translation of a Linux boot). When it
-//! fills up the engine drops every block and starts over.
+//! two syscalls each, which dominated translation of a Linux boot), and
+//! chaining can patch jumps in place. When it fills up the engine drops
+//! every block and starts over.
 
-/// Size of the arena.
+/// Size of the arena (blocks reach each other with 32-bit displacements).
 const ARENA_BYTES: usize = 64 << 20;
 
 pub struct CodeArena {
@@ -37,9 +38,19 @@ impl CodeArena {
         }
     }
 
-    /// Copies `code` in (16-byte aligned); `None` when there is no room.
-    pub fn place(&mut self, code: &[u8]) -> Option<*const u8> {
-        let start = (self.used + 15) & !15;
+    fn aligned_end(&self) -> usize {
+        (self.used + 15) & !15
+    }
+
+    /// Where the next [`CodeArena::place`] puts its code (code assembled
+    /// for that address may use relative references to the arena).
+    pub fn next_address(&self) -> usize {
+        self.base as usize + self.aligned_end()
+    }
+
+    /// Copies `code` in at [`CodeArena::next_address`]; `None` when there is no room.
+    pub fn place(&mut self, code: &[u8]) -> Option<*mut u8> {
+        let start = self.aligned_end();
         let end = start
             .checked_add(code.len())
             .filter(|&e| e <= ARENA_BYTES)?;
@@ -47,7 +58,7 @@ impl CodeArena {
         unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), self.base.add(start), code.len()) };
         self.used = end;
         // SAFETY: start is inside the mapping.
-        Some(unsafe { self.base.add(start) } as *const u8)
+        Some(unsafe { self.base.add(start) })
     }
 
     /// Forgets every placed block (the caller has dropped them all).

@@ -1,379 +1,985 @@
-//! x86-64 code for a block (System V: RDI = the hart's `x` array; returns
-//! the next PC in RAX). No register allocation: each instruction loads its
-//! operands from `x`, computes in RAX/RCX/RDX and stores the result. The
-//! code is position-independent and lands in the engine's code arena.
+//! x86-64 code for blocks, and the small runtime they run in.
+//!
+//! The runtime's `enter` saves the host's callee-saved registers, pins the
+//! engine's state in registers and jumps to a block; blocks jump to each
+//! other (chaining) until one jumps to `exit`, which records where guest
+//! execution stopped and returns to Rust. Pinned registers:
+//!
+//! | register | holds |
+//! |---|---|
+//! | RDI | the hart's `x` array |
+//! | RBX | the hart's `f` array (raw bits) |
+//! | R12 | guest instructions completed since `enter` |
+//! | R13 | the code epoch blocks must carry to run |
+//! | R14 | the most instructions this entry may complete |
+//! | R15 | the indirect-jump cache |
+//! | RBP | the [`ExitState`] that `exit` fills in |
+//!
+//! No register allocation: each instruction loads its operands from `x`/`f`,
+//! computes in scratch registers and stores its result.
+//!
+//! Every block starts with an 8-byte epoch cell and, at its entry, checks
+//! that the cell holds the current epoch (else its guest code may have
+//! changed) and that a full pass fits the budget; otherwise it exits with
+//! its own PC. Exits to a constant PC in the block's own guest page go
+//! through a patchable `jmp rel32` whose address travels to the dispatcher,
+//! which points it straight at the target block once that exists (direct
+//! chaining). JALR looks its target up in the jump cache inline.
 //!
 //! Loads and stores look up the hart's data soft-TLB inline, exactly as the
 //! interpreter's fast path does; on a miss (or a page-crossing access) the
-//! block returns the PC of that instruction and how many ran before it, and
-//! the interpreter executes it, faults and all.
+//! block exits at that instruction, which the interpreter then executes,
+//! faults and all. FP arithmetic runs on SSE/FMA under the host's default
+//! MXCSR (round to nearest even, exceptions masked); the status flags it
+//! accumulates are the guest's `fflags`. Anything whose result the host
+//! would shape differently from RISC-V — a NaN result (RISC-V wants the
+//! canonical NaN), an improperly NaN-boxed single, an out-of-range
+//! conversion — exits before writing and leaves the instruction to the
+//! interpreter.
 
 use crate::arena::CodeArena;
 use dynasmrt::{dynasm, x64::X64Relocation, DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler};
 use riscv_hart::{DataTlb, TLB_ENTRIES};
-use riscv_isa::{AluOp, BranchCond, Instruction, LoadWidth};
+use riscv_isa::{
+    AluOp, BranchCond, FmaOp, FpCmp, FpFormat, FpOp, Instruction, IntFormat, LoadWidth,
+};
 
 type Assembler = VecAssembler<X64Relocation>;
 
-/// A translated block.
-pub struct Block {
-    entry: *const u8,
-}
+/// Entries in the indirect-jump cache (a power of two).
+pub const JUMP_CACHE_ENTRIES: usize = 4096;
 
-/// Where a block stopped: the next PC and the instructions it completed.
+/// One indirect-jump cache entry: a guest PC in a mode, and the host code
+/// of the block there.
 #[repr(C)]
-pub struct BlockExit {
+#[derive(Clone, Copy)]
+pub struct JumpEntry {
     pub pc: u64,
+    pub mode: u64,
+    pub entry: u64,
+    _pad: u64,
+}
+
+impl JumpEntry {
+    pub const EMPTY: JumpEntry = JumpEntry {
+        pc: u64::MAX,
+        mode: u64::MAX,
+        entry: 0,
+        _pad: 0,
+    };
+
+    pub fn new(pc: u64, mode: u64, entry: *const u8) -> JumpEntry {
+        JumpEntry {
+            pc,
+            mode,
+            entry: entry as u64,
+            _pad: 0,
+        }
+    }
+}
+
+/// The jump-cache index of a guest PC.
+pub fn jump_index(pc: u64) -> usize {
+    (pc >> 1) as usize & (JUMP_CACHE_ENTRIES - 1)
+}
+
+/// What `exit` records, plus the jump cache `enter` pins.
+#[repr(C)]
+pub struct ExitState {
+    /// The guest PC to continue at.
+    pub pc: u64,
+    /// Guest instructions completed since `enter`.
     pub count: u64,
+    /// Address of the `jmp rel32` that led to the exit when it may be
+    /// chained to the block at `pc`; zero otherwise.
+    pub patch: u64,
+    pub jump_cache: *const JumpEntry,
 }
 
-/// RDI = x, RSI = the most instructions the block may complete (it loops
-/// on itself while another full iteration fits).
-type BlockFn = extern "sysv64" fn(*mut u64, u64) -> BlockExit;
+/// RDI = x, RSI = f, RDX = block entry, RCX = budget, R8 = epoch, R9 = state.
+type EnterFn = extern "sysv64" fn(*mut u64, *mut u64, *const u8, u64, u64, *mut ExitState);
 
-/// RAX = the effective address x[rs1] + offset; R9 = entry offset and RDX =
-/// tag for `tlb`'s table at R8; jumps to `slow` unless the page hits and
-/// the `size`-byte access stays inside it; then RAX = host address.
-fn translate_address(
-    ops: &mut Assembler,
-    rs1: u8,
-    offset: i32,
-    size: u8,
-    table: *const u8,
-    privilege: u64,
-    slow: DynamicLabel,
-) {
-    load_rax(ops, rs1);
-    dynasm!(ops ; .arch x64
-        ; mov rcx, QWORD offset as i64
-        ; add rax, rcx
-        ; mov rdx, rax
-        ; shr rdx, 12
-        ; mov r9, rdx
-        ; and r9d, (TLB_ENTRIES - 1) as i32
-        ; shl r9, 4
-        ; shl rdx, 2
-        ; or rdx, privilege as i32
-        ; mov r8, QWORD table as i64
-        ; cmp rdx, QWORD [r8 + r9]
-        ; jne =>slow
-        ; mov edx, eax
-        ; and edx, 0xfff
-        ; cmp edx, (0x1000 - size as u32) as i32
-        ; ja =>slow
-        ; add rax, QWORD [r8 + r9 + 8]
-    );
+/// `enter` and `exit`, placed at the start of the arena.
+pub struct Runtime {
+    enter: EnterFn,
+    exit: usize,
 }
 
-fn slot(r: u8) -> i32 {
-    r as i32 * 8
-}
-
-/// RAX = x[r].
-fn load_rax(ops: &mut Assembler, r: u8) {
-    if r == 0 {
-        dynasm!(ops ; .arch x64 ; xor eax, eax);
-    } else {
-        dynasm!(ops ; .arch x64 ; mov rax, QWORD [rdi + slot(r)]);
-    }
-}
-
-/// RCX = x[r].
-fn load_rcx(ops: &mut Assembler, r: u8) {
-    if r == 0 {
-        dynasm!(ops ; .arch x64 ; xor ecx, ecx);
-    } else {
-        dynasm!(ops ; .arch x64 ; mov rcx, QWORD [rdi + slot(r)]);
-    }
-}
-
-/// x[rd] = RAX (x0 stays zero).
-fn store_rax(ops: &mut Assembler, rd: u8) {
-    if rd != 0 {
-        dynasm!(ops ; .arch x64 ; mov QWORD [rdi + slot(rd)], rax);
-    }
-}
-
-fn load_const(ops: &mut Assembler, value: u64) {
-    dynasm!(ops ; .arch x64 ; mov rax, QWORD value as i64);
-}
-
-/// RAX = RAX op RCX for the 64-bit operations.
-fn alu64(ops: &mut Assembler, op: AluOp) {
-    match op {
-        AluOp::Add => dynasm!(ops ; .arch x64 ; add rax, rcx),
-        AluOp::Sub => dynasm!(ops ; .arch x64 ; sub rax, rcx),
-        AluOp::Xor => dynasm!(ops ; .arch x64 ; xor rax, rcx),
-        AluOp::Or => dynasm!(ops ; .arch x64 ; or rax, rcx),
-        AluOp::And => dynasm!(ops ; .arch x64 ; and rax, rcx),
-        AluOp::Sll => dynasm!(ops ; .arch x64 ; shl rax, cl),
-        AluOp::Srl => dynasm!(ops ; .arch x64 ; shr rax, cl),
-        AluOp::Sra => dynasm!(ops ; .arch x64 ; sar rax, cl),
-        AluOp::Mul => dynasm!(ops ; .arch x64 ; imul rax, rcx),
-        AluOp::Slt => dynasm!(ops ; .arch x64
-            ; xor edx, edx ; cmp rax, rcx ; setl dl ; mov rax, rdx),
-        AluOp::Sltu => dynasm!(ops ; .arch x64
-            ; xor edx, edx ; cmp rax, rcx ; setb dl ; mov rax, rdx),
-        _ => unreachable!("the translator only passes supported 64-bit operations"),
-    }
-}
-
-/// RAX = sign-extended (EAX op ECX) for the 32-bit ("W") operations.
-fn alu32(ops: &mut Assembler, op: AluOp) {
-    match op {
-        AluOp::Add => dynasm!(ops ; .arch x64 ; add eax, ecx),
-        AluOp::Sub => dynasm!(ops ; .arch x64 ; sub eax, ecx),
-        AluOp::Sll => dynasm!(ops ; .arch x64 ; shl eax, cl),
-        AluOp::Srl => dynasm!(ops ; .arch x64 ; shr eax, cl),
-        AluOp::Sra => dynasm!(ops ; .arch x64 ; sar eax, cl),
-        AluOp::Mul => dynasm!(ops ; .arch x64 ; imul eax, ecx),
-        _ => unreachable!("the translator only passes supported 32-bit operations"),
-    }
-    dynasm!(ops ; .arch x64 ; movsxd rax, eax);
-}
-
-/// A branch back to the block's own start (flags already set by `cmp rax,
-/// rcx`): while taken and another full pass fits the budget, loop inside
-/// the block without returning; otherwise return the next PC.
-fn emit_self_loop(
-    ops: &mut Assembler,
-    cond: BranchCond,
-    next: u64,
-    start: u64,
-    total: i32,
-    top: DynamicLabel,
-) {
-    let fall = ops.new_dynamic_label();
-    let stop = ops.new_dynamic_label();
-    dynasm!(ops ; .arch x64 ; cmp rax, rcx);
-    match cond {
-        BranchCond::Eq => dynasm!(ops ; .arch x64 ; jne =>fall),
-        BranchCond::Ne => dynasm!(ops ; .arch x64 ; je =>fall),
-        BranchCond::Lt => dynasm!(ops ; .arch x64 ; jge =>fall),
-        BranchCond::Ge => dynasm!(ops ; .arch x64 ; jl =>fall),
-        BranchCond::Ltu => dynasm!(ops ; .arch x64 ; jae =>fall),
-        BranchCond::Geu => dynasm!(ops ; .arch x64 ; jb =>fall),
-    }
-    dynasm!(ops ; .arch x64
-        ; add r11, total
-        ; lea rax, [r11 + total]
-        ; cmp rax, rsi
-        ; ja =>stop
-        ; jmp =>top
-        ; =>stop
-        ; mov rax, QWORD start as i64
-        ; mov rdx, r11
-        ; ret
-        ; =>fall
-        ; mov rax, QWORD next as i64
-        ; lea rdx, [r11 + total]
-        ; ret
-    );
-}
-
-impl Block {
-    /// Emits `instructions` (the translator's output) starting at guest `pc`
-    /// into `arena`, for loads and stores through `tlb`; `None` when the
-    /// arena is full.
-    pub fn emit(
-        arena: &mut CodeArena,
-        pc: u64,
-        instructions: &[(Instruction, u8)],
-        tlb: DataTlb,
-        inject_bug: bool,
-    ) -> Option<Block> {
-        use Instruction as I;
-        let mut ops = Assembler::new(0);
-        // Slow-path exits: (label, pc of the instruction, instructions before it).
-        let mut exits: Vec<(DynamicLabel, u64, u64)> = Vec::new();
-        let start = pc;
-        let total = instructions.len() as i32;
-        // R11 counts the instructions of completed iterations of a self-loop.
-        let top = ops.new_dynamic_label();
-        dynasm!(ops ; .arch x64 ; xor r11d, r11d ; =>top);
-        let mut pc = pc;
-        let mut resolved = false;
-        for (done, &(inst, len)) in instructions.iter().enumerate() {
-            let next = pc.wrapping_add(len as u64);
-            match inst {
-                I::Load {
-                    width,
-                    rd,
-                    rs1,
-                    offset,
-                } => {
-                    let slow = ops.new_dynamic_label();
-                    exits.push((slow, pc, done as u64));
-                    translate_address(
-                        &mut ops,
-                        rs1,
-                        offset,
-                        width.bytes(),
-                        tlb.read,
-                        tlb.privilege,
-                        slow,
-                    );
-                    match width {
-                        LoadWidth::B => dynasm!(ops ; .arch x64 ; movsx rax, BYTE [rax]),
-                        LoadWidth::H => dynasm!(ops ; .arch x64 ; movsx rax, WORD [rax]),
-                        LoadWidth::W => dynasm!(ops ; .arch x64 ; movsxd rax, DWORD [rax]),
-                        LoadWidth::D => dynasm!(ops ; .arch x64 ; mov rax, QWORD [rax]),
-                        LoadWidth::Bu => dynasm!(ops ; .arch x64 ; movzx eax, BYTE [rax]),
-                        LoadWidth::Hu => dynasm!(ops ; .arch x64 ; movzx eax, WORD [rax]),
-                        LoadWidth::Wu => dynasm!(ops ; .arch x64 ; mov eax, DWORD [rax]),
-                    }
-                    store_rax(&mut ops, rd);
-                }
-                I::Store {
-                    bytes,
-                    rs1,
-                    rs2,
-                    offset,
-                } => {
-                    let slow = ops.new_dynamic_label();
-                    exits.push((slow, pc, done as u64));
-                    translate_address(&mut ops, rs1, offset, bytes, tlb.write, tlb.privilege, slow);
-                    load_rcx(&mut ops, rs2);
-                    match bytes {
-                        1 => dynasm!(ops ; .arch x64 ; mov BYTE [rax], cl),
-                        2 => dynasm!(ops ; .arch x64 ; mov WORD [rax], cx),
-                        4 => dynasm!(ops ; .arch x64 ; mov DWORD [rax], ecx),
-                        _ => dynasm!(ops ; .arch x64 ; mov QWORD [rax], rcx),
-                    }
-                }
-                I::Lui { rd, imm } => {
-                    load_const(&mut ops, imm as i64 as u64);
-                    store_rax(&mut ops, rd);
-                }
-                I::Auipc { rd, imm } => {
-                    load_const(&mut ops, pc.wrapping_add(imm as i64 as u64));
-                    store_rax(&mut ops, rd);
-                }
-                I::OpImm { op, rd, rs1, imm } => {
-                    load_rax(&mut ops, rs1);
-                    let imm = if inject_bug && op == AluOp::Add {
-                        imm.wrapping_add(1)
-                    } else {
-                        imm
-                    };
-                    let imm = match op {
-                        AluOp::Sll | AluOp::Srl | AluOp::Sra => imm & 63,
-                        _ => imm,
-                    };
-                    dynasm!(ops ; .arch x64 ; mov rcx, QWORD imm as i64);
-                    alu64(&mut ops, op);
-                    store_rax(&mut ops, rd);
-                }
-                I::OpImm32 { op, rd, rs1, imm } => {
-                    load_rax(&mut ops, rs1);
-                    let imm = match op {
-                        AluOp::Sll | AluOp::Srl | AluOp::Sra => imm & 31,
-                        _ => imm,
-                    };
-                    dynasm!(ops ; .arch x64 ; mov ecx, imm);
-                    alu32(&mut ops, op);
-                    store_rax(&mut ops, rd);
-                }
-                I::Op { op, rd, rs1, rs2 } => {
-                    load_rax(&mut ops, rs1);
-                    load_rcx(&mut ops, rs2);
-                    alu64(&mut ops, op);
-                    store_rax(&mut ops, rd);
-                }
-                I::Op32 { op, rd, rs1, rs2 } => {
-                    load_rax(&mut ops, rs1);
-                    load_rcx(&mut ops, rs2);
-                    alu32(&mut ops, op);
-                    store_rax(&mut ops, rd);
-                }
-                I::Jal { rd, offset } => {
-                    load_const(&mut ops, next);
-                    store_rax(&mut ops, rd);
-                    load_const(&mut ops, pc.wrapping_add(offset as i64 as u64));
-                    dynasm!(ops ; .arch x64 ; lea rdx, [r11 + total] ; ret);
-                    resolved = true;
-                }
-                I::Jalr { rd, rs1, offset } => {
-                    // Target first: rd may be rs1. Bit 0 is cleared; with
-                    // compressed instructions no target can be misaligned.
-                    load_rax(&mut ops, rs1);
-                    dynasm!(ops ; .arch x64
-                        ; mov rcx, QWORD offset as i64
-                        ; add rax, rcx
-                        ; and rax, -2
-                        ; mov r10, rax
-                    );
-                    load_const(&mut ops, next);
-                    store_rax(&mut ops, rd);
-                    dynasm!(ops ; .arch x64
-                        ; mov rax, r10
-                        ; lea rdx, [r11 + total]
-                        ; ret
-                    );
-                    resolved = true;
-                }
-                I::Branch {
-                    cond,
-                    rs1,
-                    rs2,
-                    offset,
-                } => {
-                    load_rax(&mut ops, rs1);
-                    load_rcx(&mut ops, rs2);
-                    let target = pc.wrapping_add(offset as i64 as u64);
-                    if target == start {
-                        emit_self_loop(&mut ops, cond, next, start, total, top);
-                        resolved = true;
-                        pc = next;
-                        continue;
-                    }
-                    dynasm!(ops ; .arch x64
-                        ; cmp rax, rcx
-                        ; mov rax, QWORD next as i64
-                        ; mov rdx, QWORD target as i64
-                    );
-                    match cond {
-                        BranchCond::Eq => dynasm!(ops ; .arch x64 ; cmove rax, rdx),
-                        BranchCond::Ne => dynasm!(ops ; .arch x64 ; cmovne rax, rdx),
-                        BranchCond::Lt => dynasm!(ops ; .arch x64 ; cmovl rax, rdx),
-                        BranchCond::Ge => dynasm!(ops ; .arch x64 ; cmovge rax, rdx),
-                        BranchCond::Ltu => dynasm!(ops ; .arch x64 ; cmovb rax, rdx),
-                        BranchCond::Geu => dynasm!(ops ; .arch x64 ; cmovae rax, rdx),
-                    }
-                    dynasm!(ops ; .arch x64 ; lea rdx, [r11 + total] ; ret);
-                    resolved = true;
-                }
-                _ => unreachable!("the translator only passes supported instructions"),
-            }
-            pc = next;
-        }
-        if !resolved {
-            load_const(&mut ops, pc);
-            dynasm!(ops ; .arch x64 ; lea rdx, [r11 + total] ; ret);
-        }
-        for (label, at, done) in exits {
-            dynasm!(ops ; .arch x64
-                ; =>label
-                ; mov rax, QWORD at as i64
-                ; lea rdx, [r11 + done as i32]
-                ; ret
-            );
-        }
-        let code = ops.finalize().expect("blocks use no labels or relocations");
-        Some(Block {
-            entry: arena.place(&code)?,
+impl Runtime {
+    pub fn emit(arena: &mut CodeArena) -> Option<Runtime> {
+        let base = arena.next_address();
+        let mut ops = Assembler::new(base);
+        let exit = ops.new_dynamic_label();
+        dynasm!(ops ; .arch x64
+            ; push rbx ; push rbp ; push r12 ; push r13 ; push r14 ; push r15
+            ; sub rsp, 8
+            ; mov rbx, rsi
+            ; mov r14, rcx
+            ; mov r13, r8
+            ; mov rbp, r9
+            ; mov r15, QWORD [rbp + 24]
+            ; xor r12d, r12d
+            ; jmp rdx
+            ; .align 16
+            ; =>exit
+            ; mov QWORD [rbp], rax
+            ; mov QWORD [rbp + 8], r12
+            ; mov QWORD [rbp + 16], rdx
+            ; add rsp, 8
+            ; pop r15 ; pop r14 ; pop r13 ; pop r12 ; pop rbp ; pop rbx
+            ; ret
+        );
+        let exit_offset = ops.labels().resolve_dynamic(exit).ok()?.0;
+        let code = ops
+            .finalize()
+            .expect("the runtime's labels are all defined");
+        let start = arena.place(&code)?;
+        debug_assert_eq!(start as usize, base);
+        Some(Runtime {
+            // SAFETY: the code just placed starts with `enter`, written for
+            // exactly this signature.
+            enter: unsafe { std::mem::transmute::<*mut u8, EnterFn>(start) },
+            exit: base + exit_offset,
         })
     }
 
-    /// Runs the block on `x`, completing at most `budget` instructions
-    /// (at least one pass must fit); returns where it stopped.
-    pub fn run(&self, x: &mut [u64; 32], budget: u64) -> BlockExit {
-        // SAFETY: `entry` is the start of position-independent code emitted
-        // above for exactly this signature, in an arena that outlives every
-        // Block taken from it (the engine drops blocks before resetting it);
-        // it reads and writes x[0..32] through RDI, and guest RAM only
-        // through host addresses the hart's TLB vouches for.
-        let f: BlockFn = unsafe { std::mem::transmute(self.entry) };
-        f(x.as_mut_ptr(), budget)
+    /// Runs translated code from `block` until it exits; see [`ExitState`].
+    pub fn enter(
+        &self,
+        x: &mut [u64; 32],
+        f: &mut [u64; 32],
+        block: &Block,
+        budget: u64,
+        epoch: u32,
+        state: &mut ExitState,
+    ) {
+        // Blocks read and write x[0..32] and f[0..32] through RDI and RBX,
+        // guest RAM only through host addresses the hart's TLB vouches for,
+        // and the jump cache and `state` through R15 and RBP.
+        (self.enter)(
+            x.as_mut_ptr(),
+            f.as_mut_ptr(),
+            block.entry,
+            budget,
+            epoch as u64,
+            state,
+        )
+    }
+}
+
+/// A translated block in the arena.
+pub struct Block {
+    pub entry: *mut u8,
+    /// Guest instructions in one pass.
+    pub len: u64,
+}
+
+impl Block {
+    /// The epoch this block was last checked in (its code must match the
+    /// guest's to run in another).
+    pub fn set_epoch(&self, epoch: u32) {
+        // SAFETY: every block is placed right after its 8-byte cell.
+        unsafe { (self.entry.sub(8) as *mut u32).write(epoch) };
+    }
+
+    /// Sends everything that still jumps here (chains, jump-cache entries)
+    /// on to `to`, this block's replacement.
+    pub fn redirect(&self, to: &Block) {
+        write_jump(self.entry, to.entry);
+    }
+}
+
+/// Points the `jmp rel32` at `site` to `target` (direct chaining).
+pub fn chain(site: u64, target: &Block) {
+    write_jump(site as *mut u8, target.entry);
+}
+
+fn write_jump(at: *mut u8, target: *const u8) {
+    let rel = (target as i64 - (at as i64 + 5)) as i32;
+    // SAFETY: `at` is a jump site (or a dead block's entry) in the RWX
+    // arena with at least 5 bytes, and no translated code is running.
+    unsafe {
+        at.write(0xe9);
+        (at.add(1) as *mut i32).write_unaligned(rel);
+    }
+}
+
+/// How a block is emitted.
+pub struct Target<'a> {
+    pub arena: &'a mut CodeArena,
+    pub runtime: &'a Runtime,
+    pub tlb: DataTlb,
+    /// The engine's mode key the block is valid in (for the jump cache).
+    pub mode: u64,
+    pub inject_bug: bool,
+}
+
+/// Emits one block: `instructions` (the translator's output) from guest
+/// `pc`; `None` when the arena is full.
+pub fn emit_block(target: Target, pc: u64, instructions: &[(Instruction, u8)]) -> Option<Block> {
+    let base = target.arena.next_address();
+    let mut emitter = Emitter {
+        ops: Assembler::new(base),
+        exit: target.runtime.exit,
+        tlb: target.tlb,
+        mode: target.mode,
+        inject_bug: target.inject_bug,
+        page: pc >> 12,
+        slow: Vec::new(),
+    };
+    emitter.block(pc, instructions);
+    let code = emitter
+        .ops
+        .finalize()
+        .expect("blocks define every label they use");
+    let start = target.arena.place(&code)?;
+    debug_assert_eq!(start as usize, base);
+    Some(Block {
+        // SAFETY: the code starts with the 8-byte epoch cell.
+        entry: unsafe { start.add(8) },
+        len: instructions.len() as u64,
+    })
+}
+
+struct Emitter {
+    ops: Assembler,
+    exit: usize,
+    tlb: DataTlb,
+    mode: u64,
+    inject_bug: bool,
+    /// The guest page of the block (chaining stays inside it).
+    page: u64,
+    /// Exits that hand an instruction to the interpreter: (label, its pc,
+    /// instructions of the block completed before it).
+    slow: Vec<(DynamicLabel, u64, u64)>,
+}
+
+fn xs(r: u8) -> i32 {
+    r as i32 * 8
+}
+
+impl Emitter {
+    fn block(&mut self, start: u64, instructions: &[(Instruction, u8)]) {
+        let total = instructions.len() as i32;
+        let cell = self.ops.new_dynamic_label();
+        let stale = self.ops.new_dynamic_label();
+        dynasm!(self.ops ; .arch x64
+            ; =>cell
+            ; .u32 0
+            ; .u32 0
+            ; cmp DWORD [=>cell], r13d
+            ; jne =>stale
+            ; lea rax, [r12 + total]
+            ; cmp rax, r14
+            ; ja =>stale
+        );
+        let mut pc = start;
+        let mut resolved = false;
+        for (done, &(inst, len)) in instructions.iter().enumerate() {
+            let next = pc.wrapping_add(len as u64);
+            resolved = self.instruction(inst, pc, next, done as u64, total);
+            pc = next;
+        }
+        if !resolved {
+            dynasm!(self.ops ; .arch x64 ; lea r12, [r12 + total]);
+            self.jump_to(pc);
+        }
+        dynasm!(self.ops ; .arch x64 ; =>stale);
+        self.leave(start);
+        for (label, at, done) in std::mem::take(&mut self.slow) {
+            dynasm!(self.ops ; .arch x64 ; =>label ; lea r12, [r12 + done as i32]);
+            self.leave(at);
+        }
+    }
+
+    /// Exits to the dispatcher at guest `pc`, not chainable.
+    fn leave(&mut self, pc: u64) {
+        dynasm!(self.ops ; .arch x64
+            ; mov rax, QWORD pc as i64
+            ; xor edx, edx
+            ; jmp extern self.exit
+        );
+    }
+
+    /// Continues at the constant guest `pc`: a patchable exit when it lies
+    /// in this block's page.
+    fn jump_to(&mut self, pc: u64) {
+        if pc >> 12 != self.page {
+            self.leave(pc);
+            return;
+        }
+        let site = self.ops.new_dynamic_label();
+        dynasm!(self.ops ; .arch x64
+            ; mov rax, QWORD pc as i64
+            ; lea rdx, [=>site]
+            ; =>site
+            ; jmp extern self.exit
+        );
+    }
+
+    /// A new exit to the interpreter for the instruction at `pc`.
+    fn slow_exit(&mut self, pc: u64, done: u64) -> DynamicLabel {
+        let label = self.ops.new_dynamic_label();
+        self.slow.push((label, pc, done));
+        label
+    }
+
+    /// RAX = x[r].
+    fn load_rax(&mut self, r: u8) {
+        if r == 0 {
+            dynasm!(self.ops ; .arch x64 ; xor eax, eax);
+        } else {
+            dynasm!(self.ops ; .arch x64 ; mov rax, QWORD [rdi + xs(r)]);
+        }
+    }
+
+    /// RCX = x[r].
+    fn load_rcx(&mut self, r: u8) {
+        if r == 0 {
+            dynasm!(self.ops ; .arch x64 ; xor ecx, ecx);
+        } else {
+            dynasm!(self.ops ; .arch x64 ; mov rcx, QWORD [rdi + xs(r)]);
+        }
+    }
+
+    /// x[rd] = RAX (x0 stays zero).
+    fn store_rax(&mut self, rd: u8) {
+        if rd != 0 {
+            dynasm!(self.ops ; .arch x64 ; mov QWORD [rdi + xs(rd)], rax);
+        }
+    }
+
+    fn load_const(&mut self, value: u64) {
+        dynasm!(self.ops ; .arch x64 ; mov rax, QWORD value as i64);
+    }
+
+    /// RAX = host address of x[rs1] + offset for a `size`-byte access
+    /// through the read or write TLB; jumps to `slow` on a miss or when the
+    /// access would cross its page.
+    fn translate_address(
+        &mut self,
+        rs1: u8,
+        offset: i32,
+        size: u8,
+        write: bool,
+        slow: DynamicLabel,
+    ) {
+        let table = if write { self.tlb.write } else { self.tlb.read };
+        let privilege = self.tlb.privilege as i32;
+        self.load_rax(rs1);
+        dynasm!(self.ops ; .arch x64
+            ; mov rcx, QWORD offset as i64
+            ; add rax, rcx
+            ; mov rdx, rax
+            ; shr rdx, 12
+            ; mov r9, rdx
+            ; and r9d, (TLB_ENTRIES - 1) as i32
+            ; shl r9, 4
+            ; shl rdx, 2
+            ; or rdx, privilege
+            ; mov r8, QWORD table as i64
+            ; cmp rdx, QWORD [r8 + r9]
+            ; jne =>slow
+            ; mov edx, eax
+            ; and edx, 0xfff
+            ; cmp edx, (0x1000 - size as u32) as i32
+            ; ja =>slow
+            ; add rax, QWORD [r8 + r9 + 8]
+        );
+    }
+
+    /// Emits one instruction; true when it ended the block (it jumped).
+    fn instruction(
+        &mut self,
+        inst: Instruction,
+        pc: u64,
+        next: u64,
+        done: u64,
+        total: i32,
+    ) -> bool {
+        use Instruction as I;
+        match inst {
+            I::Load {
+                width,
+                rd,
+                rs1,
+                offset,
+            } => {
+                let slow = self.slow_exit(pc, done);
+                self.translate_address(rs1, offset, width.bytes(), false, slow);
+                match width {
+                    LoadWidth::B => dynasm!(self.ops ; .arch x64 ; movsx rax, BYTE [rax]),
+                    LoadWidth::H => dynasm!(self.ops ; .arch x64 ; movsx rax, WORD [rax]),
+                    LoadWidth::W => dynasm!(self.ops ; .arch x64 ; movsxd rax, DWORD [rax]),
+                    LoadWidth::D => dynasm!(self.ops ; .arch x64 ; mov rax, QWORD [rax]),
+                    LoadWidth::Bu => dynasm!(self.ops ; .arch x64 ; movzx eax, BYTE [rax]),
+                    LoadWidth::Hu => dynasm!(self.ops ; .arch x64 ; movzx eax, WORD [rax]),
+                    LoadWidth::Wu => dynasm!(self.ops ; .arch x64 ; mov eax, DWORD [rax]),
+                }
+                self.store_rax(rd);
+            }
+            I::Store {
+                bytes,
+                rs1,
+                rs2,
+                offset,
+            } => {
+                let slow = self.slow_exit(pc, done);
+                self.translate_address(rs1, offset, bytes, true, slow);
+                self.load_rcx(rs2);
+                match bytes {
+                    1 => dynasm!(self.ops ; .arch x64 ; mov BYTE [rax], cl),
+                    2 => dynasm!(self.ops ; .arch x64 ; mov WORD [rax], cx),
+                    4 => dynasm!(self.ops ; .arch x64 ; mov DWORD [rax], ecx),
+                    _ => dynasm!(self.ops ; .arch x64 ; mov QWORD [rax], rcx),
+                }
+            }
+            I::Lui { rd, imm } => {
+                self.load_const(imm as i64 as u64);
+                self.store_rax(rd);
+            }
+            I::Auipc { rd, imm } => {
+                self.load_const(pc.wrapping_add(imm as i64 as u64));
+                self.store_rax(rd);
+            }
+            I::OpImm { op, rd, rs1, imm } => {
+                self.load_rax(rs1);
+                let imm = if self.inject_bug && op == AluOp::Add {
+                    imm.wrapping_add(1)
+                } else {
+                    imm
+                };
+                let imm = match op {
+                    AluOp::Sll | AluOp::Srl | AluOp::Sra => imm & 63,
+                    _ => imm,
+                };
+                dynasm!(self.ops ; .arch x64 ; mov rcx, QWORD imm as i64);
+                self.alu64(op);
+                self.store_rax(rd);
+            }
+            I::OpImm32 { op, rd, rs1, imm } => {
+                self.load_rax(rs1);
+                let imm = match op {
+                    AluOp::Sll | AluOp::Srl | AluOp::Sra => imm & 31,
+                    _ => imm,
+                };
+                dynasm!(self.ops ; .arch x64 ; mov ecx, imm);
+                self.alu32(op);
+                self.store_rax(rd);
+            }
+            I::Op { op, rd, rs1, rs2 } => {
+                self.load_rax(rs1);
+                self.load_rcx(rs2);
+                self.alu64(op);
+                self.store_rax(rd);
+            }
+            I::Op32 { op, rd, rs1, rs2 } => {
+                self.load_rax(rs1);
+                self.load_rcx(rs2);
+                self.alu32(op);
+                self.store_rax(rd);
+            }
+            I::Jal { rd, offset } => {
+                self.load_const(next);
+                self.store_rax(rd);
+                dynasm!(self.ops ; .arch x64 ; lea r12, [r12 + total]);
+                self.jump_to(pc.wrapping_add(offset as i64 as u64));
+                return true;
+            }
+            I::Jalr { rd, rs1, offset } => {
+                // Target first: rd may be rs1. Bit 0 is cleared; with
+                // compressed instructions no target can be misaligned.
+                self.load_rax(rs1);
+                dynasm!(self.ops ; .arch x64
+                    ; mov rcx, QWORD offset as i64
+                    ; add rax, rcx
+                    ; and rax, -2
+                    ; mov r10, rax
+                );
+                self.load_const(next);
+                self.store_rax(rd);
+                self.indirect_jump(total);
+                return true;
+            }
+            I::Branch {
+                cond,
+                rs1,
+                rs2,
+                offset,
+            } => {
+                let taken = self.ops.new_dynamic_label();
+                self.load_rax(rs1);
+                self.load_rcx(rs2);
+                dynasm!(self.ops ; .arch x64 ; lea r12, [r12 + total] ; cmp rax, rcx);
+                match cond {
+                    BranchCond::Eq => dynasm!(self.ops ; .arch x64 ; je =>taken),
+                    BranchCond::Ne => dynasm!(self.ops ; .arch x64 ; jne =>taken),
+                    BranchCond::Lt => dynasm!(self.ops ; .arch x64 ; jl =>taken),
+                    BranchCond::Ge => dynasm!(self.ops ; .arch x64 ; jge =>taken),
+                    BranchCond::Ltu => dynasm!(self.ops ; .arch x64 ; jb =>taken),
+                    BranchCond::Geu => dynasm!(self.ops ; .arch x64 ; jae =>taken),
+                }
+                self.jump_to(next);
+                dynasm!(self.ops ; .arch x64 ; =>taken);
+                self.jump_to(pc.wrapping_add(offset as i64 as u64));
+                return true;
+            }
+            I::FpLoad {
+                fmt,
+                rd,
+                rs1,
+                offset,
+            } => {
+                let slow = self.slow_exit(pc, done);
+                let size = if fmt == FpFormat::S { 4 } else { 8 };
+                self.translate_address(rs1, offset, size, false, slow);
+                match fmt {
+                    FpFormat::D => dynasm!(self.ops ; .arch x64 ; mov rax, QWORD [rax]),
+                    FpFormat::S => {
+                        dynasm!(self.ops ; .arch x64 ; mov eax, DWORD [rax]);
+                        self.box_rax();
+                    }
+                }
+                dynasm!(self.ops ; .arch x64 ; mov QWORD [rbx + xs(rd)], rax);
+            }
+            I::FpStore {
+                fmt,
+                rs1,
+                rs2,
+                offset,
+            } => {
+                let slow = self.slow_exit(pc, done);
+                let size = if fmt == FpFormat::S { 4 } else { 8 };
+                self.translate_address(rs1, offset, size, true, slow);
+                dynasm!(self.ops ; .arch x64 ; mov rcx, QWORD [rbx + xs(rs2)]);
+                match fmt {
+                    FpFormat::D => dynasm!(self.ops ; .arch x64 ; mov QWORD [rax], rcx),
+                    FpFormat::S => dynasm!(self.ops ; .arch x64 ; mov DWORD [rax], ecx),
+                }
+            }
+            I::FpArith {
+                op,
+                fmt,
+                rd,
+                rs1,
+                rs2,
+                ..
+            } => {
+                let slow = self.slow_exit(pc, done);
+                match op {
+                    FpOp::SgnJ | FpOp::SgnJn | FpOp::SgnJx => {
+                        self.sign_inject(op, fmt, rd, rs1, rs2, slow)
+                    }
+                    _ => {
+                        self.fp_operand(0, fmt, rs1, slow);
+                        self.fp_operand(1, fmt, rs2, slow);
+                        match (op, fmt) {
+                            (FpOp::Add, FpFormat::D) => {
+                                dynasm!(self.ops ; .arch x64 ; addsd xmm0, xmm1)
+                            }
+                            (FpOp::Sub, FpFormat::D) => {
+                                dynasm!(self.ops ; .arch x64 ; subsd xmm0, xmm1)
+                            }
+                            (FpOp::Mul, FpFormat::D) => {
+                                dynasm!(self.ops ; .arch x64 ; mulsd xmm0, xmm1)
+                            }
+                            (FpOp::Div, FpFormat::D) => {
+                                dynasm!(self.ops ; .arch x64 ; divsd xmm0, xmm1)
+                            }
+                            (FpOp::Add, FpFormat::S) => {
+                                dynasm!(self.ops ; .arch x64 ; addss xmm0, xmm1)
+                            }
+                            (FpOp::Sub, FpFormat::S) => {
+                                dynasm!(self.ops ; .arch x64 ; subss xmm0, xmm1)
+                            }
+                            (FpOp::Mul, FpFormat::S) => {
+                                dynasm!(self.ops ; .arch x64 ; mulss xmm0, xmm1)
+                            }
+                            (FpOp::Div, FpFormat::S) => {
+                                dynasm!(self.ops ; .arch x64 ; divss xmm0, xmm1)
+                            }
+                            _ => unreachable!("the translator passes no FP min/max"),
+                        }
+                        self.fp_result(fmt, rd, slow);
+                    }
+                }
+            }
+            I::FpFma {
+                op,
+                fmt,
+                rd,
+                rs1,
+                rs2,
+                rs3,
+                ..
+            } => {
+                let slow = self.slow_exit(pc, done);
+                self.fp_operand(0, fmt, rs1, slow);
+                self.fp_operand(1, fmt, rs2, slow);
+                self.fp_operand(2, fmt, rs3, slow);
+                // xmm0 = ±(xmm0 * xmm1) ± xmm2, one rounding.
+                match (op, fmt) {
+                    (FmaOp::Madd, FpFormat::D) => {
+                        dynasm!(self.ops ; .arch x64 ; vfmadd213sd xmm0, xmm1, xmm2)
+                    }
+                    (FmaOp::Msub, FpFormat::D) => {
+                        dynasm!(self.ops ; .arch x64 ; vfmsub213sd xmm0, xmm1, xmm2)
+                    }
+                    (FmaOp::Nmsub, FpFormat::D) => {
+                        dynasm!(self.ops ; .arch x64 ; vfnmadd213sd xmm0, xmm1, xmm2)
+                    }
+                    (FmaOp::Nmadd, FpFormat::D) => {
+                        dynasm!(self.ops ; .arch x64 ; vfnmsub213sd xmm0, xmm1, xmm2)
+                    }
+                    (FmaOp::Madd, FpFormat::S) => {
+                        dynasm!(self.ops ; .arch x64 ; vfmadd213ss xmm0, xmm1, xmm2)
+                    }
+                    (FmaOp::Msub, FpFormat::S) => {
+                        dynasm!(self.ops ; .arch x64 ; vfmsub213ss xmm0, xmm1, xmm2)
+                    }
+                    (FmaOp::Nmsub, FpFormat::S) => {
+                        dynasm!(self.ops ; .arch x64 ; vfnmadd213ss xmm0, xmm1, xmm2)
+                    }
+                    (FmaOp::Nmadd, FpFormat::S) => {
+                        dynasm!(self.ops ; .arch x64 ; vfnmsub213ss xmm0, xmm1, xmm2)
+                    }
+                }
+                self.fp_result(fmt, rd, slow);
+            }
+            I::FpSqrt { fmt, rd, rs1, .. } => {
+                let slow = self.slow_exit(pc, done);
+                self.fp_operand(0, fmt, rs1, slow);
+                match fmt {
+                    FpFormat::D => dynasm!(self.ops ; .arch x64 ; sqrtsd xmm0, xmm0),
+                    FpFormat::S => dynasm!(self.ops ; .arch x64 ; sqrtss xmm0, xmm0),
+                }
+                self.fp_result(fmt, rd, slow);
+            }
+            I::FpCompare {
+                cmp,
+                fmt,
+                rd,
+                rs1,
+                rs2,
+            } => {
+                let slow = self.slow_exit(pc, done);
+                self.fp_operand(0, fmt, rs1, slow);
+                self.fp_operand(1, fmt, rs2, slow);
+                // feq is quiet (ucomi: invalid only for signalling NaNs);
+                // flt/fle signal on any NaN (comi). Unordered sets ZF, PF, CF.
+                match (cmp, fmt) {
+                    (FpCmp::Eq, FpFormat::D) => dynasm!(self.ops ; .arch x64 ; ucomisd xmm0, xmm1),
+                    (FpCmp::Eq, FpFormat::S) => dynasm!(self.ops ; .arch x64 ; ucomiss xmm0, xmm1),
+                    (_, FpFormat::D) => dynasm!(self.ops ; .arch x64 ; comisd xmm0, xmm1),
+                    (_, FpFormat::S) => dynasm!(self.ops ; .arch x64 ; comiss xmm0, xmm1),
+                }
+                match cmp {
+                    FpCmp::Eq => dynasm!(self.ops ; .arch x64 ; sete al),
+                    FpCmp::Lt => dynasm!(self.ops ; .arch x64 ; setb al),
+                    FpCmp::Le => dynasm!(self.ops ; .arch x64 ; setbe al),
+                }
+                dynasm!(self.ops ; .arch x64
+                    ; setnp cl
+                    ; and al, cl
+                    ; movzx eax, al
+                );
+                self.store_rax(rd);
+            }
+            I::FpToInt {
+                fmt,
+                int,
+                rd,
+                rs1,
+                rm,
+            } => {
+                let slow = self.slow_exit(pc, done);
+                self.fp_operand(0, fmt, rs1, slow);
+                // The host returns its "integer indefinite" for NaN and out
+                // of range (RISC-V saturates): leave those to the interpreter.
+                let truncate = rm == crate::translate::RM_RTZ;
+                match (int, fmt, truncate) {
+                    (IntFormat::L, FpFormat::D, true) => {
+                        dynasm!(self.ops ; .arch x64 ; cvttsd2si rax, xmm0)
+                    }
+                    (IntFormat::L, FpFormat::D, false) => {
+                        dynasm!(self.ops ; .arch x64 ; cvtsd2si rax, xmm0)
+                    }
+                    (IntFormat::L, FpFormat::S, true) => {
+                        dynasm!(self.ops ; .arch x64 ; cvttss2si rax, xmm0)
+                    }
+                    (IntFormat::L, FpFormat::S, false) => {
+                        dynasm!(self.ops ; .arch x64 ; cvtss2si rax, xmm0)
+                    }
+                    (_, FpFormat::D, true) => dynasm!(self.ops ; .arch x64 ; cvttsd2si eax, xmm0),
+                    (_, FpFormat::D, false) => dynasm!(self.ops ; .arch x64 ; cvtsd2si eax, xmm0),
+                    (_, FpFormat::S, true) => dynasm!(self.ops ; .arch x64 ; cvttss2si eax, xmm0),
+                    (_, FpFormat::S, false) => dynasm!(self.ops ; .arch x64 ; cvtss2si eax, xmm0),
+                }
+                if int == IntFormat::L {
+                    dynasm!(self.ops ; .arch x64
+                        ; mov rcx, QWORD i64::MIN
+                        ; cmp rax, rcx
+                        ; je =>slow
+                    );
+                } else {
+                    dynasm!(self.ops ; .arch x64
+                        ; cmp eax, i32::MIN
+                        ; je =>slow
+                        ; movsxd rax, eax
+                    );
+                }
+                self.store_rax(rd);
+            }
+            I::IntToFp {
+                fmt, int, rd, rs1, ..
+            } => {
+                self.load_rax(rs1);
+                match (int, fmt) {
+                    (IntFormat::L, FpFormat::D) => {
+                        dynasm!(self.ops ; .arch x64 ; cvtsi2sd xmm0, rax)
+                    }
+                    (IntFormat::L, FpFormat::S) => {
+                        dynasm!(self.ops ; .arch x64 ; cvtsi2ss xmm0, rax)
+                    }
+                    (_, FpFormat::D) => dynasm!(self.ops ; .arch x64 ; cvtsi2sd xmm0, eax),
+                    (_, FpFormat::S) => dynasm!(self.ops ; .arch x64 ; cvtsi2ss xmm0, eax),
+                }
+                self.fp_store_xmm0(fmt, rd);
+            }
+            I::FpConvert { to, rd, rs1, .. } => {
+                let slow = self.slow_exit(pc, done);
+                match to {
+                    FpFormat::D => {
+                        self.fp_operand(0, FpFormat::S, rs1, slow);
+                        dynasm!(self.ops ; .arch x64 ; cvtss2sd xmm0, xmm0);
+                    }
+                    FpFormat::S => {
+                        self.fp_operand(0, FpFormat::D, rs1, slow);
+                        dynasm!(self.ops ; .arch x64 ; cvtsd2ss xmm0, xmm0);
+                    }
+                }
+                self.fp_result(to, rd, slow);
+            }
+            I::FpMoveToInt { fmt, rd, rs1 } => {
+                match fmt {
+                    FpFormat::D => dynasm!(self.ops ; .arch x64 ; mov rax, QWORD [rbx + xs(rs1)]),
+                    FpFormat::S => {
+                        dynasm!(self.ops ; .arch x64 ; movsxd rax, DWORD [rbx + xs(rs1)])
+                    }
+                }
+                self.store_rax(rd);
+            }
+            I::FpMoveFromInt { fmt, rd, rs1 } => {
+                self.load_rax(rs1);
+                if fmt == FpFormat::S {
+                    dynasm!(self.ops ; .arch x64 ; mov eax, eax);
+                    self.box_rax();
+                }
+                dynasm!(self.ops ; .arch x64 ; mov QWORD [rbx + xs(rd)], rax);
+            }
+            _ => unreachable!("the translator only passes supported instructions"),
+        }
+        false
+    }
+
+    /// Leaves the JALR target (in R10) through the jump cache, or exits.
+    fn indirect_jump(&mut self, total: i32) {
+        let miss = self.ops.new_dynamic_label();
+        dynasm!(self.ops ; .arch x64
+            ; mov rax, r10
+            ; lea r12, [r12 + total]
+            ; mov edx, eax
+            ; shr edx, 1
+            ; and edx, (JUMP_CACHE_ENTRIES - 1) as i32
+            ; shl edx, 5
+            ; cmp rax, QWORD [r15 + rdx]
+            ; jne =>miss
+            ; cmp QWORD [r15 + rdx + 8], self.mode as i32
+            ; jne =>miss
+            ; jmp QWORD [r15 + rdx + 16]
+            ; =>miss
+            ; xor edx, edx
+            ; jmp extern self.exit
+        );
+    }
+
+    /// RAX = RAX op RCX for the 64-bit operations.
+    fn alu64(&mut self, op: AluOp) {
+        match op {
+            AluOp::Add => dynasm!(self.ops ; .arch x64 ; add rax, rcx),
+            AluOp::Sub => dynasm!(self.ops ; .arch x64 ; sub rax, rcx),
+            AluOp::Xor => dynasm!(self.ops ; .arch x64 ; xor rax, rcx),
+            AluOp::Or => dynasm!(self.ops ; .arch x64 ; or rax, rcx),
+            AluOp::And => dynasm!(self.ops ; .arch x64 ; and rax, rcx),
+            AluOp::Sll => dynasm!(self.ops ; .arch x64 ; shl rax, cl),
+            AluOp::Srl => dynasm!(self.ops ; .arch x64 ; shr rax, cl),
+            AluOp::Sra => dynasm!(self.ops ; .arch x64 ; sar rax, cl),
+            AluOp::Mul => dynasm!(self.ops ; .arch x64 ; imul rax, rcx),
+            AluOp::Mulh => dynasm!(self.ops ; .arch x64 ; imul rcx ; mov rax, rdx),
+            AluOp::Mulhu => dynasm!(self.ops ; .arch x64 ; mul rcx ; mov rax, rdx),
+            AluOp::Slt => dynasm!(self.ops ; .arch x64
+                ; xor edx, edx ; cmp rax, rcx ; setl dl ; mov rax, rdx),
+            AluOp::Sltu => dynasm!(self.ops ; .arch x64
+                ; xor edx, edx ; cmp rax, rcx ; setb dl ; mov rax, rdx),
+            AluOp::Div | AluOp::Divu | AluOp::Rem | AluOp::Remu => self.divide(op, false),
+            _ => unreachable!("the translator only passes supported 64-bit operations"),
+        }
+    }
+
+    /// RAX = sign-extended (EAX op ECX) for the 32-bit ("W") operations.
+    fn alu32(&mut self, op: AluOp) {
+        match op {
+            AluOp::Add => dynasm!(self.ops ; .arch x64 ; add eax, ecx),
+            AluOp::Sub => dynasm!(self.ops ; .arch x64 ; sub eax, ecx),
+            AluOp::Sll => dynasm!(self.ops ; .arch x64 ; shl eax, cl),
+            AluOp::Srl => dynasm!(self.ops ; .arch x64 ; shr eax, cl),
+            AluOp::Sra => dynasm!(self.ops ; .arch x64 ; sar eax, cl),
+            AluOp::Mul => dynasm!(self.ops ; .arch x64 ; imul eax, ecx),
+            AluOp::Div | AluOp::Divu | AluOp::Rem | AluOp::Remu => self.divide(op, true),
+            _ => unreachable!("the translator only passes supported 32-bit operations"),
+        }
+        dynasm!(self.ops ; .arch x64 ; movsxd rax, eax);
+    }
+
+    /// RAX = RAX / RCX or RAX % RCX with RISC-V's results where x86 would
+    /// fault: division by zero gives all ones (quotient) or the dividend
+    /// (remainder); the signed overflow MIN / -1 gives MIN and 0.
+    fn divide(&mut self, op: AluOp, word: bool) {
+        let done = self.ops.new_dynamic_label();
+        let zero = self.ops.new_dynamic_label();
+        let signed = matches!(op, AluOp::Div | AluOp::Rem);
+        let remainder = matches!(op, AluOp::Rem | AluOp::Remu);
+        if word {
+            dynasm!(self.ops ; .arch x64 ; test ecx, ecx ; jz =>zero);
+        } else {
+            dynasm!(self.ops ; .arch x64 ; test rcx, rcx ; jz =>zero);
+        }
+        if signed {
+            // Divisor -1: the quotient is the negated dividend (wrapping,
+            // which covers MIN / -1), the remainder zero.
+            let normal = self.ops.new_dynamic_label();
+            if word {
+                dynasm!(self.ops ; .arch x64 ; cmp ecx, -1 ; jne =>normal);
+            } else {
+                dynasm!(self.ops ; .arch x64 ; cmp rcx, -1 ; jne =>normal);
+            }
+            match (remainder, word) {
+                (true, _) => dynasm!(self.ops ; .arch x64 ; xor eax, eax),
+                (false, true) => dynasm!(self.ops ; .arch x64 ; neg eax),
+                (false, false) => dynasm!(self.ops ; .arch x64 ; neg rax),
+            }
+            dynasm!(self.ops ; .arch x64 ; jmp =>done ; =>normal);
+            if word {
+                dynasm!(self.ops ; .arch x64 ; cdq ; idiv ecx);
+            } else {
+                dynasm!(self.ops ; .arch x64 ; cqo ; idiv rcx);
+            }
+        } else if word {
+            dynasm!(self.ops ; .arch x64 ; xor edx, edx ; div ecx);
+        } else {
+            dynasm!(self.ops ; .arch x64 ; xor edx, edx ; div rcx);
+        }
+        if remainder {
+            dynasm!(self.ops ; .arch x64 ; mov rax, rdx);
+        }
+        dynasm!(self.ops ; .arch x64 ; jmp =>done ; =>zero);
+        if !remainder {
+            dynasm!(self.ops ; .arch x64 ; mov rax, -1);
+        }
+        dynasm!(self.ops ; .arch x64 ; =>done);
+    }
+
+    /// RAX = the NaN-boxed single in EAX (upper half all ones).
+    fn box_rax(&mut self) {
+        dynasm!(self.ops ; .arch x64
+            ; mov rcx, QWORD -0x1_0000_0000
+            ; or rax, rcx
+        );
+    }
+
+    /// XMM`n` = operand f[r] of format `fmt`; a single that is not properly
+    /// NaN-boxed goes to `slow` (RISC-V reads it as the canonical NaN).
+    fn fp_operand(&mut self, n: u8, fmt: FpFormat, r: u8, slow: DynamicLabel) {
+        if fmt == FpFormat::S {
+            dynasm!(self.ops ; .arch x64
+                ; mov rax, QWORD [rbx + xs(r)]
+                ; mov rcx, rax
+                ; shr rcx, 32
+                ; cmp ecx, -1
+                ; jne =>slow
+            );
+        }
+        match (n, fmt) {
+            (0, FpFormat::D) => dynasm!(self.ops ; .arch x64 ; movq xmm0, QWORD [rbx + xs(r)]),
+            (1, FpFormat::D) => dynasm!(self.ops ; .arch x64 ; movq xmm1, QWORD [rbx + xs(r)]),
+            (_, FpFormat::D) => dynasm!(self.ops ; .arch x64 ; movq xmm2, QWORD [rbx + xs(r)]),
+            (0, FpFormat::S) => dynasm!(self.ops ; .arch x64 ; movd xmm0, eax),
+            (1, FpFormat::S) => dynasm!(self.ops ; .arch x64 ; movd xmm1, eax),
+            (_, FpFormat::S) => dynasm!(self.ops ; .arch x64 ; movd xmm2, eax),
+        }
+    }
+
+    /// f[rd] = XMM0 of format `fmt`, unless it is a NaN (the host's NaN is
+    /// not RISC-V's canonical one): then to `slow`.
+    fn fp_result(&mut self, fmt: FpFormat, rd: u8, slow: DynamicLabel) {
+        match fmt {
+            FpFormat::D => dynasm!(self.ops ; .arch x64 ; ucomisd xmm0, xmm0 ; jp =>slow),
+            FpFormat::S => dynasm!(self.ops ; .arch x64 ; ucomiss xmm0, xmm0 ; jp =>slow),
+        }
+        self.fp_store_xmm0(fmt, rd);
+    }
+
+    /// f[rd] = XMM0 of format `fmt` (singles NaN-boxed).
+    fn fp_store_xmm0(&mut self, fmt: FpFormat, rd: u8) {
+        match fmt {
+            FpFormat::D => dynasm!(self.ops ; .arch x64 ; movq QWORD [rbx + xs(rd)], xmm0),
+            FpFormat::S => {
+                dynasm!(self.ops ; .arch x64 ; movd eax, xmm0);
+                self.box_rax();
+                dynasm!(self.ops ; .arch x64 ; mov QWORD [rbx + xs(rd)], rax);
+            }
+        }
+    }
+
+    /// fsgnj/fsgnjn/fsgnjx: sign bit from f[rs2] (as is, negated, xor-ed)
+    /// onto f[rs1], as integer operations on the bits.
+    fn sign_inject(
+        &mut self,
+        op: FpOp,
+        fmt: FpFormat,
+        rd: u8,
+        rs1: u8,
+        rs2: u8,
+        slow: DynamicLabel,
+    ) {
+        let sign: i64 = match fmt {
+            FpFormat::D => i64::MIN,
+            FpFormat::S => 0x8000_0000,
+        };
+        if fmt == FpFormat::S {
+            // Both operands must be boxed singles.
+            for r in [rs1, rs2] {
+                dynasm!(self.ops ; .arch x64
+                    ; mov rax, QWORD [rbx + xs(r)]
+                    ; shr rax, 32
+                    ; cmp eax, -1
+                    ; jne =>slow
+                );
+            }
+        }
+        dynasm!(self.ops ; .arch x64
+            ; mov rax, QWORD [rbx + xs(rs1)]
+            ; mov rcx, QWORD [rbx + xs(rs2)]
+            ; mov rdx, QWORD sign
+        );
+        match op {
+            FpOp::SgnJ => dynasm!(self.ops ; .arch x64
+                ; and rcx, rdx ; not rdx ; and rax, rdx ; or rax, rcx),
+            FpOp::SgnJn => dynasm!(self.ops ; .arch x64
+                ; not rcx ; and rcx, rdx ; not rdx ; and rax, rdx ; or rax, rcx),
+            _ => dynasm!(self.ops ; .arch x64 ; and rcx, rdx ; xor rax, rcx),
+        }
+        // Singles: the upper half of rs1 is all ones and stays so.
+        dynasm!(self.ops ; .arch x64 ; mov QWORD [rbx + xs(rd)], rax);
     }
 }

@@ -1,22 +1,31 @@
 //! visor's binary translation engine for RISC-V harts (first tier).
 //!
-//! Straight-line integer code — LUI/AUIPC, register-immediate and
-//! register-register ALU operations (32- and 64-bit, MUL), integer loads
-//! and stores — is translated into host x86-64 code with dynasm-rs, up to
-//! and including a closing JAL, JALR or conditional branch, which the
-//! block resolves itself. Loads and stores use the hart's soft-TLB inline; on a
-//! miss the block stops before that instruction. Everything else (CSRs, FP,
-//! atomics, system instructions, division) and every TLB miss is
-//! executed by the interpreter, one instruction at a time, between blocks.
-//! Translated code never traps, so precise exceptions stay the
-//! interpreter's job.
+//! Straight-line code — LUI/AUIPC, integer ALU operations (32- and 64-bit,
+//! multiply and divide), integer and FP loads and stores, and the common FP
+//! arithmetic (add, sub, mul, div, sqrt, fused multiply-add, sign
+//! injection, compares, conversions, moves) — is translated into host
+//! x86-64 code with dynasm-rs, up to and including a closing JAL, JALR or
+//! conditional branch, which the block resolves itself. Everything else
+//! (CSRs, atomics, system instructions, FP min/max/classify, unusual
+//! rounding modes) and every TLB miss is executed by the interpreter, one
+//! instruction at a time, between blocks. Translated code never traps, so
+//! precise exceptions stay the interpreter's job.
 //!
-//! Validity without invalidation machinery: a block is keyed by its
-//! virtual PC and stores the guest bytes it was translated from. Before it
-//! runs, the bytes now at that PC (through the hart's execute TLB, under
-//! the current privilege and address space) must still equal them. Self-
-//! modifying code, `fence.i`, remapping and other harts' stores are all
-//! covered by that comparison; the cost is a short `memcmp` per block.
+//! Blocks are keyed by virtual PC, the host address of the code (so the
+//! physical page it came from) and a mode (privileges, whether FP may be
+//! translated). A block runs without its guest bytes being compared as long
+//! as the RAM's code epoch has not moved since it was checked: the page it
+//! came from is protected, and a store to a protected page (any hart, any
+//! path) or a `fence.i` advances the epoch (see `riscv_hart::GuestRam`).
+//! After that, a block's bytes are compared once before it runs again.
+//!
+//! Blocks chain: an exit to a constant PC in the same guest page is patched
+//! into a direct jump to the block there (the page's mapping was checked
+//! when the chain was entered, and a chain never leaves the page), and JALR
+//! goes through an indirect-jump cache keyed by PC and mode, cleared when
+//! the hart's TLB is flushed. Each block checks the epoch and the remaining
+//! budget at its entry, so chains stop where the interpreter would hand
+//! over: interrupts are still evaluated at the same slice boundaries.
 //!
 //! Lock-step mode runs every block twice — translated, then interpreted
 //! from the same starting state — and reports the first block whose
@@ -32,19 +41,21 @@ mod arena;
 mod emit;
 mod translate;
 
+use emit::{Block, ExitState, JumpEntry, Runtime, JUMP_CACHE_ENTRIES};
 use riscv_hart::{DataTlb, Hart, Platform, RunExit};
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 /// Entries in the direct-mapped front of the block cache.
 const RECENT_SLOTS: usize = 4096;
-use std::hash::{BuildHasherDefault, Hasher};
 
-/// Multiplicative hashing for guest PCs (SipHash is needlessly slow here).
+/// Multiplicative hashing for block keys (SipHash is needlessly slow here).
 #[derive(Default)]
-struct PcHasher(u64);
+struct KeyHasher(u64);
 
-impl Hasher for PcHasher {
+impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {
         self.0
     }
@@ -53,8 +64,11 @@ impl Hasher for PcHasher {
             self.0 = (self.0 ^ b as u64).wrapping_mul(0x100_0000_01b3);
         }
     }
-    fn write_u64(&mut self, pc: u64) {
-        self.0 = (pc >> 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(23) ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
     }
 }
 
@@ -66,8 +80,10 @@ pub struct Divergence {
     pub instructions: u64,
     /// (translated, interpreted) next PC.
     pub pc: (u64, u64),
-    /// Registers that differ: (index, translated, interpreted).
+    /// Integer registers that differ: (index, translated, interpreted).
     pub registers: Vec<(usize, u64, u64)>,
+    /// FP registers (raw bits) that differ: (index, translated, interpreted).
+    pub fp_registers: Vec<(usize, u64, u64)>,
 }
 
 impl std::fmt::Display for Divergence {
@@ -79,6 +95,9 @@ impl std::fmt::Display for Divergence {
         )?;
         for (r, t, i) in &self.registers {
             write!(f, "; x{r} {t:#x} vs {i:#x}")?;
+        }
+        for (r, t, i) in &self.fp_registers {
+            write!(f, "; f{r} {t:#x} vs {i:#x}")?;
         }
         Ok(())
     }
@@ -93,24 +112,61 @@ pub struct JitOptions {
     pub inject_bug: bool,
 }
 
+/// Blocks are looked up by virtual PC, host address of the code, and mode.
+type Key = (u64, usize, u64);
+
 struct Slot {
-    /// Data privilege the block's loads and stores were emitted for.
-    privilege: u64,
     /// None: the first instruction here is one the interpreter runs.
-    block: Option<emit::Block>,
+    block: Option<Block>,
     /// The guest bytes the slot was built from (for an untranslatable
     /// start: that first instruction's bytes).
     bytes: Vec<u8>,
+    /// The code epoch in which `bytes` were last seen in RAM.
+    epoch: Cell<u32>,
+}
+
+impl Slot {
+    fn set_epoch(&self, epoch: u32) {
+        self.epoch.set(epoch);
+        if let Some(block) = &self.block {
+            block.set_epoch(epoch);
+        }
+    }
+}
+
+/// MXCSR status flags (the sticky exception bits).
+const MXCSR_FLAGS: u32 = 0x3f;
+const DEFAULT_MXCSR: u32 = 0x1f80;
+
+fn read_mxcsr() -> u32 {
+    let mut mxcsr = 0u32;
+    // SAFETY: stores MXCSR into a local.
+    unsafe { core::arch::asm!("stmxcsr [{}]", in(reg) &mut mxcsr, options(nostack)) };
+    mxcsr
+}
+
+/// Clears the sticky FP exception flags (the default control bits).
+fn reset_mxcsr() {
+    // SAFETY: loads the default MXCSR (what Rust code runs with).
+    unsafe { core::arch::asm!("ldmxcsr [{}]", in(reg) &DEFAULT_MXCSR, options(nostack)) };
 }
 
 /// The translation engine for one hart.
 pub struct Jit {
     options: JitOptions,
-    /// Blocks by virtual PC, kept until replaced (no eviction yet).
-    slots: HashMap<u64, Rc<Slot>, BuildHasherDefault<PcHasher>>,
+    /// Blocks by key, kept until replaced or the arena fills (no eviction).
+    slots: HashMap<Key, Rc<Slot>, BuildHasherDefault<KeyHasher>>,
     /// Direct-mapped front for `slots`: the last block seen per index.
-    recent: Vec<Option<(u64, Rc<Slot>)>>,
+    recent: Vec<Option<(Key, Rc<Slot>)>>,
     arena: arena::CodeArena,
+    runtime: Runtime,
+    /// Arena resets so far (jump sites from before one are gone).
+    resets: u64,
+    jump_cache: Box<[JumpEntry]>,
+    /// The hart's TLB generation the jump cache was filled under.
+    jump_generation: u64,
+    state: Box<ExitState>,
+    host_fma: bool,
     divergence: Option<Divergence>,
     /// Instructions run as translated code.
     pub translated_instructions: u64,
@@ -118,11 +174,26 @@ pub struct Jit {
 
 impl Jit {
     pub fn new(options: JitOptions) -> Jit {
+        let mut arena = arena::CodeArena::new();
+        let runtime = Runtime::emit(&mut arena).expect("an empty arena holds the runtime");
+        let jump_cache = vec![JumpEntry::EMPTY; JUMP_CACHE_ENTRIES].into_boxed_slice();
+        let state = Box::new(ExitState {
+            pc: 0,
+            count: 0,
+            patch: 0,
+            jump_cache: jump_cache.as_ptr(),
+        });
         Jit {
             options,
             slots: HashMap::default(),
             recent: vec![None; RECENT_SLOTS],
-            arena: arena::CodeArena::new(),
+            arena,
+            runtime,
+            resets: 0,
+            jump_cache,
+            jump_generation: u64::MAX,
+            state,
+            host_fma: std::arch::is_x86_feature_detected!("fma"),
             divergence: None,
             translated_instructions: 0,
         }
@@ -142,26 +213,27 @@ impl Jit {
         platform: &mut dyn Platform,
         budget: u64,
     ) -> (RunExit, u64) {
+        hart.sync_code_protections();
         let mut executed = 0;
         // Like the interpreter, re-evaluate interrupts at the start of every
         // run: the first instruction goes through the interpreter's boundary.
         let mut boundary = true;
+        // The jump that led out of translated code, if it may be chained.
+        let mut patch = 0;
         while executed < budget {
-            if !boundary
-                && !hart.boundary_pending()
-                && self.divergence.is_none()
-                && budget - executed >= translate::MAX_BLOCK as u64
-            {
+            if !boundary && !hart.boundary_pending() && self.divergence.is_none() {
                 // Zero: the block's first instruction needs the interpreter
-                // (a TLB miss); it runs below.
+                // (a TLB miss, no room in the budget); it runs below.
                 if let Some(n) = self
-                    .run_block(hart, platform, budget - executed)
+                    .run_translated(hart, platform, budget - executed, patch)
                     .filter(|&n| n > 0)
                 {
                     executed += n;
+                    patch = self.state.patch;
                     continue;
                 }
             }
+            patch = 0;
             let (exit, n) = if boundary {
                 boundary = false;
                 hart.run(platform, 1)
@@ -176,110 +248,204 @@ impl Jit {
         (RunExit::Budget, executed)
     }
 
-    /// Runs the block at the hart's PC, translating it first if needed;
-    /// `None` when the code there is not translatable (or not mapped yet).
-    fn run_block(
+    /// Runs translated code from the hart's PC (translating first if
+    /// needed) and returns the instructions it completed; `None` when the
+    /// code there is not translatable, not mapped yet, or too long for the
+    /// budget. `patch` is the jump that led here, to chain to this block.
+    fn run_translated(
         &mut self,
         hart: &mut Hart,
         platform: &mut dyn Platform,
         budget: u64,
+        patch: u64,
     ) -> Option<u64> {
         let pc = hart.pc;
         let tlb = hart.data_tlb();
+        let fp = hart.fp_ready();
+        let mode = hart.privilege as u64 | tlb.privilege << 2 | (fp as u64) << 4;
+        let generation = hart.translation_generation();
+        if generation != self.jump_generation {
+            self.jump_cache.fill(JumpEntry::EMPTY);
+            self.jump_generation = generation;
+        }
+        let epoch = hart.code_epoch();
         let code = hart.code_at(pc)?;
-        let lockstep = self.options.lockstep;
-        let slot = self.lookup(pc, code, tlb)?;
-        if lockstep {
-            let slot = slot.clone();
-            return self.check_block(hart, platform, &slot, budget);
+        let host = code.as_ptr();
+        let resets = self.resets;
+        let (slot, checked) = self.lookup((pc, host as usize, mode), code, epoch, tlb)?;
+        if checked {
+            // Stores to the code now invalidate it.
+            hart.protect_code(host, slot.bytes.len());
         }
         let block = slot.block.as_ref()?;
-        let exit = block.run(&mut hart.x, budget);
-        hart.pc = exit.pc;
-        hart.instret += exit.count;
-        self.translated_instructions += exit.count;
-        Some(exit.count)
+        if block.len > budget {
+            return None;
+        }
+        if self.options.lockstep {
+            return self.check_block(hart, platform, block, epoch);
+        }
+        if patch != 0 && resets == self.resets {
+            emit::chain(patch, block);
+        }
+        self.jump_cache[emit::jump_index(pc)] = JumpEntry::new(pc, mode, block.entry);
+        let flags_before = fp && read_mxcsr() & MXCSR_FLAGS != 0;
+        if flags_before {
+            reset_mxcsr();
+        }
+        self.runtime.enter(
+            &mut hart.x,
+            &mut hart.f,
+            block,
+            budget,
+            epoch,
+            &mut self.state,
+        );
+        if fp {
+            let mxcsr = read_mxcsr();
+            if mxcsr & MXCSR_FLAGS != 0 {
+                hart.accrue_host_fp_flags(mxcsr);
+                reset_mxcsr();
+            }
+        }
+        let count = self.state.count;
+        hart.pc = self.state.pc;
+        hart.instret += count;
+        self.translated_instructions += count;
+        Some(count)
     }
 
-    /// The valid slot for `pc` (whose bytes are `code`), translating anew
-    /// when there is none or the code changed.
-    fn lookup(&mut self, pc: u64, code: &[u8], tlb: DataTlb) -> Option<&Rc<Slot>> {
-        let index = (pc >> 1) as usize % RECENT_SLOTS;
-        let valid = |slot: &Slot| slot.privilege == tlb.privilege && code.starts_with(&slot.bytes);
-        let hit = matches!(&self.recent[index], Some((p, slot)) if *p == pc && valid(slot));
-        if !hit {
-            let slot = match self.slots.get(&pc) {
-                Some(slot) if valid(slot) => slot.clone(),
-                _ => {
-                    let slot = Rc::new(self.translate(pc, code, tlb)?);
-                    self.slots.insert(pc, slot.clone());
-                    slot
-                }
-            };
-            self.recent[index] = Some((pc, slot));
-        }
-        self.recent[index].as_ref().map(|(_, slot)| slot)
-    }
-
-    fn translate(&mut self, pc: u64, code: &[u8], tlb: DataTlb) -> Option<Slot> {
-        // Lock-step replays blocks, so their memory accesses stay interpreted.
-        let translation = translate::translate(code, !self.options.lockstep)?;
-        let bytes = code[..translation.bytes].to_vec();
-        let privilege = tlb.privilege;
-        if translation.instructions.is_empty() {
-            return Some(Slot {
-                privilege,
-                block: None,
-                bytes,
-            });
-        }
-        let inject_bug = self.options.inject_bug;
-        let emit = |arena: &mut arena::CodeArena| {
-            emit::Block::emit(arena, pc, &translation.instructions, tlb, inject_bug)
-        };
-        let block = match emit(&mut self.arena) {
-            Some(block) => block,
-            None => {
-                // Arena full: drop every block, then start over.
-                self.slots.clear();
-                self.recent.iter_mut().for_each(|r| *r = None);
-                self.arena.reset();
-                emit(&mut self.arena)?
+    /// The slot for `key` whose bytes are those in `code` now, translating
+    /// anew when there is none or the code changed; the flag is true when
+    /// the bytes were checked (or translated) just now.
+    fn lookup(
+        &mut self,
+        key: Key,
+        code: &[u8],
+        epoch: u32,
+        tlb: DataTlb,
+    ) -> Option<(Rc<Slot>, bool)> {
+        let index = (key.0 >> 1) as usize % RECENT_SLOTS;
+        let slot = match &self.recent[index] {
+            Some((k, slot)) if *k == key => slot.clone(),
+            _ => {
+                let slot = match self.slots.get(&key) {
+                    Some(slot) => slot.clone(),
+                    None => {
+                        let slot = self.translate(key, code, epoch, tlb)?;
+                        self.recent[index] = Some((key, slot.clone()));
+                        return Some((slot, true));
+                    }
+                };
+                self.recent[index] = Some((key, slot.clone()));
+                slot
             }
         };
-        Some(Slot {
-            privilege,
-            block: Some(block),
-            bytes,
-        })
+        if slot.epoch.get() == epoch {
+            return Some((slot, false));
+        }
+        if code.starts_with(&slot.bytes) {
+            slot.set_epoch(epoch);
+            return Some((slot, true));
+        }
+        let resets = self.resets;
+        let fresh = self.translate(key, code, epoch, tlb)?;
+        if let (Some(old), Some(new), true) = (&slot.block, &fresh.block, resets == self.resets) {
+            old.redirect(new);
+        }
+        self.recent[index] = Some((key, fresh.clone()));
+        Some((fresh, true))
     }
 
-    /// Lock-step: runs the block translated, then the same instructions in
-    /// the interpreter from the same state, and compares.
+    /// Translates the code at `key` (whose bytes are `code`) into a new
+    /// slot, replacing any earlier one.
+    fn translate(&mut self, key: Key, code: &[u8], epoch: u32, tlb: DataTlb) -> Option<Rc<Slot>> {
+        let (pc, _, mode) = key;
+        let features = translate::Features {
+            // Lock-step replays blocks, so their memory accesses stay interpreted.
+            memory: !self.options.lockstep,
+            fp: mode >> 4 & 1 != 0,
+            fma: self.host_fma,
+        };
+        let translation = translate::translate(code, features)?;
+        let bytes = code[..translation.bytes].to_vec();
+        let block = if translation.instructions.is_empty() {
+            None
+        } else {
+            let emit = |jit: &mut Jit| {
+                emit::emit_block(
+                    emit::Target {
+                        arena: &mut jit.arena,
+                        runtime: &jit.runtime,
+                        tlb,
+                        mode,
+                        inject_bug: jit.options.inject_bug,
+                    },
+                    pc,
+                    &translation.instructions,
+                )
+            };
+            match emit(self) {
+                Some(block) => Some(block),
+                None => {
+                    self.reset();
+                    Some(emit(self)?)
+                }
+            }
+        };
+        let slot = Rc::new(Slot {
+            block,
+            bytes,
+            epoch: Cell::new(0),
+        });
+        slot.set_epoch(epoch);
+        self.slots.insert(key, slot.clone());
+        Some(slot)
+    }
+
+    /// The arena is full: drops every block and starts over.
+    fn reset(&mut self) {
+        self.slots.clear();
+        self.recent.iter_mut().for_each(|r| *r = None);
+        self.jump_cache.fill(JumpEntry::EMPTY);
+        self.arena.reset();
+        self.runtime = Runtime::emit(&mut self.arena).expect("an empty arena holds the runtime");
+        self.resets += 1;
+    }
+
+    /// Lock-step: runs the block translated (alone: the budget is its
+    /// length, so it cannot chain on), then the same instructions in the
+    /// interpreter from the same state, and compares.
     fn check_block(
         &mut self,
         hart: &mut Hart,
         platform: &mut dyn Platform,
-        slot: &Slot,
-        budget: u64,
+        block: &Block,
+        epoch: u32,
     ) -> Option<u64> {
-        let block = slot.block.as_ref()?;
-        let (start_x, start_pc, start_traps) = (hart.x, hart.pc, hart.traps);
-        let mut translated = start_x;
-        let exit = block.run(&mut translated, budget);
-        let (translated_pc, count) = (exit.pc, exit.count);
+        let (start_pc, start_traps) = (hart.pc, hart.traps);
+        let (mut x, mut f) = (hart.x, hart.f);
+        self.runtime
+            .enter(&mut x, &mut f, block, block.len, epoch, &mut self.state);
+        // The interpreter accrues the flags itself.
+        reset_mxcsr();
+        let (translated_pc, count) = (self.state.pc, self.state.count);
+        self.state.patch = 0;
         let (_, ran) = hart.run(platform, count);
         // An interrupt that arrived meanwhile is not a translation bug.
         let comparable = ran == count && hart.traps == start_traps;
-        if comparable && (translated != hart.x || translated_pc != hart.pc) {
+        if comparable && (x != hart.x || f != hart.f || translated_pc != hart.pc) {
+            let differ = |t: &[u64; 32], i: &[u64; 32]| -> Vec<(usize, u64, u64)> {
+                (0..32)
+                    .filter(|&r| t[r] != i[r])
+                    .map(|r| (r, t[r], i[r]))
+                    .collect()
+            };
             self.divergence = Some(Divergence {
                 block_pc: start_pc,
                 instructions: count,
                 pc: (translated_pc, hart.pc),
-                registers: (0..32)
-                    .filter(|&r| translated[r] != hart.x[r])
-                    .map(|r| (r, translated[r], hart.x[r]))
-                    .collect(),
+                registers: differ(&x, &hart.x),
+                fp_registers: differ(&f, &hart.f),
             });
         }
         self.translated_instructions += count;

@@ -175,8 +175,8 @@ fn rewritten_code_is_retranslated() {
     let mut jit = Jit::new(JitOptions::default());
     jit.run(&mut hart, &mut Bare, 10_000);
     assert_eq!((hart.x[1], hart.x[2]), (100, 100));
-    // Someone (another hart, a DMA) rewrites "x2 = 100" to "x2 = 7"; the
-    // loop runs again from the top and must see the new instruction.
+    // The host (a loader, another hart through GuestRam) rewrites "x2 =
+    // 100" to "x2 = 7"; the loop runs again from the top and must see it.
     assert!(ram.write(BASE + 4, 4, i_type(0x13, 0, 2, 0, 7) as u64));
     hart.pc = BASE;
     hart.waiting = false;
@@ -198,4 +198,160 @@ fn self_loops_stop_exactly_at_the_budget() {
         assert_eq!(hart.x, reference.x, "budget {budget}");
         assert_eq!((hart.pc, hart.instret), (reference.pc, reference.instret));
     }
+}
+
+/// Runs `program` under the interpreter and under the JIT and checks that
+/// both end in the same architectural state (registers, FP registers and
+/// flags, PC, instructions retired); returns the JIT's instruction count.
+fn matches_interpreter(program: &[u32], options: JitOptions) -> u64 {
+    let reference = interpret(program);
+    let mut hart = hart_with(program);
+    let mut jit = Jit::new(options);
+    assert_eq!(jit.run(&mut hart, &mut Bare, 100_000).0, RunExit::Wfi);
+    assert_eq!(jit.divergence(), None);
+    assert_eq!(hart.x, reference.x, "integer registers");
+    assert_eq!(hart.f, reference.f, "FP registers");
+    assert_eq!(hart.csr.fflags, reference.csr.fflags, "accrued FP flags");
+    assert_eq!((hart.pc, hart.instret), (reference.pc, reference.instret));
+    jit.translated_instructions
+}
+
+fn fp_op(funct7: u32, rm: u32, rd: u32, rs1: u32, rs2: u32) -> u32 {
+    r_type(0x53, rm, funct7, rd, rs1, rs2)
+}
+
+/// FP arithmetic in a loop: division (inexact, by zero), add, mul, sqrt,
+/// fused multiply-add, sign injection, conversions both ways (one out of
+/// range), compares, moves, singles, and inf - inf (a NaN: the
+/// interpreter's canonical one).
+fn fp_program() -> Vec<u32> {
+    const DYN: u32 = 7;
+    let fmadd_d = |rd: u32, rs1: u32, rs2: u32, rs3: u32| {
+        rs3 << 27 | 1 << 25 | rs2 << 20 | rs1 << 15 | DYN << 12 | rd << 7 | 0x43
+    };
+    vec![
+        6 << 12 | 5 << 7 | 0x37,      // lui x5, 6 (mstatus.FS = dirty)
+        i_type(0x73, 2, 0, 5, 0x300), // csrs mstatus, x5
+        i_type(0x13, 0, 1, 0, 20),
+        i_type(0x13, 0, 2, 0, 3),
+        fp_op(0x69, DYN, 1, 2, 2),  // fcvt.d.l f1, x2
+        fp_op(0x69, DYN, 2, 1, 2),  // fcvt.d.l f2, x1
+        fp_op(0x69, DYN, 9, 0, 2),  // fcvt.d.l f9, x0
+        fp_op(0x68, DYN, 11, 0, 2), // fcvt.s.l f11, x0
+        // loop:
+        fp_op(0x0d, DYN, 3, 1, 2),    // fdiv.d f3, f1, f2
+        fp_op(0x01, DYN, 4, 4, 3),    // fadd.d f4, f4, f3
+        fp_op(0x09, DYN, 5, 4, 4),    // fmul.d f5, f4, f4
+        fp_op(0x2d, DYN, 6, 5, 0),    // fsqrt.d f6, f5
+        fmadd_d(7, 3, 2, 7),          // fmadd.d f7, f3, f2, f7
+        fp_op(0x11, 1, 8, 7, 7),      // fsgnjn.d f8, f7, f7
+        fp_op(0x61, 1, 3, 8, 2),      // fcvt.l.d x3, f8, rtz
+        fp_op(0x61, 0, 4, 6, 0),      // fcvt.w.d x4, f6, rne
+        fp_op(0x51, 1, 6, 8, 7),      // flt.d x6, f8, f7
+        fp_op(0x51, 2, 7, 4, 4),      // feq.d x7, f4, f4
+        fp_op(0x71, 0, 8, 5, 0),      // fmv.x.d x8, f5
+        fp_op(0x20, DYN, 10, 5, 1),   // fcvt.s.d f10, f5
+        fp_op(0x00, DYN, 11, 11, 10), // fadd.s f11, f11, f10
+        fp_op(0x21, DYN, 12, 11, 0),  // fcvt.d.s f12, f11
+        fp_op(0x0d, DYN, 13, 1, 9),   // fdiv.d f13, f1, f9 (3 / 0)
+        fp_op(0x05, DYN, 14, 13, 13), // fsub.d f14, f13, f13 (inf - inf)
+        fp_op(0x71, 0, 9, 14, 0),     // fmv.x.d x9, f14
+        fp_op(0x61, 0, 10, 13, 0),    // fcvt.w.d x10, f13 (out of range)
+        i_type(0x13, 0, 1, 1, -1),
+        b_type(1, 1, 0, -72),
+        WFI,
+    ]
+}
+
+#[test]
+fn translated_fp_matches_the_interpreter_bit_for_bit() {
+    let translated = matches_interpreter(&fp_program(), JitOptions::default());
+    assert!(
+        translated > 300,
+        "the FP loop ran translated ({translated})"
+    );
+    let reference = interpret(&fp_program());
+    assert_eq!(reference.x[9], 0x7ff8_0000_0000_0000, "canonical NaN");
+    assert_eq!(reference.x[10], i32::MAX as u64, "saturated conversion");
+    assert_eq!(reference.csr.fflags, 0x19, "NV, DZ and NX accrued");
+}
+
+#[test]
+fn lockstep_agrees_on_fp_blocks() {
+    matches_interpreter(
+        &fp_program(),
+        JitOptions {
+            lockstep: true,
+            inject_bug: false,
+        },
+    );
+}
+
+/// Division and high multiplies with the cases x86 traps on or shapes
+/// differently: by zero, MIN / -1, their 32-bit forms.
+fn divide_program() -> Vec<u32> {
+    let m = |funct3, rd, rs1, rs2| r_type(0x33, funct3, 1, rd, rs1, rs2);
+    let mw = |funct3, rd, rs1, rs2| r_type(0x3b, funct3, 1, rd, rs1, rs2);
+    vec![
+        i_type(0x13, 0, 1, 0, -1),
+        i_type(0x13, 0, 2, 0, 1),
+        i_type(0x13, 1, 3, 2, 63),      // x3 = i64::MIN
+        0x80000 << 12 | 11 << 7 | 0x37, // x11 = i32::MIN, sign-extended
+        i_type(0x13, 0, 20, 0, 10),
+        // loop:
+        m(4, 4, 3, 1),     // div x4, MIN, -1
+        m(6, 5, 3, 1),     // rem x5, MIN, -1
+        m(4, 6, 2, 0),     // div x6, 1, 0
+        m(5, 7, 3, 0),     // divu x7, MIN, 0
+        m(6, 8, 3, 0),     // rem x8, MIN, 0
+        m(7, 9, 2, 0),     // remu x9, 1, 0
+        mw(4, 12, 11, 1),  // divw x12, MIN32, -1
+        mw(6, 13, 11, 1),  // remw x13, MIN32, -1
+        mw(5, 14, 11, 20), // divuw x14, MIN32, x20
+        mw(7, 15, 11, 0),  // remuw x15, MIN32, 0
+        m(1, 16, 3, 3),    // mulh x16, MIN, MIN
+        m(3, 17, 3, 1),    // mulhu x17, MIN, -1
+        m(4, 18, 17, 20),  // div x18, x17, x20
+        m(6, 19, 1, 20),   // rem x19, -1, x20
+        i_type(0x13, 0, 20, 20, -1),
+        b_type(1, 20, 0, -60),
+        WFI,
+    ]
+}
+
+#[test]
+fn translated_division_matches_the_interpreter() {
+    let translated = matches_interpreter(&divide_program(), JitOptions::default());
+    assert!(translated > 100, "the loop ran translated ({translated})");
+    let reference = interpret(&divide_program());
+    assert_eq!(reference.x[4], i64::MIN as u64);
+    assert_eq!(
+        (reference.x[6], reference.x[8]),
+        (u64::MAX, i64::MIN as u64)
+    );
+}
+
+/// A loop that, in its first pass, stores a new instruction over its own
+/// first instruction (no fence.i): `x1 += 1` becomes `x1 += 100`.
+fn self_modifying_program() -> Vec<u32> {
+    vec![
+        i_type(0x13, 0, 1, 0, 0),
+        i_type(0x13, 0, 2, 0, 3),
+        // loop:
+        i_type(0x13, 0, 1, 1, 1),    // addi x1, x1, 1 (rewritten)
+        0x17 | 10 << 7,              // auipc x10, 0
+        i_type(0x03, 2, 11, 10, 24), // lw x11, 24(x10)
+        s_type(2, 10, 11, -4),       // sw x11, -4(x10)
+        i_type(0x13, 0, 2, 2, -1),
+        b_type(1, 2, 0, -20),
+        WFI,
+        i_type(0x13, 0, 1, 1, 100), // data: addi x1, x1, 100
+    ]
+}
+
+#[test]
+fn a_guest_store_over_translated_code_takes_effect() {
+    let reference = interpret(&self_modifying_program());
+    assert_eq!(reference.x[1], 201);
+    matches_interpreter(&self_modifying_program(), JitOptions::default());
 }

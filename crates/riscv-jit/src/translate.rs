@@ -1,9 +1,14 @@
 //! Block discovery: which instructions at a PC the first tier translates.
 
-use riscv_isa::{decode, AluOp, Instruction};
+use riscv_isa::{AluOp, FpOp, Instruction, IntFormat};
 
 /// Longest block, in instructions.
 pub const MAX_BLOCK: usize = 64;
+
+/// Rounding modes (the `rm` field): to nearest even, towards zero, dynamic.
+const RM_RNE: u8 = 0;
+pub const RM_RTZ: u8 = 1;
+const RM_DYN: u8 = 7;
 
 /// What to translate at a PC.
 pub struct Translation {
@@ -13,35 +18,64 @@ pub struct Translation {
     pub bytes: usize,
 }
 
-/// Integer work the first tier emits (loads and stores unless `memory` is
-/// off); a JAL, JALR or branch ends the block.
-fn supported(inst: &Instruction, memory: bool) -> bool {
+/// What the translator may emit.
+#[derive(Clone, Copy)]
+pub struct Features {
+    /// Loads and stores (lock-step keeps them interpreted).
+    pub memory: bool,
+    /// FP instructions: FP is enabled and dirty and the dynamic rounding
+    /// mode is RNE, so `rm = dyn` means what the host does by default.
+    pub fp: bool,
+    /// The host has FMA3.
+    pub fma: bool,
+}
+
+/// True for the rounding modes translated FP code honours: RNE (static or
+/// dynamic, given [`Features::fp`]).
+fn nearest_even(rm: u8) -> bool {
+    rm == RM_RNE || rm == RM_DYN
+}
+
+/// The work the first tier emits; a JAL, JALR or branch ends the block.
+fn supported(inst: &Instruction, features: Features) -> bool {
     use Instruction as I;
     match *inst {
-        I::Load { .. } | I::Store { .. } => memory,
+        I::Load { .. } | I::Store { .. } => features.memory,
         I::Lui { .. } | I::Auipc { .. } | I::Jal { .. } | I::Jalr { .. } | I::Branch { .. } => true,
         I::OpImm { op, .. } => {
             !matches!(op, AluOp::Mul | AluOp::Mulh | AluOp::Mulhsu | AluOp::Mulhu)
         }
         I::OpImm32 { op, .. } => matches!(op, AluOp::Add | AluOp::Sll | AluOp::Srl | AluOp::Sra),
-        I::Op { op, .. } => matches!(
+        I::Op { op, .. } => op != AluOp::Mulhsu,
+        I::Op32 { op, .. } => matches!(
             op,
             AluOp::Add
                 | AluOp::Sub
                 | AluOp::Sll
-                | AluOp::Slt
-                | AluOp::Sltu
-                | AluOp::Xor
                 | AluOp::Srl
                 | AluOp::Sra
-                | AluOp::Or
-                | AluOp::And
                 | AluOp::Mul
+                | AluOp::Div
+                | AluOp::Divu
+                | AluOp::Rem
+                | AluOp::Remu
         ),
-        I::Op32 { op, .. } => matches!(
-            op,
-            AluOp::Add | AluOp::Sub | AluOp::Sll | AluOp::Srl | AluOp::Sra | AluOp::Mul
-        ),
+        _ if !features.fp => false,
+        I::FpLoad { .. } | I::FpStore { .. } => features.memory,
+        I::FpArith { op, rm, .. } => match op {
+            FpOp::Min | FpOp::Max => false,
+            FpOp::SgnJ | FpOp::SgnJn | FpOp::SgnJx => true,
+            _ => nearest_even(rm),
+        },
+        I::FpFma { rm, .. } => features.fma && nearest_even(rm),
+        I::FpSqrt { rm, .. } | I::FpConvert { rm, .. } => nearest_even(rm),
+        I::FpToInt { int, rm, .. } => {
+            matches!(int, IntFormat::W | IntFormat::L) && (nearest_even(rm) || rm == RM_RTZ)
+        }
+        I::IntToFp { int, rm, .. } => {
+            matches!(int, IntFormat::W | IntFormat::L) && nearest_even(rm)
+        }
+        I::FpCompare { .. } | I::FpMoveToInt { .. } | I::FpMoveFromInt { .. } => true,
         _ => false,
     }
 }
@@ -55,15 +89,15 @@ fn ends_block(inst: &Instruction) -> bool {
 
 /// Decodes from `code` (the bytes at a PC to the end of its page). `None`
 /// when not even one instruction fits in the bytes given.
-pub fn translate(code: &[u8], memory: bool) -> Option<Translation> {
+pub fn translate(code: &[u8], features: Features) -> Option<Translation> {
     let mut instructions = Vec::new();
     let mut offset = 0;
     while instructions.len() < MAX_BLOCK {
         let Some(raw) = raw_at(&code[offset..]) else {
             break;
         };
-        let (inst, len) = decode(raw);
-        if !supported(&inst, memory) {
+        let (inst, len) = riscv_isa::decode(raw);
+        if !supported(&inst, features) {
             if instructions.is_empty() {
                 return Some(Translation {
                     instructions,
