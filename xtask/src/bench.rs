@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const RUNS: usize = 5;
-const FIRMWARE: &str = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin";
+pub(crate) const RUNS: usize = 5;
+pub(crate) const FIRMWARE: &str = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin";
 const INIT_MARKER: &[u8] = b"visor-init: ready";
 
 /// Starts `command` and returns the time until its output contains `marker`.
@@ -96,13 +96,14 @@ pub(crate) fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-fn qemu() -> Command {
+pub(crate) fn qemu() -> Command {
     let mut c = Command::new("qemu-system-riscv64");
     c.args(["-M", "virt", "-nographic", "-m", "128M"]);
     c
 }
 
-/// `bench [engine|paravirt|kvm]`: engine and paravirt when no argument is given.
+/// `bench [engine|workloads|paravirt|kvm]`: engine (which includes the
+/// workloads) and paravirt when no argument is given.
 pub fn run(root: &Path, images: &Images, args: &[String]) -> Result<()> {
     crate::run({
         let mut c = crate::cargo();
@@ -113,12 +114,15 @@ pub fn run(root: &Path, images: &Images, args: &[String]) -> Result<()> {
     let which = args.first().map(String::as_str);
     if !matches!(
         which,
-        None | Some("engine") | Some("paravirt") | Some("kvm")
+        None | Some("engine") | Some("workloads") | Some("paravirt") | Some("kvm")
     ) {
-        bail!("usage: cargo xtask bench [engine|paravirt|kvm]");
+        bail!("usage: cargo xtask bench [engine|workloads|paravirt|kvm]");
     }
     if which == Some("kvm") {
         return crate::bench_kvm::run(root);
+    }
+    if which == Some("workloads") {
+        return crate::bench_workloads::run(root, images);
     }
     if which != Some("paravirt") {
         engine(root, images)?;
@@ -247,5 +251,6 @@ fn engine(root: &Path, images: &Images) -> Result<()> {
         cpu_jit.as_secs_f64() / native_time.as_secs_f64()
     );
     println!("visor's interpreter retired {mips:.0} million guest instructions per second on the CPU-bound program.");
-    Ok(())
+    println!();
+    crate::bench_workloads::run(root, images)
 }

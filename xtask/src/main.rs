@@ -3,13 +3,16 @@
 //! - `boot [VISOR-ARGS…]`: install dependencies, build missing images, boot Linux to a shell.
 //! - `test [CARGO-TEST-ARGS…]`: the same preparation, then the whole test suite.
 //! - `images`: build missing images and print their paths.
-//! - `bench [engine|paravirt|kvm]`: visor against QEMU on the same images
-//!   (`bench.rs`), emulated against paravirtual devices (`bench_paravirt.rs`),
-//!   and the KVM VMM against qemu-system-x86_64 (`bench_kvm.rs`).
+//! - `bench [engine|workloads|paravirt|kvm]`: visor against QEMU on the
+//!   same images (`bench.rs`; the CPU workload set inside Linux in
+//!   `bench_workloads.rs`), emulated against paravirtual devices
+//!   (`bench_paravirt.rs`), and the KVM VMM against qemu-system-x86_64
+//!   (`bench_kvm.rs`).
 
 mod bench;
 mod bench_kvm;
 mod bench_paravirt;
+mod bench_workloads;
 mod images;
 
 use anyhow::{bail, Context, Result};

@@ -20,7 +20,7 @@ const PMP_NAPOT: u8 = 3;
 
 const PAGE_SHIFT: u32 = 12;
 const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
-pub const TLB_ENTRIES: usize = 256;
+pub const TLB_ENTRIES: usize = 4096;
 
 const PTE_V: u64 = 1 << 0;
 const PTE_R: u64 = 1 << 1;
@@ -34,12 +34,20 @@ const PTE_RESERVED: u64 = 0x3ff << 54;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
-    Read,
-    Write,
-    Execute,
+    Read = 0,
+    Write = 1,
+    Execute = 2,
 }
 
 impl Access {
+    fn from_index(i: u32) -> Access {
+        match i {
+            0 => Access::Read,
+            1 => Access::Write,
+            _ => Access::Execute,
+        }
+    }
+
     fn page_fault(self) -> ExceptionCause {
         match self {
             Access::Read => ExceptionCause::LoadPageFault,
@@ -74,34 +82,71 @@ const EMPTY: TlbEntry = TlbEntry {
 /// Direct-mapped translation caches, one per access type, tagged with the
 /// privilege the translation was made for.
 pub struct Tlb {
-    read: Box<[TlbEntry; TLB_ENTRIES]>,
-    write: Box<[TlbEntry; TLB_ENTRIES]>,
-    exec: Box<[TlbEntry; TLB_ENTRIES]>,
+    /// Read, write and execute tables, in that order, in one allocation
+    /// (translated code reaches both data tables from one base register).
+    tables: Box<[[TlbEntry; TLB_ENTRIES]; 3]>,
     /// Full flushes so far: translations cached elsewhere (an engine's
     /// jump cache) are stale once it moves.
     generation: u64,
+    /// Entries filled since the last flush (`table << 16 | index`), so a
+    /// flush clears those instead of all three tables; `None` once more
+    /// than [`FILLS_TRACKED`] were filled.
+    filled: Option<Vec<u32>>,
 }
+
+/// Fills tracked between flushes before a flush clears whole tables.
+const FILLS_TRACKED: usize = TLB_ENTRIES / 4;
 
 impl Tlb {
     pub fn new() -> Tlb {
         Tlb {
-            read: Box::new([EMPTY; TLB_ENTRIES]),
-            write: Box::new([EMPTY; TLB_ENTRIES]),
-            exec: Box::new([EMPTY; TLB_ENTRIES]),
+            tables: Box::new([[EMPTY; TLB_ENTRIES]; 3]),
             generation: 0,
+            filled: Some(Vec::with_capacity(FILLS_TRACKED)),
         }
     }
 
     pub fn flush(&mut self) {
-        self.read.fill(EMPTY);
-        self.write.fill(EMPTY);
-        self.exec.fill(EMPTY);
+        match self.filled.take() {
+            Some(mut filled) => {
+                for &f in &filled {
+                    self.table(Access::from_index(f >> 16))[(f & 0xffff) as usize] = EMPTY;
+                }
+                filled.clear();
+                self.filled = Some(filled);
+            }
+            None => {
+                self.tables.iter_mut().for_each(|t| t.fill(EMPTY));
+                self.filled = Some(Vec::with_capacity(FILLS_TRACKED));
+            }
+        }
         self.generation += 1;
     }
 
     /// Drops the cached write translations only (a page became protected code).
     pub fn flush_writes(&mut self) {
-        self.write.fill(EMPTY);
+        match &self.filled {
+            Some(filled) => {
+                for &f in filled {
+                    if Access::from_index(f >> 16) == Access::Write {
+                        self.tables[Access::Write as usize][(f & 0xffff) as usize] = EMPTY;
+                    }
+                }
+            }
+            None => self.tables[Access::Write as usize].fill(EMPTY),
+        }
+    }
+
+    /// Caches `entry` for `access` at `index`.
+    fn fill(&mut self, access: Access, index: usize, entry: TlbEntry) {
+        self.table(access)[index] = entry;
+        if let Some(filled) = &mut self.filled {
+            if filled.len() < FILLS_TRACKED {
+                filled.push((access as u32) << 16 | index as u32);
+            } else {
+                self.filled = None;
+            }
+        }
     }
 
     pub fn generation(&self) -> u64 {
@@ -109,11 +154,7 @@ impl Tlb {
     }
 
     fn table(&mut self, access: Access) -> &mut [TlbEntry; TLB_ENTRIES] {
-        match access {
-            Access::Read => &mut self.read,
-            Access::Write => &mut self.write,
-            Access::Execute => &mut self.exec,
-        }
+        &mut self.tables[access as usize]
     }
 }
 
@@ -132,7 +173,8 @@ fn within_page(vaddr: u64, size: u8) -> bool {
     (vaddr & (PAGE_SIZE - 1)) + size as u64 <= PAGE_SIZE
 }
 
-/// Where translated code finds the data soft-TLB: each table holds
+/// Where translated code finds the data soft-TLB: the write table follows
+/// the read table directly (`write = read + TLB_ENTRIES * 16`); each holds
 /// [`TLB_ENTRIES`] 16-byte entries `{ tag: u64, addend: u64 }`, indexed by
 /// `vpn % TLB_ENTRIES`, with `tag = vpn << 2 | privilege`; a hit maps the
 /// whole 4 KiB page at `vaddr + addend` on the host. Pages that need the
@@ -148,8 +190,8 @@ pub struct DataTlb {
 impl Tlb {
     pub(crate) fn data_tlb(&self, privilege: u64) -> DataTlb {
         DataTlb {
-            read: self.read.as_ptr().cast(),
-            write: self.write.as_ptr().cast(),
+            read: self.tables[Access::Read as usize].as_ptr().cast(),
+            write: self.tables[Access::Write as usize].as_ptr().cast(),
             privilege,
         }
     }
@@ -157,7 +199,7 @@ impl Tlb {
     /// See [`Hart::code_at`].
     #[inline]
     pub(crate) fn code_at(&self, pc: u64, privilege: Privilege) -> Option<&[u8]> {
-        let entry = self.exec[tlb_index(pc)];
+        let entry = self.tables[Access::Execute as usize][tlb_index(pc)];
         if entry.tag != tlb_tag(pc, privilege) {
             return None;
         }
@@ -190,7 +232,7 @@ impl Hart {
         platform: &mut dyn Platform,
     ) -> Result<u64, Exception> {
         let privilege = self.data_privilege();
-        let entry = self.tlb.read[tlb_index(vaddr)];
+        let entry = self.tlb.tables[Access::Read as usize][tlb_index(vaddr)];
         if entry.tag == tlb_tag(vaddr, privilege) && within_page(vaddr, size) {
             // SAFETY: TLB entries only map whole RAM pages; the access stays in the page.
             return Ok(unsafe { read_host(vaddr.wrapping_add(entry.addend) as *const u8, size) });
@@ -208,7 +250,7 @@ impl Hart {
         platform: &mut dyn Platform,
     ) -> Result<(), Exception> {
         let privilege = self.data_privilege();
-        let entry = self.tlb.write[tlb_index(vaddr)];
+        let entry = self.tlb.tables[Access::Write as usize][tlb_index(vaddr)];
         if entry.tag == tlb_tag(vaddr, privilege) && within_page(vaddr, size) {
             // SAFETY: TLB entries only map whole RAM pages; the access stays in the page.
             unsafe { write_host(vaddr.wrapping_add(entry.addend) as *mut u8, size, value) };
@@ -223,7 +265,7 @@ impl Hart {
     #[inline]
     pub(crate) fn fetch(&mut self, platform: &mut dyn Platform) -> Result<u32, Exception> {
         let pc = self.pc;
-        let entry = self.tlb.exec[tlb_index(pc)];
+        let entry = self.tlb.tables[Access::Execute as usize][tlb_index(pc)];
         if entry.tag == tlb_tag(pc, self.privilege) && within_page(pc, 4) {
             // SAFETY: TLB entries only map whole RAM pages; 4 bytes stay in the page.
             return Ok(unsafe { read_host(pc.wrapping_add(entry.addend) as *const u8, 4) } as u32);
@@ -313,7 +355,7 @@ impl Hart {
                     tag: tlb_tag(vaddr, privilege),
                     addend: host_page.wrapping_sub(vaddr & !(PAGE_SIZE - 1)),
                 };
-                self.tlb.table(access)[tlb_index(vaddr)] = entry;
+                self.tlb.fill(access, tlb_index(vaddr), entry);
             } else if !self.pmp_allows(paddr, size as u64, access, privilege) {
                 return Err(fault);
             }

@@ -10,13 +10,14 @@
 //! | RDI | the hart's `x` array |
 //! | RBX | the hart's `f` array (raw bits) |
 //! | R12 | guest instructions completed since `enter` |
-//! | R13 | the code epoch blocks must carry to run |
 //! | R14 | the most instructions this entry may complete |
-//! | R15 | the indirect-jump cache |
-//! | RBP | the [`ExitState`] that `exit` fills in |
+//! | R15 | the hart's data TLB (read table, then write table) |
+//! | RBP | the [`ExitState`]: exit record, jump cache, code epoch |
 //!
-//! No register allocation: each instruction loads its operands from `x`/`f`,
-//! computes in scratch registers and stores its result.
+//! RAX, RCX and RDX are scratch. RSI, R8-R11 and R13 cache the guest
+//! registers a block uses most: loaded at block entry, written back to `x`
+//! at every exit from the block (only those written so far), so between
+//! blocks `x` is always current. Other guest registers live in `x`.
 //!
 //! Every block starts with an 8-byte epoch cell and, at its entry, checks
 //! that the cell holds the current epoch (else its guest code may have
@@ -41,8 +42,12 @@ use crate::arena::CodeArena;
 use dynasmrt::{dynasm, x64::X64Relocation, DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler};
 use riscv_hart::{DataTlb, TLB_ENTRIES};
 use riscv_isa::{
-    AluOp, BranchCond, FmaOp, FpCmp, FpFormat, FpOp, Instruction, IntFormat, LoadWidth,
+    AluOp, BranchCond, CsrOp, FmaOp, FpCmp, FpFormat, FpOp, Instruction, IntFormat, LoadWidth,
 };
+
+/// MXCSR as Rust code runs: round to nearest even, all exceptions masked,
+/// no flags.
+const DEFAULT_MXCSR: u32 = 0x1f80;
 
 type Assembler = VecAssembler<X64Relocation>;
 
@@ -94,10 +99,48 @@ pub struct ExitState {
     /// chained to the block at `pc`; zero otherwise.
     pub patch: u64,
     pub jump_cache: *const JumpEntry,
+    /// The code epoch blocks must carry to run.
+    pub epoch: u64,
+    /// Scratch for MXCSR.
+    pub mxcsr: u64,
+    /// The hart's `fflags` (flags accrued before this entry).
+    pub fflags: *mut u64,
 }
 
-/// RDI = x, RSI = f, RDX = block entry, RCX = budget, R8 = epoch, R9 = state.
-type EnterFn = extern "sysv64" fn(*mut u64, *mut u64, *const u8, u64, u64, *mut ExitState);
+/// RISC-V `fflags` bits for each combination of MXCSR's six status bits
+/// (invalid, denormal, divide-by-zero, overflow, underflow, precision).
+static MXCSR_TO_FFLAGS: [u8; 64] = {
+    let mut table = [0u8; 64];
+    let mut i = 0;
+    while i < 64 {
+        let mut flags = 0;
+        if i & 0x01 != 0 {
+            flags |= 0x10; // NV
+        }
+        if i & 0x04 != 0 {
+            flags |= 0x08; // DZ
+        }
+        if i & 0x08 != 0 {
+            flags |= 0x04; // OF
+        }
+        if i & 0x10 != 0 {
+            flags |= 0x02; // UF
+        }
+        if i & 0x20 != 0 {
+            flags |= 0x01; // NX
+        }
+        table[i] = flags;
+        i += 1;
+    }
+    table
+};
+
+/// RDI = x, RSI = f, RDX = block entry, RCX = budget, R8 = data TLB, R9 = state.
+type EnterFn = extern "sysv64" fn(*mut u64, *mut u64, *const u8, u64, *const u8, *mut ExitState);
+
+/// Host registers that cache guest registers (by x86 register number):
+/// RSI, R8, R9, R10, R11, R13.
+const CACHE_REGISTERS: [u8; 6] = [6, 8, 9, 10, 11, 13];
 
 /// `enter` and `exit`, placed at the start of the arena.
 pub struct Runtime {
@@ -115,9 +158,8 @@ impl Runtime {
             ; sub rsp, 8
             ; mov rbx, rsi
             ; mov r14, rcx
-            ; mov r13, r8
+            ; mov r15, r8
             ; mov rbp, r9
-            ; mov r15, QWORD [rbp + 24]
             ; xor r12d, r12d
             ; jmp rdx
             ; .align 16
@@ -150,18 +192,18 @@ impl Runtime {
         f: &mut [u64; 32],
         block: &Block,
         budget: u64,
-        epoch: u32,
+        tlb: DataTlb,
         state: &mut ExitState,
     ) {
         // Blocks read and write x[0..32] and f[0..32] through RDI and RBX,
-        // guest RAM only through host addresses the hart's TLB vouches for,
-        // and the jump cache and `state` through R15 and RBP.
+        // the TLB through R15, guest RAM only through host addresses the
+        // TLB vouches for, and the jump cache and `state` through RBP.
         (self.enter)(
             x.as_mut_ptr(),
             f.as_mut_ptr(),
             block.entry,
             budget,
-            epoch as u64,
+            tlb.read,
             state,
         )
     }
@@ -218,15 +260,26 @@ pub struct Target<'a> {
 /// `pc`; `None` when the arena is full.
 pub fn emit_block(target: Target, pc: u64, instructions: &[(Instruction, u8)]) -> Option<Block> {
     let base = target.arena.next_address();
+    let write_table = target.tlb.write as i64 - target.tlb.read as i64;
+    assert_eq!(
+        write_table,
+        (TLB_ENTRIES * 16) as i64,
+        "the write table follows the read table"
+    );
     let mut emitter = Emitter {
         ops: Assembler::new(base),
         exit: target.runtime.exit,
-        tlb: target.tlb,
+        privilege: target.tlb.privilege,
         mode: target.mode,
         inject_bug: target.inject_bug,
         page: pc >> 12,
         slow: Vec::new(),
+        cached: [None; 32],
+        written: 0,
+        start: pc,
+        body: None,
     };
+    (emitter.cached, emitter.written) = allocate(instructions);
     emitter.block(pc, instructions);
     let code = emitter
         .ops
@@ -241,10 +294,18 @@ pub fn emit_block(target: Target, pc: u64, instructions: &[(Instruction, u8)]) -
     })
 }
 
+/// The second operand of an ALU operation.
+#[derive(Clone, Copy)]
+enum Source {
+    Immediate(i32),
+    Register(u8),
+}
+
 struct Emitter {
     ops: Assembler,
     exit: usize,
-    tlb: DataTlb,
+    /// Data privilege the TLB tags are compared with.
+    privilege: u64,
     mode: u64,
     inject_bug: bool,
     /// The guest page of the block (chaining stays inside it).
@@ -252,6 +313,74 @@ struct Emitter {
     /// Exits that hand an instruction to the interpreter: (label, its pc,
     /// instructions of the block completed before it).
     slow: Vec<(DynamicLabel, u64, u64)>,
+    /// The host register caching each guest register, if any.
+    cached: [Option<u8>; 32],
+    /// Cached guest registers the block writes (bit per register): every
+    /// exit stores them back (a self-loop may have written any of them).
+    written: u32,
+    /// The block's guest PC, and where its body starts (after the entry
+    /// checks and register loads): a branch back to the start loops there.
+    start: u64,
+    body: Option<DynamicLabel>,
+}
+
+/// The guest registers a block uses most (at least twice), each given one
+/// of the [`CACHE_REGISTERS`], and the mask of those the block writes.
+fn allocate(instructions: &[(Instruction, u8)]) -> ([Option<u8>; 32], u32) {
+    let mut uses = [0u32; 32];
+    let mut writes = 0u32;
+    for (inst, _) in instructions {
+        let names = registers(inst);
+        if let (Some(&rd), true) = (names.first(), writes_first(inst)) {
+            writes |= 1 << rd;
+        }
+        for r in names {
+            uses[r as usize] += 1;
+        }
+    }
+    uses[0] = 0;
+    let mut order: Vec<usize> = (1..32).filter(|&r| uses[r] >= 2).collect();
+    order.sort_by_key(|&r| std::cmp::Reverse(uses[r]));
+    let mut cached = [None; 32];
+    let mut written = 0;
+    for (&r, &host) in order.iter().zip(CACHE_REGISTERS.iter()) {
+        cached[r] = Some(host);
+        written |= writes & 1 << r;
+    }
+    (cached, written)
+}
+
+/// True when the first register [`registers`] names is one the instruction writes.
+fn writes_first(inst: &Instruction) -> bool {
+    use Instruction as I;
+    !matches!(
+        inst,
+        I::Store { .. }
+            | I::Branch { .. }
+            | I::FpLoad { .. }
+            | I::FpStore { .. }
+            | I::IntToFp { .. }
+            | I::FpMoveFromInt { .. }
+    )
+}
+
+/// The integer registers an instruction names (read or written).
+fn registers(inst: &Instruction) -> Vec<u8> {
+    use Instruction as I;
+    match *inst {
+        I::Lui { rd, .. } | I::Auipc { rd, .. } | I::Jal { rd, .. } => vec![rd],
+        I::Jalr { rd, rs1, .. }
+        | I::Load { rd, rs1, .. }
+        | I::OpImm { rd, rs1, .. }
+        | I::OpImm32 { rd, rs1, .. } => vec![rd, rs1],
+        I::Op { rd, rs1, rs2, .. } | I::Op32 { rd, rs1, rs2, .. } => vec![rd, rs1, rs2],
+        I::Store { rs1, rs2, .. } | I::Branch { rs1, rs2, .. } => vec![rs1, rs2],
+        I::FpLoad { rs1, .. } | I::FpStore { rs1, .. } | I::IntToFp { rs1, .. } => vec![rs1],
+        I::FpMoveFromInt { rs1, .. } => vec![rs1],
+        I::FpCompare { rd, .. } | I::FpToInt { rd, .. } | I::FpMoveToInt { rd, .. } => vec![rd],
+        I::Csr { rd, src, .. } => vec![rd, src],
+        _ => vec![],
+    }
 }
 
 fn xs(r: u8) -> i32 {
@@ -267,12 +396,21 @@ impl Emitter {
             ; =>cell
             ; .u32 0
             ; .u32 0
-            ; cmp DWORD [=>cell], r13d
+            ; mov eax, DWORD [rbp + 32]
+            ; cmp DWORD [=>cell], eax
             ; jne =>stale
             ; lea rax, [r12 + total]
             ; cmp rax, r14
             ; ja =>stale
         );
+        for r in 1..32u8 {
+            if let Some(h) = self.cached[r as usize] {
+                dynasm!(self.ops ; .arch x64 ; mov Rq(h), QWORD [rdi + xs(r)]);
+            }
+        }
+        let body = self.ops.new_dynamic_label();
+        dynasm!(self.ops ; .arch x64 ; =>body);
+        self.body = Some(body);
         let mut pc = start;
         let mut resolved = false;
         for (done, &(inst, len)) in instructions.iter().enumerate() {
@@ -281,14 +419,26 @@ impl Emitter {
             pc = next;
         }
         if !resolved {
+            self.write_back();
             dynasm!(self.ops ; .arch x64 ; lea r12, [r12 + total]);
             self.jump_to(pc);
         }
         dynasm!(self.ops ; .arch x64 ; =>stale);
         self.leave(start);
         for (label, at, done) in std::mem::take(&mut self.slow) {
-            dynasm!(self.ops ; .arch x64 ; =>label ; lea r12, [r12 + done as i32]);
+            dynasm!(self.ops ; .arch x64 ; =>label);
+            self.write_back();
+            dynasm!(self.ops ; .arch x64 ; lea r12, [r12 + done as i32]);
             self.leave(at);
+        }
+    }
+
+    /// Stores the cached guest registers the block writes back into `x`.
+    fn write_back(&mut self) {
+        for r in 1..32u8 {
+            if let (Some(h), true) = (self.cached[r as usize], self.written >> r & 1 != 0) {
+                dynasm!(self.ops ; .arch x64 ; mov QWORD [rdi + xs(r)], Rq(h));
+            }
         }
     }
 
@@ -324,29 +474,130 @@ impl Emitter {
         label
     }
 
+    /// Host register `dst` (RAX = 0, RCX = 1) = x[r].
+    fn load(&mut self, dst: u8, r: u8) {
+        match (r, self.cached[r as usize]) {
+            (0, _) => dynasm!(self.ops ; .arch x64 ; xor Rd(dst), Rd(dst)),
+            (_, Some(h)) if h == dst => {}
+            (_, Some(h)) => dynasm!(self.ops ; .arch x64 ; mov Rq(dst), Rq(h)),
+            _ => dynasm!(self.ops ; .arch x64 ; mov Rq(dst), QWORD [rdi + xs(r)]),
+        }
+    }
+
     /// RAX = x[r].
     fn load_rax(&mut self, r: u8) {
-        if r == 0 {
-            dynasm!(self.ops ; .arch x64 ; xor eax, eax);
-        } else {
-            dynasm!(self.ops ; .arch x64 ; mov rax, QWORD [rdi + xs(r)]);
-        }
+        self.load(0, r);
     }
 
     /// RCX = x[r].
     fn load_rcx(&mut self, r: u8) {
-        if r == 0 {
-            dynasm!(self.ops ; .arch x64 ; xor ecx, ecx);
-        } else {
-            dynasm!(self.ops ; .arch x64 ; mov rcx, QWORD [rdi + xs(r)]);
+        self.load(1, r);
+    }
+
+    /// x[rd] = host register `src` (x0 stays zero).
+    fn store(&mut self, rd: u8, src: u8) {
+        match (rd, self.cached[rd as usize]) {
+            (0, _) => {}
+            (_, Some(h)) => {
+                if h != src {
+                    dynasm!(self.ops ; .arch x64 ; mov Rq(h), Rq(src));
+                }
+            }
+            _ => dynasm!(self.ops ; .arch x64 ; mov QWORD [rdi + xs(rd)], Rq(src)),
         }
     }
 
     /// x[rd] = RAX (x0 stays zero).
     fn store_rax(&mut self, rd: u8) {
-        if rd != 0 {
+        self.store(rd, 0);
+    }
+
+    /// Sets the flags for x[rs1] compared with x[rs2] (as `cmp`).
+    fn compare(&mut self, rs1: u8, rs2: u8) {
+        let left = match self.cached[rs1 as usize] {
+            Some(h) if rs1 != 0 => h,
+            _ => {
+                self.load_rax(rs1);
+                0
+            }
+        };
+        match (rs2, self.cached[rs2 as usize]) {
+            (0, _) => dynasm!(self.ops ; .arch x64 ; cmp Rq(left), 0),
+            (_, Some(h)) => dynasm!(self.ops ; .arch x64 ; cmp Rq(left), Rq(h)),
+            _ => dynasm!(self.ops ; .arch x64 ; cmp Rq(left), QWORD [rdi + xs(rs2)]),
+        }
+    }
+
+    /// x[rd] = x[rs1] op `source` computed in place, in rd's cached host
+    /// register when it has one, for the common operations whose second
+    /// operand can be an immediate, a register or memory directly. False
+    /// (nothing emitted) for everything else.
+    fn alu_in_place(&mut self, op: AluOp, rd: u8, rs1: u8, source: Source, word: bool) -> bool {
+        let shift = matches!(op, AluOp::Sll | AluOp::Srl | AluOp::Sra);
+        let simple = matches!(op, AluOp::Add | AluOp::Xor | AluOp::Or | AluOp::And)
+            || (op == AluOp::Sub && matches!(source, Source::Register(_)))
+            || (shift && matches!(source, Source::Immediate(_)));
+        let target = self.cached[rd as usize].unwrap_or(0);
+        let clobbered =
+            matches!(source, Source::Register(r) if r == 0 || (r == rd && r != rs1 && target != 0));
+        if rd == 0
+            || !simple
+            || clobbered
+            || (word && !matches!(op, AluOp::Add | AluOp::Sub) && !shift)
+        {
+            return false;
+        }
+        self.load(target, rs1);
+        let t = target;
+        match source {
+            Source::Immediate(imm) => {
+                let count = imm & if word { 31 } else { 63 };
+                match (op, word) {
+                    (AluOp::Add, false) => dynasm!(self.ops ; .arch x64 ; add Rq(t), imm),
+                    (AluOp::Xor, _) => dynasm!(self.ops ; .arch x64 ; xor Rq(t), imm),
+                    (AluOp::Or, _) => dynasm!(self.ops ; .arch x64 ; or Rq(t), imm),
+                    (AluOp::And, _) => dynasm!(self.ops ; .arch x64 ; and Rq(t), imm),
+                    (AluOp::Sll, false) => dynasm!(self.ops ; .arch x64 ; shl Rq(t), count as i8),
+                    (AluOp::Srl, false) => dynasm!(self.ops ; .arch x64 ; shr Rq(t), count as i8),
+                    (AluOp::Sra, false) => dynasm!(self.ops ; .arch x64 ; sar Rq(t), count as i8),
+                    (AluOp::Add, true) => dynasm!(self.ops ; .arch x64 ; add Rd(t), imm),
+                    (AluOp::Sll, true) => dynasm!(self.ops ; .arch x64 ; shl Rd(t), count as i8),
+                    (AluOp::Srl, true) => dynasm!(self.ops ; .arch x64 ; shr Rd(t), count as i8),
+                    _ => dynasm!(self.ops ; .arch x64 ; sar Rd(t), count as i8),
+                }
+            }
+            Source::Register(r) => match (self.cached[r as usize], word) {
+                (Some(h), false) => match op {
+                    AluOp::Add => dynasm!(self.ops ; .arch x64 ; add Rq(t), Rq(h)),
+                    AluOp::Sub => dynasm!(self.ops ; .arch x64 ; sub Rq(t), Rq(h)),
+                    AluOp::Xor => dynasm!(self.ops ; .arch x64 ; xor Rq(t), Rq(h)),
+                    AluOp::Or => dynasm!(self.ops ; .arch x64 ; or Rq(t), Rq(h)),
+                    _ => dynasm!(self.ops ; .arch x64 ; and Rq(t), Rq(h)),
+                },
+                (None, false) => match op {
+                    AluOp::Add => dynasm!(self.ops ; .arch x64 ; add Rq(t), QWORD [rdi + xs(r)]),
+                    AluOp::Sub => dynasm!(self.ops ; .arch x64 ; sub Rq(t), QWORD [rdi + xs(r)]),
+                    AluOp::Xor => dynasm!(self.ops ; .arch x64 ; xor Rq(t), QWORD [rdi + xs(r)]),
+                    AluOp::Or => dynasm!(self.ops ; .arch x64 ; or Rq(t), QWORD [rdi + xs(r)]),
+                    _ => dynasm!(self.ops ; .arch x64 ; and Rq(t), QWORD [rdi + xs(r)]),
+                },
+                (Some(h), true) => match op {
+                    AluOp::Add => dynasm!(self.ops ; .arch x64 ; add Rd(t), Rd(h)),
+                    _ => dynasm!(self.ops ; .arch x64 ; sub Rd(t), Rd(h)),
+                },
+                (None, true) => match op {
+                    AluOp::Add => dynasm!(self.ops ; .arch x64 ; add Rd(t), DWORD [rdi + xs(r)]),
+                    _ => dynasm!(self.ops ; .arch x64 ; sub Rd(t), DWORD [rdi + xs(r)]),
+                },
+            },
+        }
+        if word {
+            dynasm!(self.ops ; .arch x64 ; movsxd Rq(t), Rd(t));
+        }
+        if target == 0 {
             dynasm!(self.ops ; .arch x64 ; mov QWORD [rdi + xs(rd)], rax);
         }
+        true
     }
 
     fn load_const(&mut self, value: u64) {
@@ -354,8 +605,8 @@ impl Emitter {
     }
 
     /// RAX = host address of x[rs1] + offset for a `size`-byte access
-    /// through the read or write TLB; jumps to `slow` on a miss or when the
-    /// access would cross its page.
+    /// through the read or write TLB (at R15); jumps to `slow` on a miss
+    /// or when the access would cross its page.
     fn translate_address(
         &mut self,
         rs1: u8,
@@ -364,27 +615,25 @@ impl Emitter {
         write: bool,
         slow: DynamicLabel,
     ) {
-        let table = if write { self.tlb.write } else { self.tlb.read };
-        let privilege = self.tlb.privilege as i32;
+        let table = if write { (TLB_ENTRIES * 16) as i32 } else { 0 };
+        let privilege = self.privilege as i32;
         self.load_rax(rs1);
         dynasm!(self.ops ; .arch x64
-            ; mov rcx, QWORD offset as i64
-            ; add rax, rcx
+            ; add rax, offset
             ; mov rdx, rax
             ; shr rdx, 12
-            ; mov r9, rdx
-            ; and r9d, (TLB_ENTRIES - 1) as i32
-            ; shl r9, 4
+            ; mov ecx, edx
+            ; and ecx, (TLB_ENTRIES - 1) as i32
+            ; shl ecx, 4
             ; shl rdx, 2
             ; or rdx, privilege
-            ; mov r8, QWORD table as i64
-            ; cmp rdx, QWORD [r8 + r9]
+            ; cmp rdx, QWORD [r15 + rcx + table]
             ; jne =>slow
             ; mov edx, eax
             ; and edx, 0xfff
             ; cmp edx, (0x1000 - size as u32) as i32
             ; ja =>slow
-            ; add rax, QWORD [r8 + r9 + 8]
+            ; add rax, QWORD [r15 + rcx + table + 8]
         );
     }
 
@@ -443,12 +692,15 @@ impl Emitter {
                 self.store_rax(rd);
             }
             I::OpImm { op, rd, rs1, imm } => {
-                self.load_rax(rs1);
                 let imm = if self.inject_bug && op == AluOp::Add {
                     imm.wrapping_add(1)
                 } else {
                     imm
                 };
+                if self.alu_in_place(op, rd, rs1, Source::Immediate(imm), false) {
+                    return false;
+                }
+                self.load_rax(rs1);
                 let imm = match op {
                     AluOp::Sll | AluOp::Srl | AluOp::Sra => imm & 63,
                     _ => imm,
@@ -458,6 +710,9 @@ impl Emitter {
                 self.store_rax(rd);
             }
             I::OpImm32 { op, rd, rs1, imm } => {
+                if self.alu_in_place(op, rd, rs1, Source::Immediate(imm), true) {
+                    return false;
+                }
                 self.load_rax(rs1);
                 let imm = match op {
                     AluOp::Sll | AluOp::Srl | AluOp::Sra => imm & 31,
@@ -468,12 +723,18 @@ impl Emitter {
                 self.store_rax(rd);
             }
             I::Op { op, rd, rs1, rs2 } => {
+                if self.alu_in_place(op, rd, rs1, Source::Register(rs2), false) {
+                    return false;
+                }
                 self.load_rax(rs1);
                 self.load_rcx(rs2);
                 self.alu64(op);
                 self.store_rax(rd);
             }
             I::Op32 { op, rd, rs1, rs2 } => {
+                if self.alu_in_place(op, rd, rs1, Source::Register(rs2), true) {
+                    return false;
+                }
                 self.load_rax(rs1);
                 self.load_rcx(rs2);
                 self.alu32(op);
@@ -482,6 +743,7 @@ impl Emitter {
             I::Jal { rd, offset } => {
                 self.load_const(next);
                 self.store_rax(rd);
+                self.write_back();
                 dynasm!(self.ops ; .arch x64 ; lea r12, [r12 + total]);
                 self.jump_to(pc.wrapping_add(offset as i64 as u64));
                 return true;
@@ -491,13 +753,12 @@ impl Emitter {
                 // compressed instructions no target can be misaligned.
                 self.load_rax(rs1);
                 dynasm!(self.ops ; .arch x64
-                    ; mov rcx, QWORD offset as i64
-                    ; add rax, rcx
+                    ; add rax, offset
                     ; and rax, -2
-                    ; mov r10, rax
+                    ; mov rcx, QWORD next as i64
                 );
-                self.load_const(next);
-                self.store_rax(rd);
+                self.store(rd, 1);
+                self.write_back();
                 self.indirect_jump(total);
                 return true;
             }
@@ -508,9 +769,8 @@ impl Emitter {
                 offset,
             } => {
                 let taken = self.ops.new_dynamic_label();
-                self.load_rax(rs1);
-                self.load_rcx(rs2);
-                dynasm!(self.ops ; .arch x64 ; lea r12, [r12 + total] ; cmp rax, rcx);
+                self.compare(rs1, rs2);
+                dynasm!(self.ops ; .arch x64 ; lea r12, [r12 + total]);
                 match cond {
                     BranchCond::Eq => dynasm!(self.ops ; .arch x64 ; je =>taken),
                     BranchCond::Ne => dynasm!(self.ops ; .arch x64 ; jne =>taken),
@@ -519,9 +779,27 @@ impl Emitter {
                     BranchCond::Ltu => dynasm!(self.ops ; .arch x64 ; jb =>taken),
                     BranchCond::Geu => dynasm!(self.ops ; .arch x64 ; jae =>taken),
                 }
+                self.write_back();
                 self.jump_to(next);
                 dynasm!(self.ops ; .arch x64 ; =>taken);
-                self.jump_to(pc.wrapping_add(offset as i64 as u64));
+                let target = pc.wrapping_add(offset as i64 as u64);
+                if let (true, Some(body)) = (target == self.start, self.body) {
+                    // A loop on itself: go round again while another full
+                    // pass fits the budget, registers staying cached.
+                    let stop = self.ops.new_dynamic_label();
+                    dynasm!(self.ops ; .arch x64
+                        ; lea rax, [r12 + total]
+                        ; cmp rax, r14
+                        ; ja =>stop
+                        ; jmp =>body
+                        ; =>stop
+                    );
+                    self.write_back();
+                    self.leave(target);
+                } else {
+                    self.write_back();
+                    self.jump_to(target);
+                }
                 return true;
             }
             I::FpLoad {
@@ -769,6 +1047,33 @@ impl Emitter {
                 }
                 self.store_rax(rd);
             }
+            I::Csr { op, rd, src, .. } => {
+                // rd = fflags as accrued so far: the hart's, plus what SSE
+                // raised since the dispatcher last folded MXCSR in.
+                let table = MXCSR_TO_FFLAGS.as_ptr() as i64;
+                dynasm!(self.ops ; .arch x64
+                    ; stmxcsr DWORD [rbp + 40]
+                    ; mov eax, DWORD [rbp + 40]
+                    ; and eax, 0x3f
+                    ; mov rcx, QWORD table
+                    ; movzx eax, BYTE [rcx + rax]
+                    ; mov rcx, QWORD [rbp + 48]
+                    ; or rax, QWORD [rcx]
+                );
+                if op == CsrOp::Write {
+                    // fflags = x[src]; the host's accrued flags start over.
+                    dynasm!(self.ops ; .arch x64 ; mov rdx, rax);
+                    self.load_rax(src);
+                    dynasm!(self.ops ; .arch x64
+                        ; and eax, 0x1f
+                        ; mov QWORD [rcx], rax
+                        ; mov DWORD [rbp + 40], DEFAULT_MXCSR as i32
+                        ; ldmxcsr DWORD [rbp + 40]
+                        ; mov rax, rdx
+                    );
+                }
+                self.store_rax(rd);
+            }
             I::FpMoveFromInt { fmt, rd, rs1 } => {
                 self.load_rax(rs1);
                 if fmt == FpFormat::S {
@@ -782,21 +1087,21 @@ impl Emitter {
         false
     }
 
-    /// Leaves the JALR target (in R10) through the jump cache, or exits.
+    /// Leaves for the JALR target (in RAX) through the jump cache, or exits.
     fn indirect_jump(&mut self, total: i32) {
         let miss = self.ops.new_dynamic_label();
         dynasm!(self.ops ; .arch x64
-            ; mov rax, r10
             ; lea r12, [r12 + total]
             ; mov edx, eax
             ; shr edx, 1
             ; and edx, (JUMP_CACHE_ENTRIES - 1) as i32
             ; shl edx, 5
-            ; cmp rax, QWORD [r15 + rdx]
+            ; add rdx, QWORD [rbp + 24]
+            ; cmp rax, QWORD [rdx]
             ; jne =>miss
-            ; cmp QWORD [r15 + rdx + 8], self.mode as i32
+            ; cmp QWORD [rdx + 8], self.mode as i32
             ; jne =>miss
-            ; jmp QWORD [r15 + rdx + 16]
+            ; jmp QWORD [rdx + 16]
             ; =>miss
             ; xor edx, edx
             ; jmp extern self.exit

@@ -38,6 +38,8 @@
 //! tiny runtime; a second, optimizing tier could use Cranelift later.
 
 mod arena;
+// dynasm expands dynamic registers (`Rq(n)`) with a `.into()` of the number.
+#[allow(clippy::useless_conversion)]
 mod emit;
 mod translate;
 
@@ -182,6 +184,9 @@ impl Jit {
             count: 0,
             patch: 0,
             jump_cache: jump_cache.as_ptr(),
+            epoch: 0,
+            mxcsr: 0,
+            fflags: std::ptr::null_mut(),
         });
         Jit {
             options,
@@ -281,8 +286,10 @@ impl Jit {
         if block.len > budget {
             return None;
         }
+        self.state.epoch = epoch as u64;
+        self.state.fflags = &mut hart.csr.fflags;
         if self.options.lockstep {
-            return self.check_block(hart, platform, block, epoch);
+            return self.check_block(hart, platform, block, tlb);
         }
         if patch != 0 && resets == self.resets {
             emit::chain(patch, block);
@@ -297,7 +304,7 @@ impl Jit {
             &mut hart.f,
             block,
             budget,
-            epoch,
+            tlb,
             &mut self.state,
         );
         if fp {
@@ -420,12 +427,12 @@ impl Jit {
         hart: &mut Hart,
         platform: &mut dyn Platform,
         block: &Block,
-        epoch: u32,
+        tlb: DataTlb,
     ) -> Option<u64> {
         let (start_pc, start_traps) = (hart.pc, hart.traps);
         let (mut x, mut f) = (hart.x, hart.f);
         self.runtime
-            .enter(&mut x, &mut f, block, block.len, epoch, &mut self.state);
+            .enter(&mut x, &mut f, block, block.len, tlb, &mut self.state);
         // The interpreter accrues the flags itself.
         reset_mxcsr();
         let (translated_pc, count) = (self.state.pc, self.state.count);

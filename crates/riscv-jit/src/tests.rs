@@ -222,8 +222,8 @@ fn fp_op(funct7: u32, rm: u32, rd: u32, rs1: u32, rs2: u32) -> u32 {
 
 /// FP arithmetic in a loop: division (inexact, by zero), add, mul, sqrt,
 /// fused multiply-add, sign injection, conversions both ways (one out of
-/// range), compares, moves, singles, and inf - inf (a NaN: the
-/// interpreter's canonical one).
+/// range), compares, moves, singles, inf - inf (a NaN: the interpreter's
+/// canonical one), and reading and clearing the accrued flags.
 fn fp_program() -> Vec<u32> {
     const DYN: u32 = 7;
     let fmadd_d = |rd: u32, rs1: u32, rs2: u32, rs3: u32| {
@@ -239,6 +239,7 @@ fn fp_program() -> Vec<u32> {
         fp_op(0x69, DYN, 9, 0, 2),  // fcvt.d.l f9, x0
         fp_op(0x68, DYN, 11, 0, 2), // fcvt.s.l f11, x0
         // loop:
+        i_type(0x73, 1, 12, 0, 1),    // fsflags x12, x0 (clears; x12 = old)
         fp_op(0x0d, DYN, 3, 1, 2),    // fdiv.d f3, f1, f2
         fp_op(0x01, DYN, 4, 4, 3),    // fadd.d f4, f4, f3
         fp_op(0x09, DYN, 5, 4, 4),    // fmul.d f5, f4, f4
@@ -256,9 +257,10 @@ fn fp_program() -> Vec<u32> {
         fp_op(0x0d, DYN, 13, 1, 9),   // fdiv.d f13, f1, f9 (3 / 0)
         fp_op(0x05, DYN, 14, 13, 13), // fsub.d f14, f13, f13 (inf - inf)
         fp_op(0x71, 0, 9, 14, 0),     // fmv.x.d x9, f14
+        i_type(0x73, 2, 11, 0, 1),    // frflags x11
         fp_op(0x61, 0, 10, 13, 0),    // fcvt.w.d x10, f13 (out of range)
         i_type(0x13, 0, 1, 1, -1),
-        b_type(1, 1, 0, -72),
+        b_type(1, 1, 0, -80),
         WFI,
     ]
 }
@@ -274,6 +276,7 @@ fn translated_fp_matches_the_interpreter_bit_for_bit() {
     assert_eq!(reference.x[9], 0x7ff8_0000_0000_0000, "canonical NaN");
     assert_eq!(reference.x[10], i32::MAX as u64, "saturated conversion");
     assert_eq!(reference.csr.fflags, 0x19, "NV, DZ and NX accrued");
+    assert_eq!(reference.x[11], 0x19, "frflags saw them mid-loop");
 }
 
 #[test]

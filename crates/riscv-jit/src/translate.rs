@@ -1,6 +1,9 @@
 //! Block discovery: which instructions at a PC the first tier translates.
 
-use riscv_isa::{AluOp, FpOp, Instruction, IntFormat};
+use riscv_isa::{AluOp, CsrOp, FpOp, Instruction, IntFormat};
+
+/// The `fflags` CSR.
+pub const FFLAGS: u16 = 0x001;
 
 /// Longest block, in instructions.
 pub const MAX_BLOCK: usize = 64;
@@ -21,7 +24,8 @@ pub struct Translation {
 /// What the translator may emit.
 #[derive(Clone, Copy)]
 pub struct Features {
-    /// Loads and stores (lock-step keeps them interpreted).
+    /// Loads, stores and `fflags` accesses: state beyond the registers
+    /// (lock-step keeps them interpreted).
     pub memory: bool,
     /// FP instructions: FP is enabled and dirty and the dynamic rounding
     /// mode is RNE, so `rm = dyn` means what the host does by default.
@@ -76,6 +80,15 @@ fn supported(inst: &Instruction, features: Features) -> bool {
             matches!(int, IntFormat::W | IntFormat::L) && nearest_even(rm)
         }
         I::FpCompare { .. } | I::FpMoveToInt { .. } | I::FpMoveFromInt { .. } => true,
+        // frflags / fsflags (libm saves and restores the flags around
+        // compares whose exceptions it wants hidden).
+        I::Csr {
+            op,
+            src,
+            imm: false,
+            csr: FFLAGS,
+            ..
+        } => features.memory && (op == CsrOp::Write || (op == CsrOp::Set && src == 0)),
         _ => false,
     }
 }
