@@ -23,9 +23,10 @@
 //! that the cell holds the current epoch (else its guest code may have
 //! changed) and that a full pass fits the budget; otherwise it exits with
 //! its own PC. Exits to a constant PC in the block's own guest page go
-//! through a patchable `jmp rel32` whose address travels to the dispatcher,
-//! which points it straight at the target block once that exists (direct
-//! chaining). JALR looks its target up in the jump cache inline.
+//! through a patchable exit sequence whose address travels to the
+//! dispatcher, which turns it into a jump straight to the target block once
+//! that exists (direct chaining). JALR, and jumps to other pages, look the
+//! target up in the jump cache inline.
 //!
 //! Loads and stores look up the hart's data soft-TLB inline, exactly as the
 //! interpreter's fast path does; on a miss (or a page-crossing access) the
@@ -214,6 +215,8 @@ pub struct Block {
     pub entry: *mut u8,
     /// Guest instructions in one pass.
     pub len: u64,
+    /// Bytes of host code.
+    pub size: usize,
 }
 
 impl Block {
@@ -231,7 +234,8 @@ impl Block {
     }
 }
 
-/// Points the `jmp rel32` at `site` to `target` (direct chaining).
+/// Makes the exit sequence at `site` jump straight to `target` (direct
+/// chaining).
 pub fn chain(site: u64, target: &Block) {
     write_jump(site as *mut u8, target.entry);
 }
@@ -274,6 +278,7 @@ pub fn emit_block(target: Target, pc: u64, instructions: &[(Instruction, u8)]) -
         inject_bug: target.inject_bug,
         page: pc >> 12,
         slow: Vec::new(),
+        side_exits: Vec::new(),
         cached: [None; 32],
         written: 0,
         start: pc,
@@ -291,6 +296,7 @@ pub fn emit_block(target: Target, pc: u64, instructions: &[(Instruction, u8)]) -
         // SAFETY: the code starts with the 8-byte epoch cell.
         entry: unsafe { start.add(8) },
         len: instructions.len() as u64,
+        size: code.len() - 8,
     })
 }
 
@@ -313,6 +319,9 @@ struct Emitter {
     /// Exits that hand an instruction to the interpreter: (label, its pc,
     /// instructions of the block completed before it).
     slow: Vec<(DynamicLabel, u64, u64)>,
+    /// Taken conditional branches in the middle of the block: (label,
+    /// target, instructions completed with the branch).
+    side_exits: Vec<(DynamicLabel, u64, u64)>,
     /// The host register caching each guest register, if any.
     cached: [Option<u8>; 32],
     /// Cached guest registers the block writes (bit per register): every
@@ -425,11 +434,37 @@ impl Emitter {
         }
         dynasm!(self.ops ; .arch x64 ; =>stale);
         self.leave(start);
+        for (label, target, count) in std::mem::take(&mut self.side_exits) {
+            dynasm!(self.ops ; .arch x64 ; =>label ; lea r12, [r12 + count as i32]);
+            self.branch_taken(target, total);
+        }
         for (label, at, done) in std::mem::take(&mut self.slow) {
             dynasm!(self.ops ; .arch x64 ; =>label);
             self.write_back();
             dynasm!(self.ops ; .arch x64 ; lea r12, [r12 + done as i32]);
             self.leave(at);
+        }
+    }
+
+    /// Continues at a taken branch's `target` (R12 already counts the
+    /// branch): round again for a loop on the block's own start, while
+    /// another full pass of `total` fits the budget, registers staying
+    /// cached; elsewhere through a chainable exit.
+    fn branch_taken(&mut self, target: u64, total: i32) {
+        if let (true, Some(body)) = (target == self.start, self.body) {
+            let stop = self.ops.new_dynamic_label();
+            dynasm!(self.ops ; .arch x64
+                ; lea rax, [r12 + total]
+                ; cmp rax, r14
+                ; ja =>stop
+                ; jmp =>body
+                ; =>stop
+            );
+            self.write_back();
+            self.leave(target);
+        } else {
+            self.write_back();
+            self.jump_to(target);
         }
     }
 
@@ -452,17 +487,20 @@ impl Emitter {
     }
 
     /// Continues at the constant guest `pc`: a patchable exit when it lies
-    /// in this block's page.
+    /// in this block's page, else through the jump cache.
     fn jump_to(&mut self, pc: u64) {
         if pc >> 12 != self.page {
-            self.leave(pc);
+            self.load_const(pc);
+            self.indirect_jump();
             return;
         }
+        // Chaining overwrites the start of the 10-byte `mov` with a jump
+        // to the target block, so a chained exit costs one `lea` and a jump.
         let site = self.ops.new_dynamic_label();
         dynasm!(self.ops ; .arch x64
-            ; mov rax, QWORD pc as i64
             ; lea rdx, [=>site]
             ; =>site
+            ; mov rax, QWORD pc as i64
             ; jmp extern self.exit
         );
     }
@@ -759,7 +797,8 @@ impl Emitter {
                 );
                 self.store(rd, 1);
                 self.write_back();
-                self.indirect_jump(total);
+                dynasm!(self.ops ; .arch x64 ; lea r12, [r12 + total]);
+                self.indirect_jump();
                 return true;
             }
             I::Branch {
@@ -769,8 +808,12 @@ impl Emitter {
                 offset,
             } => {
                 let taken = self.ops.new_dynamic_label();
+                let target = pc.wrapping_add(offset as i64 as u64);
+                let last = done as i32 + 1 == total;
                 self.compare(rs1, rs2);
-                dynasm!(self.ops ; .arch x64 ; lea r12, [r12 + total]);
+                if last {
+                    dynasm!(self.ops ; .arch x64 ; lea r12, [r12 + total]);
+                }
                 match cond {
                     BranchCond::Eq => dynasm!(self.ops ; .arch x64 ; je =>taken),
                     BranchCond::Ne => dynasm!(self.ops ; .arch x64 ; jne =>taken),
@@ -779,27 +822,15 @@ impl Emitter {
                     BranchCond::Ltu => dynasm!(self.ops ; .arch x64 ; jb =>taken),
                     BranchCond::Geu => dynasm!(self.ops ; .arch x64 ; jae =>taken),
                 }
+                if !last {
+                    // A side exit: the block goes on with the fall-through path.
+                    self.side_exits.push((taken, target, done + 1));
+                    return false;
+                }
                 self.write_back();
                 self.jump_to(next);
                 dynasm!(self.ops ; .arch x64 ; =>taken);
-                let target = pc.wrapping_add(offset as i64 as u64);
-                if let (true, Some(body)) = (target == self.start, self.body) {
-                    // A loop on itself: go round again while another full
-                    // pass fits the budget, registers staying cached.
-                    let stop = self.ops.new_dynamic_label();
-                    dynasm!(self.ops ; .arch x64
-                        ; lea rax, [r12 + total]
-                        ; cmp rax, r14
-                        ; ja =>stop
-                        ; jmp =>body
-                        ; =>stop
-                    );
-                    self.write_back();
-                    self.leave(target);
-                } else {
-                    self.write_back();
-                    self.jump_to(target);
-                }
+                self.branch_taken(target, total);
                 return true;
             }
             I::FpLoad {
@@ -1087,11 +1118,12 @@ impl Emitter {
         false
     }
 
-    /// Leaves for the JALR target (in RAX) through the jump cache, or exits.
-    fn indirect_jump(&mut self, total: i32) {
+    /// Leaves for the guest PC in RAX through the jump cache (the target's
+    /// page mapping was current when the entry was made, and the cache is
+    /// cleared whenever the TLB is flushed), or exits to the dispatcher.
+    fn indirect_jump(&mut self) {
         let miss = self.ops.new_dynamic_label();
         dynasm!(self.ops ; .arch x64
-            ; lea r12, [r12 + total]
             ; mov edx, eax
             ; shr edx, 1
             ; and edx, (JUMP_CACHE_ENTRIES - 1) as i32

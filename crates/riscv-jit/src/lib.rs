@@ -21,9 +21,9 @@
 //!
 //! Blocks chain: an exit to a constant PC in the same guest page is patched
 //! into a direct jump to the block there (the page's mapping was checked
-//! when the chain was entered, and a chain never leaves the page), and JALR
-//! goes through an indirect-jump cache keyed by PC and mode, cleared when
-//! the hart's TLB is flushed. Each block checks the epoch and the remaining
+//! when the chain was entered, and a chain never leaves the page); JALR and
+//! jumps to other pages go through an indirect-jump cache keyed by PC and
+//! mode, cleared when the hart's TLB is flushed. Each block checks the epoch and the remaining
 //! budget at its entry, so chains stop where the interpreter would hand
 //! over: interrupts are still evaluated at the same slice boundaries.
 //!
@@ -169,6 +169,8 @@ pub struct Jit {
     jump_generation: u64,
     state: Box<ExitState>,
     host_fma: bool,
+    /// `perf`'s map of JIT symbols (/tmp/perf-PID.map), when VISOR_PERF_MAP is set.
+    perf_map: Option<std::fs::File>,
     divergence: Option<Divergence>,
     /// Instructions run as translated code.
     pub translated_instructions: u64,
@@ -199,6 +201,13 @@ impl Jit {
             jump_generation: u64::MAX,
             state,
             host_fma: std::arch::is_x86_feature_detected!("fma"),
+            perf_map: std::env::var_os("VISOR_PERF_MAP").and_then(|_| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(format!("/tmp/perf-{}.map", std::process::id()))
+                    .ok()
+            }),
             divergence: None,
             translated_instructions: 0,
         }
@@ -399,6 +408,14 @@ impl Jit {
                 }
             }
         };
+        if let (Some(map), Some(block)) = (&mut self.perf_map, &block) {
+            use std::io::Write;
+            let _ = writeln!(
+                map,
+                "{:x} {:x} guest_{pc:x}",
+                block.entry as usize, block.size
+            );
+        }
         let slot = Rc::new(Slot {
             block,
             bytes,

@@ -40,7 +40,7 @@ fn nearest_even(rm: u8) -> bool {
     rm == RM_RNE || rm == RM_DYN
 }
 
-/// The work the first tier emits; a JAL, JALR or branch ends the block.
+/// The work the first tier emits.
 fn supported(inst: &Instruction, features: Features) -> bool {
     use Instruction as I;
     match *inst {
@@ -93,11 +93,10 @@ fn supported(inst: &Instruction, features: Features) -> bool {
     }
 }
 
+/// Unconditional jumps end a block; conditional branches become side
+/// exits and the block goes on along the fall-through path.
 fn ends_block(inst: &Instruction) -> bool {
-    matches!(
-        inst,
-        Instruction::Jal { .. } | Instruction::Jalr { .. } | Instruction::Branch { .. }
-    )
+    matches!(inst, Instruction::Jal { .. } | Instruction::Jalr { .. })
 }
 
 /// Decodes from `code` (the bytes at a PC to the end of its page). `None`
