@@ -260,6 +260,36 @@ impl Hart {
             .map(|_| ())
     }
 
+    /// Fills the data TLB for a `size`-byte load (or store, when `write`)
+    /// at `vaddr` without performing it, for translated code whose inline
+    /// lookup missed. False when the access cannot take the fast path
+    /// (a fault, a device, a page-crossing access, PMP within the page, the
+    /// watched page, or a store to a page holding translated code): the
+    /// interpreter then performs it.
+    pub fn fill_data_tlb(&mut self, vaddr: u64, size: u8, write: bool) -> bool {
+        if !within_page(vaddr, size) {
+            return false;
+        }
+        let access = if write { Access::Write } else { Access::Read };
+        let privilege = self.data_privilege();
+        let Ok(paddr) = self.translate(vaddr, access, privilege) else {
+            return false;
+        };
+        let page = paddr & !(PAGE_SIZE - 1);
+        if !self.ram.contains(page, PAGE_SIZE)
+            || (write && (paddr >> PAGE_SHIFT == self.watched_page || self.ram.is_protected(page)))
+            || !self.pmp_allows(page, PAGE_SIZE, access, privilege)
+        {
+            return false;
+        }
+        let entry = TlbEntry {
+            tag: tlb_tag(vaddr, privilege),
+            addend: (self.ram.host_ptr(page) as u64).wrapping_sub(vaddr & !(PAGE_SIZE - 1)),
+        };
+        self.tlb.fill(access, tlb_index(vaddr), entry);
+        true
+    }
+
     /// Fetches the raw instruction at `pc` (only 16 bits are valid when the
     /// low parcel marks a compressed instruction).
     #[inline]

@@ -207,6 +207,12 @@ impl GuestRam {
         true
     }
 
+    /// True when the page holding guest physical `addr` (inside RAM) holds translated code.
+    #[inline]
+    pub(crate) fn is_protected(&self, addr: u64) -> bool {
+        self.code.chunks[((addr - self.base) >> PAGE_SHIFT) as usize].get() != 0
+    }
+
     /// Notes a store to `[addr, addr + len)` (inside RAM): a page whose
     /// translated code it overlaps becomes unprotected and the code epoch
     /// advances.

@@ -106,6 +106,19 @@ pub struct ExitState {
     pub mxcsr: u64,
     /// The hart's `fflags` (flags accrued before this entry).
     pub fflags: *mut u64,
+    /// The hart, for [`fill_tlb`].
+    pub hart: *mut riscv_hart::Hart,
+}
+
+/// Called from translated code whose inline TLB lookup missed: fills the
+/// entry if the access can take the fast path (see
+/// `Hart::fill_data_tlb`); `request` is the size, plus 256 for a store.
+extern "sysv64" fn fill_tlb(hart: *mut riscv_hart::Hart, vaddr: u64, request: u64) -> u64 {
+    // SAFETY: `hart` is the hart whose registers the calling block runs on
+    // (ExitState::hart, set by the engine for this entry); translated code
+    // holds no reference into it across the call.
+    let hart = unsafe { &mut *hart };
+    hart.fill_data_tlb(vaddr, request as u8, request & 256 != 0) as u64
 }
 
 /// RISC-V `fflags` bits for each combination of MXCSR's six status bits
@@ -279,6 +292,7 @@ pub fn emit_block(target: Target, pc: u64, instructions: &[(Instruction, u8)]) -
         page: pc >> 12,
         slow: Vec::new(),
         side_exits: Vec::new(),
+        misses: Vec::new(),
         cached: [None; 32],
         written: 0,
         start: pc,
@@ -322,6 +336,9 @@ struct Emitter {
     /// Taken conditional branches in the middle of the block: (label,
     /// target, instructions completed with the branch).
     side_exits: Vec<(DynamicLabel, u64, u64)>,
+    /// TLB misses: (label, where to retry the lookup, where to give up,
+    /// the access: size, plus 256 for a store).
+    misses: Vec<(DynamicLabel, DynamicLabel, DynamicLabel, u64)>,
     /// The host register caching each guest register, if any.
     cached: [Option<u8>; 32],
     /// Cached guest registers the block writes (bit per register): every
@@ -434,6 +451,26 @@ impl Emitter {
         }
         dynasm!(self.ops ; .arch x64 ; =>stale);
         self.leave(start);
+        // A TLB miss asks the hart to fill the entry and retries, keeping
+        // the block running; what cannot be filled goes to the interpreter.
+        // The cached registers the call may clobber are saved around it (six
+        // pushes keep the stack 16-byte aligned).
+        let fill = fill_tlb as *const u8 as i64;
+        for (label, retry, slow, request) in std::mem::take(&mut self.misses) {
+            dynasm!(self.ops ; .arch x64
+                ; =>label
+                ; push rdi ; push rsi ; push r8 ; push r9 ; push r10 ; push r11
+                ; mov rdi, QWORD [rbp + 56]
+                ; mov rsi, rax
+                ; mov edx, request as i32
+                ; mov rax, QWORD fill
+                ; call rax
+                ; pop r11 ; pop r10 ; pop r9 ; pop r8 ; pop rsi ; pop rdi
+                ; test eax, eax
+                ; jnz =>retry
+                ; jmp =>slow
+            );
+        }
         for (label, target, count) in std::mem::take(&mut self.side_exits) {
             dynasm!(self.ops ; .arch x64 ; =>label ; lea r12, [r12 + count as i32]);
             self.branch_taken(target, total);
@@ -585,10 +622,18 @@ impl Emitter {
         {
             return false;
         }
-        self.load(target, rs1);
         let t = target;
+        let copy = matches!(op, AluOp::Add | AluOp::Or | AluOp::Xor) && !word;
         match source {
+            // li: a constant.
+            Source::Immediate(imm) if copy && rs1 == 0 => {
+                dynasm!(self.ops ; .arch x64 ; mov Rq(t), imm)
+            }
+            // mv (addi rd, rs, 0; c.mv is add rd, x0, rs): a copy.
+            Source::Immediate(0) if copy => self.load(t, rs1),
+            Source::Register(r) if copy && rs1 == 0 => self.load(t, r),
             Source::Immediate(imm) => {
+                self.load(t, rs1);
                 let count = imm & if word { 31 } else { 63 };
                 match (op, word) {
                     (AluOp::Add, false) => dynasm!(self.ops ; .arch x64 ; add Rq(t), imm),
@@ -604,30 +649,10 @@ impl Emitter {
                     _ => dynasm!(self.ops ; .arch x64 ; sar Rd(t), count as i8),
                 }
             }
-            Source::Register(r) => match (self.cached[r as usize], word) {
-                (Some(h), false) => match op {
-                    AluOp::Add => dynasm!(self.ops ; .arch x64 ; add Rq(t), Rq(h)),
-                    AluOp::Sub => dynasm!(self.ops ; .arch x64 ; sub Rq(t), Rq(h)),
-                    AluOp::Xor => dynasm!(self.ops ; .arch x64 ; xor Rq(t), Rq(h)),
-                    AluOp::Or => dynasm!(self.ops ; .arch x64 ; or Rq(t), Rq(h)),
-                    _ => dynasm!(self.ops ; .arch x64 ; and Rq(t), Rq(h)),
-                },
-                (None, false) => match op {
-                    AluOp::Add => dynasm!(self.ops ; .arch x64 ; add Rq(t), QWORD [rdi + xs(r)]),
-                    AluOp::Sub => dynasm!(self.ops ; .arch x64 ; sub Rq(t), QWORD [rdi + xs(r)]),
-                    AluOp::Xor => dynasm!(self.ops ; .arch x64 ; xor Rq(t), QWORD [rdi + xs(r)]),
-                    AluOp::Or => dynasm!(self.ops ; .arch x64 ; or Rq(t), QWORD [rdi + xs(r)]),
-                    _ => dynasm!(self.ops ; .arch x64 ; and Rq(t), QWORD [rdi + xs(r)]),
-                },
-                (Some(h), true) => match op {
-                    AluOp::Add => dynasm!(self.ops ; .arch x64 ; add Rd(t), Rd(h)),
-                    _ => dynasm!(self.ops ; .arch x64 ; sub Rd(t), Rd(h)),
-                },
-                (None, true) => match op {
-                    AluOp::Add => dynasm!(self.ops ; .arch x64 ; add Rd(t), DWORD [rdi + xs(r)]),
-                    _ => dynasm!(self.ops ; .arch x64 ; sub Rd(t), DWORD [rdi + xs(r)]),
-                },
-            },
+            Source::Register(r) => {
+                self.load(t, rs1);
+                self.alu_register(op, t, r, word);
+            }
         }
         if word {
             dynasm!(self.ops ; .arch x64 ; movsxd Rq(t), Rd(t));
@@ -638,13 +663,42 @@ impl Emitter {
         true
     }
 
+    /// Host register `t` op= x[r] (64-bit, or 32-bit when `word`).
+    fn alu_register(&mut self, op: AluOp, t: u8, r: u8, word: bool) {
+        match (self.cached[r as usize], word) {
+            (Some(h), false) => match op {
+                AluOp::Add => dynasm!(self.ops ; .arch x64 ; add Rq(t), Rq(h)),
+                AluOp::Sub => dynasm!(self.ops ; .arch x64 ; sub Rq(t), Rq(h)),
+                AluOp::Xor => dynasm!(self.ops ; .arch x64 ; xor Rq(t), Rq(h)),
+                AluOp::Or => dynasm!(self.ops ; .arch x64 ; or Rq(t), Rq(h)),
+                _ => dynasm!(self.ops ; .arch x64 ; and Rq(t), Rq(h)),
+            },
+            (None, false) => match op {
+                AluOp::Add => dynasm!(self.ops ; .arch x64 ; add Rq(t), QWORD [rdi + xs(r)]),
+                AluOp::Sub => dynasm!(self.ops ; .arch x64 ; sub Rq(t), QWORD [rdi + xs(r)]),
+                AluOp::Xor => dynasm!(self.ops ; .arch x64 ; xor Rq(t), QWORD [rdi + xs(r)]),
+                AluOp::Or => dynasm!(self.ops ; .arch x64 ; or Rq(t), QWORD [rdi + xs(r)]),
+                _ => dynasm!(self.ops ; .arch x64 ; and Rq(t), QWORD [rdi + xs(r)]),
+            },
+            (Some(h), true) => match op {
+                AluOp::Add => dynasm!(self.ops ; .arch x64 ; add Rd(t), Rd(h)),
+                _ => dynasm!(self.ops ; .arch x64 ; sub Rd(t), Rd(h)),
+            },
+            (None, true) => match op {
+                AluOp::Add => dynasm!(self.ops ; .arch x64 ; add Rd(t), DWORD [rdi + xs(r)]),
+                _ => dynasm!(self.ops ; .arch x64 ; sub Rd(t), DWORD [rdi + xs(r)]),
+            },
+        }
+    }
+
     fn load_const(&mut self, value: u64) {
         dynasm!(self.ops ; .arch x64 ; mov rax, QWORD value as i64);
     }
 
     /// RAX = host address of x[rs1] + offset for a `size`-byte access
-    /// through the read or write TLB (at R15); jumps to `slow` on a miss
-    /// or when the access would cross its page.
+    /// through the read or write TLB (at R15); on a miss the hart fills the
+    /// entry and the lookup runs again; jumps to `slow` when the access
+    /// cannot take the fast path or would cross its page.
     fn translate_address(
         &mut self,
         rs1: u8,
@@ -654,19 +708,28 @@ impl Emitter {
         slow: DynamicLabel,
     ) {
         let table = if write { (TLB_ENTRIES * 16) as i32 } else { 0 };
-        let privilege = self.privilege as i32;
+        let (retry, miss) = (self.ops.new_dynamic_label(), self.ops.new_dynamic_label());
+        self.misses
+            .push((miss, retry, slow, size as u64 | (write as u64) << 8));
+        dynasm!(self.ops ; .arch x64 ; =>retry);
         self.load_rax(rs1);
+        if offset != 0 {
+            dynasm!(self.ops ; .arch x64 ; add rax, offset);
+        }
         dynasm!(self.ops ; .arch x64
-            ; add rax, offset
             ; mov rdx, rax
             ; shr rdx, 12
             ; mov ecx, edx
             ; and ecx, (TLB_ENTRIES - 1) as i32
             ; shl ecx, 4
             ; shl rdx, 2
-            ; or rdx, privilege
+        );
+        if self.privilege != 0 {
+            dynasm!(self.ops ; .arch x64 ; or rdx, self.privilege as i32);
+        }
+        dynasm!(self.ops ; .arch x64
             ; cmp rdx, QWORD [r15 + rcx + table]
-            ; jne =>slow
+            ; jne =>miss
             ; mov edx, eax
             ; and edx, 0xfff
             ; cmp edx, (0x1000 - size as u32) as i32

@@ -189,6 +189,7 @@ impl Jit {
             epoch: 0,
             mxcsr: 0,
             fflags: std::ptr::null_mut(),
+            hart: std::ptr::null_mut(),
         });
         Jit {
             options,
@@ -297,6 +298,7 @@ impl Jit {
         }
         self.state.epoch = epoch as u64;
         self.state.fflags = &mut hart.csr.fflags;
+        self.state.hart = hart;
         if self.options.lockstep {
             return self.check_block(hart, platform, block, tlb);
         }
