@@ -159,6 +159,18 @@ pub fn run(root: &Path, images: &Images) -> Result<()> {
     let seconds = |d: Duration| d.as_secs_f64();
     println!("| workload (inside Linux) | visor interp | visor jit | qemu-system-riscv64 (TCG) | native (cc -O2) | jit throughput vs QEMU | jit vs interp | jit / native time |");
     println!("|---|---|---|---|---|---|---|---|");
+    let row = |name: &str, t: &[f64]| {
+        println!(
+            "| {name} | {:.3} s | {:.3} s | {:.3} s | {:.3} s | {:.2}× | {:.1}× | {:.1}× |",
+            t[0],
+            t[1],
+            t[2],
+            t[3],
+            t[2] / t[1],
+            t[0] / t[1],
+            t[1] / t[3]
+        )
+    };
     let mut totals = [0.0f64; 4];
     let mut log_ratio = 0.0;
     for name in WORKLOADS {
@@ -170,28 +182,9 @@ pub fn run(root: &Path, images: &Images) -> Result<()> {
             *total += v;
         }
         log_ratio += (t[2] / t[1]).ln();
-        println!(
-            "| {name} | {:.3} s | {:.3} s | {:.3} s | {:.3} s | {:.2}× | {:.1}× | {:.1}× |",
-            t[0],
-            t[1],
-            t[2],
-            t[3],
-            t[2] / t[1],
-            t[0] / t[1],
-            t[1] / t[3]
-        );
+        row(name, &t);
     }
-    let t = totals;
-    println!(
-        "| **all four** | {:.3} s | {:.3} s | {:.3} s | {:.3} s | {:.2}× | {:.1}× | {:.1}× |",
-        t[0],
-        t[1],
-        t[2],
-        t[3],
-        t[2] / t[1],
-        t[0] / t[1],
-        t[1] / t[3]
-    );
+    row("**all four**", &totals);
     println!();
     println!(
         "Geometric mean of the JIT's per-workload throughput against QEMU: {:.2}×.",
