@@ -284,7 +284,8 @@ pub fn emit_block(target: Target, pc: u64, instructions: &[(Instruction, u8)]) -
         "the write table follows the read table"
     );
     let mut emitter = Emitter {
-        ops: Assembler::new(base),
+        // Room for a long block, so assembling rarely reallocates.
+        ops: Assembler::new_with_capacity(base, 8192, 0, 0, 256, 0, 256),
         exit: target.runtime.exit,
         privilege: target.tlb.privilege,
         mode: target.mode,
@@ -356,11 +357,11 @@ fn allocate(instructions: &[(Instruction, u8)]) -> ([Option<u8>; 32], u32) {
     let mut uses = [0u32; 32];
     let mut writes = 0u32;
     for (inst, _) in instructions {
-        let names = registers(inst);
-        if let (Some(&rd), true) = (names.first(), writes_first(inst)) {
-            writes |= 1 << rd;
+        let (names, count) = registers(inst);
+        if count > 0 && writes_first(inst) {
+            writes |= 1 << names[0];
         }
-        for r in names {
+        for &r in &names[..count] {
             uses[r as usize] += 1;
         }
     }
@@ -390,22 +391,27 @@ fn writes_first(inst: &Instruction) -> bool {
     )
 }
 
-/// The integer registers an instruction names (read or written).
-fn registers(inst: &Instruction) -> Vec<u8> {
+/// The integer registers an instruction names (read or written), as many
+/// as the count says.
+fn registers(inst: &Instruction) -> ([u8; 3], usize) {
     use Instruction as I;
     match *inst {
-        I::Lui { rd, .. } | I::Auipc { rd, .. } | I::Jal { rd, .. } => vec![rd],
+        I::Lui { rd, .. } | I::Auipc { rd, .. } | I::Jal { rd, .. } => ([rd, 0, 0], 1),
         I::Jalr { rd, rs1, .. }
         | I::Load { rd, rs1, .. }
         | I::OpImm { rd, rs1, .. }
-        | I::OpImm32 { rd, rs1, .. } => vec![rd, rs1],
-        I::Op { rd, rs1, rs2, .. } | I::Op32 { rd, rs1, rs2, .. } => vec![rd, rs1, rs2],
-        I::Store { rs1, rs2, .. } | I::Branch { rs1, rs2, .. } => vec![rs1, rs2],
-        I::FpLoad { rs1, .. } | I::FpStore { rs1, .. } | I::IntToFp { rs1, .. } => vec![rs1],
-        I::FpMoveFromInt { rs1, .. } => vec![rs1],
-        I::FpCompare { rd, .. } | I::FpToInt { rd, .. } | I::FpMoveToInt { rd, .. } => vec![rd],
-        I::Csr { rd, src, .. } => vec![rd, src],
-        _ => vec![],
+        | I::OpImm32 { rd, rs1, .. } => ([rd, rs1, 0], 2),
+        I::Op { rd, rs1, rs2, .. } | I::Op32 { rd, rs1, rs2, .. } => ([rd, rs1, rs2], 3),
+        I::Store { rs1, rs2, .. } | I::Branch { rs1, rs2, .. } => ([rs1, rs2, 0], 2),
+        I::FpLoad { rs1, .. }
+        | I::FpStore { rs1, .. }
+        | I::IntToFp { rs1, .. }
+        | I::FpMoveFromInt { rs1, .. } => ([rs1, 0, 0], 1),
+        I::FpCompare { rd, .. } | I::FpToInt { rd, .. } | I::FpMoveToInt { rd, .. } => {
+            ([rd, 0, 0], 1)
+        }
+        I::Csr { rd, src, .. } => ([rd, src, 0], 2),
+        _ => ([0; 3], 0),
     }
 }
 
@@ -453,33 +459,54 @@ impl Emitter {
         self.leave(start);
         // A TLB miss asks the hart to fill the entry and retries, keeping
         // the block running; what cannot be filled goes to the interpreter.
-        // The cached registers the call may clobber are saved around it (six
-        // pushes keep the stack 16-byte aligned).
-        let fill = fill_tlb as *const u8 as i64;
-        for (label, retry, slow, request) in std::mem::take(&mut self.misses) {
+        let misses = std::mem::take(&mut self.misses);
+        if !misses.is_empty() {
+            let fill = self.ops.new_dynamic_label();
+            for (label, retry, slow, request) in misses {
+                dynasm!(self.ops ; .arch x64
+                    ; =>label
+                    ; mov edx, request as i32
+                    ; call =>fill
+                    ; test eax, eax
+                    ; jnz =>retry
+                    ; jmp =>slow
+                );
+            }
+            // RAX = address, EDX = request. The cached registers the call
+            // may clobber are saved around it; with the return address,
+            // seven pushes keep the stack 16-byte aligned.
+            let helper = fill_tlb as *const u8 as i64;
             dynasm!(self.ops ; .arch x64
-                ; =>label
-                ; push rdi ; push rsi ; push r8 ; push r9 ; push r10 ; push r11
+                ; =>fill
+                ; push rdi ; push rsi ; push r8 ; push r9 ; push r10 ; push r11 ; push rax
                 ; mov rdi, QWORD [rbp + 56]
                 ; mov rsi, rax
-                ; mov edx, request as i32
-                ; mov rax, QWORD fill
+                ; mov rax, QWORD helper
                 ; call rax
+                ; add rsp, 8
                 ; pop r11 ; pop r10 ; pop r9 ; pop r8 ; pop rsi ; pop rdi
-                ; test eax, eax
-                ; jnz =>retry
-                ; jmp =>slow
+                ; ret
             );
         }
         for (label, target, count) in std::mem::take(&mut self.side_exits) {
             dynasm!(self.ops ; .arch x64 ; =>label ; lea r12, [r12 + count as i32]);
             self.branch_taken(target, total);
         }
-        for (label, at, done) in std::mem::take(&mut self.slow) {
-            dynasm!(self.ops ; .arch x64 ; =>label);
+        // Exits to the interpreter share one write-back tail.
+        let slow = std::mem::take(&mut self.slow);
+        if !slow.is_empty() {
+            let tail = self.ops.new_dynamic_label();
+            for (label, at, done) in slow {
+                dynasm!(self.ops ; .arch x64
+                    ; =>label
+                    ; lea r12, [r12 + done as i32]
+                    ; mov rax, QWORD at as i64
+                    ; jmp =>tail
+                );
+            }
+            dynasm!(self.ops ; .arch x64 ; =>tail);
             self.write_back();
-            dynasm!(self.ops ; .arch x64 ; lea r12, [r12 + done as i32]);
-            self.leave(at);
+            dynasm!(self.ops ; .arch x64 ; xor edx, edx ; jmp extern self.exit);
         }
     }
 

@@ -105,6 +105,30 @@ impl std::fmt::Display for Divergence {
     }
 }
 
+/// What the engine did: how much ran translated, and what translating cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JitStats {
+    /// Guest instructions run as translated code.
+    pub translated_instructions: u64,
+    /// Blocks translated, and the guest instructions and host code bytes
+    /// in them.
+    pub blocks: u64,
+    pub block_instructions: u64,
+    pub code_bytes: u64,
+    /// Time spent translating (decoding and emitting), in nanoseconds.
+    pub translation_nanos: u64,
+}
+
+impl std::ops::AddAssign for JitStats {
+    fn add_assign(&mut self, other: JitStats) {
+        self.translated_instructions += other.translated_instructions;
+        self.blocks += other.blocks;
+        self.block_instructions += other.block_instructions;
+        self.code_bytes += other.code_bytes;
+        self.translation_nanos += other.translation_nanos;
+    }
+}
+
 /// How the engine runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct JitOptions {
@@ -172,8 +196,7 @@ pub struct Jit {
     /// `perf`'s map of JIT symbols (/tmp/perf-PID.map), when VISOR_PERF_MAP is set.
     perf_map: Option<std::fs::File>,
     divergence: Option<Divergence>,
-    /// Instructions run as translated code.
-    pub translated_instructions: u64,
+    pub stats: JitStats,
 }
 
 impl Jit {
@@ -210,7 +233,7 @@ impl Jit {
                     .ok()
             }),
             divergence: None,
-            translated_instructions: 0,
+            stats: JitStats::default(),
         }
     }
 
@@ -328,7 +351,7 @@ impl Jit {
         let count = self.state.count;
         hart.pc = self.state.pc;
         hart.instret += count;
-        self.translated_instructions += count;
+        self.stats.translated_instructions += count;
         Some(count)
     }
 
@@ -384,6 +407,7 @@ impl Jit {
             fp: mode >> 4 & 1 != 0,
             fma: self.host_fma,
         };
+        let started = std::time::Instant::now();
         let translation = translate::translate(code, features)?;
         let bytes = code[..translation.bytes].to_vec();
         let block = if translation.instructions.is_empty() {
@@ -410,6 +434,12 @@ impl Jit {
                 }
             }
         };
+        if let Some(block) = &block {
+            self.stats.blocks += 1;
+            self.stats.block_instructions += block.len;
+            self.stats.code_bytes += block.size as u64;
+        }
+        self.stats.translation_nanos += started.elapsed().as_nanos() as u64;
         if let (Some(map), Some(block)) = (&mut self.perf_map, &block) {
             use std::io::Write;
             let _ = writeln!(
@@ -474,7 +504,7 @@ impl Jit {
                 fp_registers: differ(&f, &hart.f),
             });
         }
-        self.translated_instructions += count;
+        self.stats.translated_instructions += count;
         Some(ran)
     }
 }

@@ -101,7 +101,7 @@ fn translated_loads_and_stores_match_the_interpreter() {
         );
     }
     assert!(
-        jit.translated_instructions > 300,
+        jit.stats.translated_instructions > 300,
         "the loop ran translated, memory accesses included"
     );
 }
@@ -138,7 +138,10 @@ fn translated_blocks_match_the_interpreter() {
     assert_eq!(hart.pc, reference.pc);
     assert_eq!(hart.instret, reference.instret);
     assert_eq!(executed, reference.instret);
-    assert!(jit.translated_instructions > 500, "the loop ran translated");
+    assert!(
+        jit.stats.translated_instructions > 500,
+        "the loop ran translated"
+    );
     assert_eq!(hart.x[1], 100);
 }
 
@@ -213,7 +216,7 @@ fn matches_interpreter(program: &[u32], options: JitOptions) -> u64 {
     assert_eq!(hart.f, reference.f, "FP registers");
     assert_eq!(hart.csr.fflags, reference.csr.fflags, "accrued FP flags");
     assert_eq!((hart.pc, hart.instret), (reference.pc, reference.instret));
-    jit.translated_instructions
+    jit.stats.translated_instructions
 }
 
 fn fp_op(funct7: u32, rm: u32, rd: u32, rs1: u32, rs2: u32) -> u32 {

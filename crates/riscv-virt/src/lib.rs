@@ -398,13 +398,13 @@ impl Machine {
             .find_map(|jit| jit.divergence().map(|d| d.to_string()))
     }
 
-    /// Instructions the translator ran, across harts (0 for the interpreter).
-    pub fn translated_instructions(&self) -> u64 {
-        self.jits
-            .iter()
-            .flatten()
-            .map(|jit| jit.translated_instructions)
-            .sum()
+    /// What the translator did, across harts (`None` for the interpreter).
+    pub fn jit_stats(&self) -> Option<riscv_jit::JitStats> {
+        self.jits.iter().flatten().fold(None, |sum, jit| {
+            let mut sum = sum.unwrap_or_default();
+            sum += jit.stats;
+            Some(sum)
+        })
     }
 
     /// Per-device counters: traps, interrupts, bytes moved.

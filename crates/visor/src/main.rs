@@ -288,11 +288,20 @@ fn run(args: RunArgs) -> Result<i32> {
             "visor: {instructions} instructions in {seconds:.3} s ({:.1} MIPS)",
             instructions as f64 / seconds / 1e6
         );
-        let translated = machine.translated_instructions();
-        if translated > 0 {
+        if let Some(jit) = machine.jit_stats() {
             eprintln!(
-                "visor: {translated} of them ({:.0}%) ran as translated code",
-                translated as f64 * 100.0 / instructions.max(1) as f64
+                "visor: {} of them ({:.0}%) ran as translated code",
+                jit.translated_instructions,
+                jit.translated_instructions as f64 * 100.0 / instructions.max(1) as f64
+            );
+            let blocks = jit.blocks.max(1) as f64;
+            eprintln!(
+                "visor: {} blocks translated ({:.1} guest instructions, {:.0} host bytes each) in {:.1} ms ({:.1} µs per block)",
+                jit.blocks,
+                jit.block_instructions as f64 / blocks,
+                jit.code_bytes as f64 / blocks,
+                jit.translation_nanos as f64 / 1e6,
+                jit.translation_nanos as f64 / 1e3 / blocks
             );
         }
         eprint!("{}", machine.stats().render());
