@@ -10,19 +10,20 @@
 //! | RDI | the hart's `x` array |
 //! | RBX | the hart's `f` array (raw bits) |
 //! | R12 | guest instructions completed since `enter` |
-//! | R14 | the most instructions this entry may complete |
+//! | R14 | the budget: blocks start only while R12 is below it |
 //! | R15 | the hart's data TLB (read table, then write table) |
 //! | RBP | the [`ExitState`]: exit record, jump cache, code epoch |
 //!
 //! RAX, RCX and RDX are scratch. RSI, R8-R11 and R13 cache the guest
 //! registers a block uses most: loaded at block entry, written back to `x`
-//! at every exit from the block (only those written so far), so between
+//! (those the block writes) at every exit from the block, so between
 //! blocks `x` is always current. Other guest registers live in `x`.
 //!
 //! Every block starts with an 8-byte epoch cell and, at its entry, checks
 //! that the cell holds the current epoch (else its guest code may have
-//! changed) and that a full pass fits the budget; otherwise it exits with
-//! its own PC. Exits to a constant PC in the block's own guest page go
+//! changed) and that the budget is not spent yet; otherwise it exits with
+//! its own PC. (So an entry completes at most one block's worth of
+//! instructions more than its budget.) Exits to a constant PC in the block's own guest page go
 //! through a patchable exit sequence whose address travels to the
 //! dispatcher, which turns it into a jump straight to the target block once
 //! that exists (direct chaining). JALR, and jumps to other pages, look the
@@ -431,9 +432,8 @@ impl Emitter {
             ; mov eax, DWORD [rbp + 32]
             ; cmp DWORD [=>cell], eax
             ; jne =>stale
-            ; lea rax, [r12 + total]
-            ; cmp rax, r14
-            ; ja =>stale
+            ; cmp r12, r14
+            ; jae =>stale
         );
         for r in 1..32u8 {
             if let Some(h) = self.cached[r as usize] {
@@ -490,7 +490,7 @@ impl Emitter {
         }
         for (label, target, count) in std::mem::take(&mut self.side_exits) {
             dynasm!(self.ops ; .arch x64 ; =>label ; lea r12, [r12 + count as i32]);
-            self.branch_taken(target, total);
+            self.branch_taken(target);
         }
         // Exits to the interpreter share one write-back tail.
         let slow = std::mem::take(&mut self.slow);
@@ -511,16 +511,15 @@ impl Emitter {
     }
 
     /// Continues at a taken branch's `target` (R12 already counts the
-    /// branch): round again for a loop on the block's own start, while
-    /// another full pass of `total` fits the budget, registers staying
-    /// cached; elsewhere through a chainable exit.
-    fn branch_taken(&mut self, target: u64, total: i32) {
+    /// branch): round again for a loop on the block's own start while the
+    /// budget lasts, registers staying cached; elsewhere through a
+    /// chainable exit.
+    fn branch_taken(&mut self, target: u64) {
         if let (true, Some(body)) = (target == self.start, self.body) {
             let stop = self.ops.new_dynamic_label();
             dynasm!(self.ops ; .arch x64
-                ; lea rax, [r12 + total]
-                ; cmp rax, r14
-                ; ja =>stop
+                ; cmp r12, r14
+                ; jae =>stop
                 ; jmp =>body
                 ; =>stop
             );
@@ -920,7 +919,7 @@ impl Emitter {
                 self.write_back();
                 self.jump_to(next);
                 dynasm!(self.ops ; .arch x64 ; =>taken);
-                self.branch_taken(target, total);
+                self.branch_taken(target);
                 return true;
             }
             I::FpLoad {

@@ -23,9 +23,10 @@
 //! into a direct jump to the block there (the page's mapping was checked
 //! when the chain was entered, and a chain never leaves the page); JALR and
 //! jumps to other pages go through an indirect-jump cache keyed by PC and
-//! mode, cleared when the hart's TLB is flushed. Each block checks the epoch and the remaining
-//! budget at its entry, so chains stop where the interpreter would hand
-//! over: interrupts are still evaluated at the same slice boundaries.
+//! mode, cleared when the hart's TLB is flushed. Each block checks the epoch and the budget
+//! at its entry, so chains stop at the first block boundary past the end of
+//! a slice: interrupts are evaluated at slice boundaries, as in the
+//! interpreter.
 //!
 //! Lock-step mode runs every block twice — translated, then interpreted
 //! from the same starting state — and reports the first block whose
@@ -242,9 +243,11 @@ impl Jit {
         self.divergence.as_ref()
     }
 
-    /// Like [`Hart::run`]: up to `budget` instructions, translated blocks
-    /// where possible, the interpreter elsewhere and at every boundary where
-    /// interrupts must be re-evaluated.
+    /// Like [`Hart::run`]: `budget` instructions (translated code may run
+    /// past it to the end of the block it is in: fewer than
+    /// `translate::MAX_BLOCK` more), translated blocks where possible, the
+    /// interpreter elsewhere and at every boundary where interrupts must be
+    /// re-evaluated.
     pub fn run(
         &mut self,
         hart: &mut Hart,
@@ -288,8 +291,8 @@ impl Jit {
 
     /// Runs translated code from the hart's PC (translating first if
     /// needed) and returns the instructions it completed; `None` when the
-    /// code there is not translatable, not mapped yet, or too long for the
-    /// budget. `patch` is the jump that led here, to chain to this block.
+    /// code there is not translatable or not mapped yet. `patch` is the
+    /// jump that led here, to chain to this block.
     fn run_translated(
         &mut self,
         hart: &mut Hart,
@@ -316,9 +319,6 @@ impl Jit {
             hart.protect_code(host, slot.bytes.len());
         }
         let block = slot.block.as_ref()?;
-        if block.len > budget {
-            return None;
-        }
         self.state.epoch = epoch as u64;
         self.state.fflags = &mut hart.csr.fflags;
         self.state.hart = hart;

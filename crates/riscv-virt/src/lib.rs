@@ -37,8 +37,13 @@ pub const KERNEL_OFFSET: u64 = 0x20_0000;
 pub const MAX_HARTS: usize = 8;
 pub const MIN_RAM: u64 = 1 << 20;
 pub const MAX_RAM: u64 = 64 << 30;
-/// Instructions a hart runs before the next one gets its turn.
+/// Instructions a hart runs before the next one gets its turn (and the
+/// machine looks at its devices and interrupt lines): about 100-200 µs.
 const SLICE: u64 = 20_000;
+/// The same for translated code, which retires instructions 10-20 times
+/// faster: a turn costs a few hundred nanoseconds, which 20,000 translated
+/// instructions (~10 µs) would feel.
+const JIT_SLICE: u64 = 100_000;
 /// Longest idle sleep while a device (a TAP) can receive host input on its own.
 const POLL_INTERVAL: Duration = Duration::from_millis(1);
 /// How often such a device is polled while harts run: 100 µs of mtime.
@@ -160,7 +165,7 @@ pub enum Exit {
 pub enum Engine {
     #[default]
     Interpreter,
-    /// Binary translation of integer blocks, the interpreter for the rest.
+    /// Binary translation, the interpreter for the rest.
     Jit,
     /// The translator checked block by block against the interpreter.
     LockStep,
@@ -309,6 +314,8 @@ pub struct Machine {
     harts: Vec<Hart>,
     /// Per hart, the binary translator when the engine is not the interpreter.
     jits: Vec<Option<riscv_jit::Jit>>,
+    /// Instructions per hart turn.
+    slice: u64,
     devices: Devices,
     pending_input: VecDeque<u8>,
     input_closed: bool,
@@ -379,6 +386,10 @@ impl Machine {
         Ok(Machine {
             harts,
             jits,
+            slice: match config.engine {
+                Engine::Jit => JIT_SLICE,
+                Engine::Interpreter | Engine::LockStep => SLICE,
+            },
             devices,
             pending_input: VecDeque::new(),
             input_closed: false,
@@ -436,13 +447,13 @@ impl Machine {
                 all_waiting = false;
                 match &mut self.jits[h] {
                     Some(jit) => {
-                        jit.run(hart, &mut self.devices, SLICE);
+                        jit.run(hart, &mut self.devices, self.slice);
                         if jit.divergence().is_some() {
                             return Exit::LockStepDivergence;
                         }
                     }
                     None => {
-                        hart.run(&mut self.devices, SLICE);
+                        hart.run(&mut self.devices, self.slice);
                     }
                 }
                 if let Some(exit) = self.devices.exit.take() {
