@@ -267,15 +267,26 @@ impl Hart {
     /// watched page, or a store to a page holding translated code): the
     /// interpreter then performs it.
     pub fn fill_data_tlb(&mut self, vaddr: u64, size: u8, write: bool) -> bool {
+        let access = if write { Access::Write } else { Access::Read };
+        self.fill_tlb(vaddr, size, access, self.data_privilege())
+    }
+
+    /// Fills the execute TLB for the code at `pc`, for an engine about to
+    /// translate it ([`Hart::code_at`] then sees it); false when fetching
+    /// there needs the interpreter (a fault, PMP within the page).
+    pub fn fill_code_tlb(&mut self, pc: u64) -> bool {
+        self.fill_tlb(pc, 2, Access::Execute, self.privilege)
+    }
+
+    fn fill_tlb(&mut self, vaddr: u64, size: u8, access: Access, privilege: Privilege) -> bool {
         if !within_page(vaddr, size) {
             return false;
         }
-        let access = if write { Access::Write } else { Access::Read };
-        let privilege = self.data_privilege();
         let Ok(paddr) = self.translate(vaddr, access, privilege) else {
             return false;
         };
         let page = paddr & !(PAGE_SIZE - 1);
+        let write = access == Access::Write;
         if !self.ram.contains(page, PAGE_SIZE)
             || (write && (paddr >> PAGE_SHIFT == self.watched_page || self.ram.is_protected(page)))
             || !self.pmp_allows(page, PAGE_SIZE, access, privilege)

@@ -44,7 +44,8 @@ use crate::arena::CodeArena;
 use dynasmrt::{dynasm, x64::X64Relocation, DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler};
 use riscv_hart::{DataTlb, TLB_ENTRIES};
 use riscv_isa::{
-    AluOp, BranchCond, CsrOp, FmaOp, FpCmp, FpFormat, FpOp, Instruction, IntFormat, LoadWidth,
+    AluOp, AmoOp, BranchCond, CsrOp, FmaOp, FpCmp, FpFormat, FpOp, Instruction, IntFormat,
+    LoadWidth,
 };
 
 /// MXCSR as Rust code runs: round to nearest even, all exceptions masked,
@@ -412,6 +413,7 @@ fn registers(inst: &Instruction) -> ([u8; 3], usize) {
             ([rd, 0, 0], 1)
         }
         I::Csr { rd, src, .. } => ([rd, src, 0], 2),
+        I::Amo { rd, rs1, rs2, .. } => ([rd, rs1, rs2], 3),
         _ => ([0; 3], 0),
     }
 }
@@ -921,6 +923,59 @@ impl Emitter {
                 dynasm!(self.ops ; .arch x64 ; =>taken);
                 self.branch_taken(target);
                 return true;
+            }
+            I::Fence => {}
+            I::Amo {
+                op,
+                double,
+                rd,
+                rs1,
+                rs2,
+            } => {
+                // Through the write TLB (a writable page is readable); a
+                // misaligned address faults in the interpreter.
+                let slow = self.slow_exit(pc, done);
+                let size = if double { 8 } else { 4 };
+                self.translate_address(rs1, 0, size, true, slow);
+                dynasm!(self.ops ; .arch x64 ; test al, (size - 1) as i8 ; jnz =>slow);
+                self.load(2, rs2);
+                if double {
+                    dynasm!(self.ops ; .arch x64 ; mov rcx, QWORD [rax]);
+                } else {
+                    dynasm!(self.ops ; .arch x64 ; movsxd rcx, DWORD [rax]);
+                }
+                // RDX = the new value, from the old (RCX) and x[rs2] (RDX).
+                match op {
+                    AmoOp::Swap => {}
+                    AmoOp::Add => dynasm!(self.ops ; .arch x64 ; add rdx, rcx),
+                    AmoOp::Xor => dynasm!(self.ops ; .arch x64 ; xor rdx, rcx),
+                    AmoOp::And => dynasm!(self.ops ; .arch x64 ; and rdx, rcx),
+                    AmoOp::Or => dynasm!(self.ops ; .arch x64 ; or rdx, rcx),
+                    _ if double => {
+                        dynasm!(self.ops ; .arch x64 ; cmp rcx, rdx);
+                        match op {
+                            AmoOp::Min => dynasm!(self.ops ; .arch x64 ; cmovl rdx, rcx),
+                            AmoOp::Max => dynasm!(self.ops ; .arch x64 ; cmovg rdx, rcx),
+                            AmoOp::Minu => dynasm!(self.ops ; .arch x64 ; cmovb rdx, rcx),
+                            _ => dynasm!(self.ops ; .arch x64 ; cmova rdx, rcx),
+                        }
+                    }
+                    _ => {
+                        dynasm!(self.ops ; .arch x64 ; cmp ecx, edx);
+                        match op {
+                            AmoOp::Min => dynasm!(self.ops ; .arch x64 ; cmovl edx, ecx),
+                            AmoOp::Max => dynasm!(self.ops ; .arch x64 ; cmovg edx, ecx),
+                            AmoOp::Minu => dynasm!(self.ops ; .arch x64 ; cmovb edx, ecx),
+                            _ => dynasm!(self.ops ; .arch x64 ; cmova edx, ecx),
+                        }
+                    }
+                }
+                if double {
+                    dynasm!(self.ops ; .arch x64 ; mov QWORD [rax], rdx);
+                } else {
+                    dynasm!(self.ops ; .arch x64 ; mov DWORD [rax], edx);
+                }
+                self.store(rd, 1);
             }
             I::FpLoad {
                 fmt,

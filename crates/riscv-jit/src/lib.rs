@@ -310,6 +310,9 @@ impl Jit {
             self.jump_generation = generation;
         }
         let epoch = hart.code_epoch();
+        if hart.code_at(pc).is_none() && !hart.fill_code_tlb(pc) {
+            return None;
+        }
         let code = hart.code_at(pc)?;
         let host = code.as_ptr();
         let resets = self.resets;

@@ -367,3 +367,53 @@ fn a_guest_store_over_translated_code_takes_effect() {
     assert_eq!(reference.x[1], 201);
     matches_interpreter(&self_modifying_program(), JitOptions::default());
 }
+
+/// Atomic memory operations of both widths on two words, and FENCE, in a
+/// loop.
+fn atomics_program() -> Vec<u32> {
+    let amo = |funct5: u32, double: bool, rd, rs1, rs2| {
+        r_type(0x2f, if double { 3 } else { 2 }, funct5 << 2, rd, rs1, rs2)
+    };
+    vec![
+        1 << 12 | 10 << 7 | 0x17,   // auipc x10, 1 (data page)
+        i_type(0x13, 0, 11, 10, 8), // x11 = x10 + 8
+        i_type(0x13, 0, 1, 0, 5),
+        i_type(0x13, 0, 2, 0, -3),
+        i_type(0x13, 0, 20, 0, 10),
+        // loop:
+        amo(0x00, false, 3, 10, 1),  // amoadd.w
+        amo(0x01, true, 4, 11, 2),   // amoswap.d
+        amo(0x10, false, 5, 10, 2),  // amomin.w
+        amo(0x1c, true, 6, 11, 1),   // amomaxu.d
+        amo(0x04, false, 7, 10, 1),  // amoxor.w
+        amo(0x08, true, 8, 11, 2),   // amoor.d
+        amo(0x0c, false, 9, 10, 1),  // amoand.w
+        amo(0x14, false, 12, 10, 2), // amomax.w
+        amo(0x18, true, 13, 11, 1),  // amominu.d
+        0x0ff0_000f,                 // fence
+        i_type(0x13, 0, 20, 20, -1),
+        b_type(1, 20, 0, -44),
+        WFI,
+    ]
+}
+
+#[test]
+fn translated_atomics_match_the_interpreter() {
+    let (mut reference, reference_ram) = hart_and_ram(&atomics_program());
+    assert_eq!(reference.run(&mut Bare, 10_000).0, RunExit::Wfi);
+    let (mut hart, ram) = hart_and_ram(&atomics_program());
+    let mut jit = Jit::new(JitOptions::default());
+    assert_eq!(jit.run(&mut hart, &mut Bare, 10_000).0, RunExit::Wfi);
+    assert_eq!(hart.x, reference.x);
+    assert_eq!((hart.pc, hart.instret), (reference.pc, reference.instret));
+    for offset in [0x1000, 0x1008] {
+        assert_eq!(
+            ram.read(BASE + offset, 8),
+            reference_ram.read(BASE + offset, 8)
+        );
+    }
+    assert!(
+        jit.stats.translated_instructions > 100,
+        "the loop ran translated"
+    );
+}

@@ -44,7 +44,10 @@ fn nearest_even(rm: u8) -> bool {
 fn supported(inst: &Instruction, features: Features) -> bool {
     use Instruction as I;
     match *inst {
-        I::Load { .. } | I::Store { .. } => features.memory,
+        I::Load { .. } | I::Store { .. } | I::Amo { .. } => features.memory,
+        // Harts take turns on one host thread: memory is sequentially
+        // consistent, and FENCE orders nothing further.
+        I::Fence => true,
         I::Lui { .. } | I::Auipc { .. } | I::Jal { .. } | I::Jalr { .. } | I::Branch { .. } => true,
         I::OpImm { op, .. } => {
             !matches!(op, AluOp::Mul | AluOp::Mulh | AluOp::Mulhsu | AluOp::Mulhu)
