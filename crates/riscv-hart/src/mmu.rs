@@ -92,6 +92,10 @@ pub struct Tlb {
     /// flush clears those instead of all three tables; `None` once more
     /// than [`FILLS_TRACKED`] were filled.
     filled: Option<Vec<u32>>,
+    /// The last page a fill found to be a device (`tag << 2 | access`), so
+    /// translated code that keeps touching a device register does not walk
+    /// the page tables twice per access; cleared by flushes.
+    device_page: u64,
 }
 
 /// Fills tracked between flushes before a flush clears whole tables.
@@ -103,6 +107,7 @@ impl Tlb {
             tables: Box::new([[EMPTY; TLB_ENTRIES]; 3]),
             generation: 0,
             filled: Some(Vec::with_capacity(FILLS_TRACKED)),
+            device_page: u64::MAX,
         }
     }
 
@@ -121,6 +126,7 @@ impl Tlb {
             }
         }
         self.generation += 1;
+        self.device_page = u64::MAX;
     }
 
     /// Drops the cached write translations only (a page became protected code).
@@ -279,7 +285,8 @@ impl Hart {
     }
 
     fn fill_tlb(&mut self, vaddr: u64, size: u8, access: Access, privilege: Privilege) -> bool {
-        if !within_page(vaddr, size) {
+        let device_page = tlb_tag(vaddr, privilege) << 2 | access as u64;
+        if !within_page(vaddr, size) || self.tlb.device_page == device_page {
             return false;
         }
         let Ok(paddr) = self.translate(vaddr, access, privilege) else {
@@ -287,8 +294,11 @@ impl Hart {
         };
         let page = paddr & !(PAGE_SIZE - 1);
         let write = access == Access::Write;
-        if !self.ram.contains(page, PAGE_SIZE)
-            || (write && (paddr >> PAGE_SHIFT == self.watched_page || self.ram.is_protected(page)))
+        if !self.ram.contains(page, PAGE_SIZE) {
+            self.tlb.device_page = device_page;
+            return false;
+        }
+        if (write && (paddr >> PAGE_SHIFT == self.watched_page || self.ram.is_protected(page)))
             || !self.pmp_allows(page, PAGE_SIZE, access, privilege)
         {
             return false;
