@@ -23,15 +23,17 @@
 //! that the cell holds the current epoch (else its guest code may have
 //! changed) and that the budget is not spent yet; otherwise it exits with
 //! its own PC. (So an entry completes at most one block's worth of
-//! instructions more than its budget.) Exits to a constant PC in the block's own guest page go
-//! through a patchable exit sequence whose address travels to the
-//! dispatcher, which turns it into a jump straight to the target block once
-//! that exists (direct chaining). JALR, and jumps to other pages, look the
-//! target up in the jump cache inline.
+//! instructions more than its budget.) Exits to a constant PC in the
+//! block's own guest page go through a patchable exit sequence whose
+//! address travels to the dispatcher, which turns it into a jump straight
+//! to the target block once that exists (direct chaining). JALR, and jumps
+//! to other pages, look the target up in the jump cache inline.
 //!
-//! Loads and stores look up the hart's data soft-TLB inline, exactly as the
-//! interpreter's fast path does; on a miss (or a page-crossing access) the
-//! block exits at that instruction, which the interpreter then executes,
+//! Loads, stores and AMOs look up the hart's data soft-TLB inline, exactly
+//! as the interpreter's fast path does; on a miss they ask the hart to fill
+//! the entry ([`fill_tlb`]) and look again. What cannot be filled (faults,
+//! devices, stores over translated code) and page-crossing accesses exit
+//! the block at that instruction, which the interpreter then executes,
 //! faults and all. FP arithmetic runs on SSE/FMA under the host's default
 //! MXCSR (round to nearest even, exceptions masked); the status flags it
 //! accumulates are the guest's `fflags`. Anything whose result the host
