@@ -292,12 +292,20 @@ impl Hart {
         let Ok(paddr) = self.translate(vaddr, access, privilege) else {
             return false;
         };
-        let page = paddr & !(PAGE_SIZE - 1);
-        let write = access == Access::Write;
-        if !self.ram.contains(page, PAGE_SIZE) {
+        if !self.ram.contains(paddr & !(PAGE_SIZE - 1), PAGE_SIZE) {
             self.tlb.device_page = device_page;
             return false;
         }
+        self.cache_page(vaddr, paddr, access, privilege)
+    }
+
+    /// Caches the translation of `vaddr`'s page (at `paddr`, in RAM) for
+    /// `access` when every access to that page may take the fast path: not
+    /// stores to the watched page or to a page holding translated code, and
+    /// PMP deciding for the whole page. Returns whether it did.
+    fn cache_page(&mut self, vaddr: u64, paddr: u64, access: Access, privilege: Privilege) -> bool {
+        let page = paddr & !(PAGE_SIZE - 1);
+        let write = access == Access::Write;
         if (write && (paddr >> PAGE_SHIFT == self.watched_page || self.ram.is_protected(page)))
             || !self.pmp_allows(page, PAGE_SIZE, access, privilege)
         {
@@ -398,16 +406,10 @@ impl Hart {
                 // Stores to translated code invalidate it (and unprotect the page).
                 self.ram.note_store(paddr, size as u64);
             }
-            let page = paddr & !(PAGE_SIZE - 1);
             let watched = access == Access::Write && paddr >> PAGE_SHIFT == self.watched_page;
-            if !watched && self.pmp_allows(page, PAGE_SIZE, access, privilege) {
-                let host_page = self.ram.host_ptr(page) as u64;
-                let entry = TlbEntry {
-                    tag: tlb_tag(vaddr, privilege),
-                    addend: host_page.wrapping_sub(vaddr & !(PAGE_SIZE - 1)),
-                };
-                self.tlb.fill(access, tlb_index(vaddr), entry);
-            } else if !self.pmp_allows(paddr, size as u64, access, privilege) {
+            if !self.cache_page(vaddr, paddr, access, privilege)
+                && !self.pmp_allows(paddr, size as u64, access, privilege)
+            {
                 return Err(fault);
             }
             let host = self.ram.host_ptr(paddr);

@@ -368,6 +368,35 @@ fn a_guest_store_over_translated_code_takes_effect() {
     matches_interpreter(&self_modifying_program(), JitOptions::default());
 }
 
+/// Data and code sharing a page: a store to the data part first (which
+/// must not open a write fast path to the page), then, in each pass, a
+/// store over the loop's own first instruction: `x1 += 1` becomes
+/// `x1 += 100`.
+fn shared_page_program() -> Vec<u32> {
+    vec![
+        0x17 | 10 << 7,           // auipc x10, 0
+        i_type(0x13, 0, 2, 0, 3), // x2 = 3
+        s_type(2, 10, 0, 0x7f8),  // sw x0, 0x7f8(x10): data in this page
+        // loop:
+        i_type(0x13, 0, 1, 1, 1),    // addi x1, x1, 1 (rewritten)
+        i_type(0x03, 2, 11, 10, 44), // lw x11, 44(x10)
+        s_type(2, 10, 11, 12),       // sw x11, 12(x10)
+        i_type(0x13, 0, 2, 2, -1),
+        b_type(1, 2, 0, -16),
+        WFI,
+        0,
+        0,
+        i_type(0x13, 0, 1, 1, 100), // data: addi x1, x1, 100
+    ]
+}
+
+#[test]
+fn a_store_over_code_is_seen_after_data_stores_to_its_page() {
+    let reference = interpret(&shared_page_program());
+    assert_eq!(reference.x[1], 201);
+    matches_interpreter(&shared_page_program(), JitOptions::default());
+}
+
 /// Atomic memory operations of both widths on two words, and FENCE, in a
 /// loop.
 fn atomics_program() -> Vec<u32> {
