@@ -287,9 +287,12 @@ pub fn emit_block(target: Target, pc: u64, instructions: &[(Instruction, u8)]) -
         (TLB_ENTRIES * 16) as i64,
         "the write table follows the read table"
     );
+    // Room for a long block, so assembling rarely reallocates.
+    let mut ops = Assembler::new_with_capacity(base, 8192, 0, 0, 256, 0, 256);
+    let body = ops.new_dynamic_label();
+    let (cached, written) = allocate(instructions);
     let mut emitter = Emitter {
-        // Room for a long block, so assembling rarely reallocates.
-        ops: Assembler::new_with_capacity(base, 8192, 0, 0, 256, 0, 256),
+        ops,
         exit: target.runtime.exit,
         privilege: target.tlb.privilege,
         mode: target.mode,
@@ -298,12 +301,11 @@ pub fn emit_block(target: Target, pc: u64, instructions: &[(Instruction, u8)]) -
         slow: Vec::new(),
         side_exits: Vec::new(),
         misses: Vec::new(),
-        cached: [None; 32],
-        written: 0,
+        cached,
+        written,
         start: pc,
-        body: None,
+        body,
     };
-    (emitter.cached, emitter.written) = allocate(instructions);
     emitter.block(pc, instructions);
     let code = emitter
         .ops
@@ -352,7 +354,7 @@ struct Emitter {
     /// The block's guest PC, and where its body starts (after the entry
     /// checks and register loads): a branch back to the start loops there.
     start: u64,
-    body: Option<DynamicLabel>,
+    body: DynamicLabel,
 }
 
 /// The guest registers a block uses most (at least twice), each given one
@@ -444,9 +446,7 @@ impl Emitter {
                 dynasm!(self.ops ; .arch x64 ; mov Rq(h), QWORD [rdi + xs(r)]);
             }
         }
-        let body = self.ops.new_dynamic_label();
-        dynasm!(self.ops ; .arch x64 ; =>body);
-        self.body = Some(body);
+        dynasm!(self.ops ; .arch x64 ; =>self.body);
         let mut pc = start;
         let mut resolved = false;
         for (done, &(inst, len)) in instructions.iter().enumerate() {
@@ -519,12 +519,12 @@ impl Emitter {
     /// budget lasts, registers staying cached; elsewhere through a
     /// chainable exit.
     fn branch_taken(&mut self, target: u64) {
-        if let (true, Some(body)) = (target == self.start, self.body) {
+        if target == self.start {
             let stop = self.ops.new_dynamic_label();
             dynasm!(self.ops ; .arch x64
                 ; cmp r12, r14
                 ; jae =>stop
-                ; jmp =>body
+                ; jmp =>self.body
                 ; =>stop
             );
             self.write_back();
@@ -579,7 +579,7 @@ impl Emitter {
         label
     }
 
-    /// Host register `dst` (RAX = 0, RCX = 1) = x[r].
+    /// Host register number `dst` (RAX = 0, RCX = 1, RDX = 2) = x[r].
     fn load(&mut self, dst: u8, r: u8) {
         match (r, self.cached[r as usize]) {
             (0, _) => dynasm!(self.ops ; .arch x64 ; xor Rd(dst), Rd(dst)),

@@ -266,7 +266,8 @@ impl Jit {
         while executed < budget {
             if !boundary && !hart.boundary_pending() && self.divergence.is_none() {
                 // Zero: the block's first instruction needs the interpreter
-                // (a TLB miss, no room in the budget); it runs below.
+                // (a fault, a device, a store over translated code); it
+                // runs below.
                 if let Some(n) = self
                     .run_translated(hart, platform, budget - executed, patch)
                     .filter(|&n| n > 0)
@@ -374,15 +375,14 @@ impl Jit {
         let slot = match &self.recent[index] {
             Some((k, slot)) if *k == key => slot.clone(),
             _ => {
-                let slot = match self.slots.get(&key) {
-                    Some(slot) => slot.clone(),
-                    None => {
-                        let slot = self.translate(key, code, epoch, tlb)?;
-                        self.recent[index] = Some((key, slot.clone()));
-                        return Some((slot, true));
-                    }
+                let (slot, new) = match self.slots.get(&key) {
+                    Some(slot) => (slot.clone(), false),
+                    None => (self.translate(key, code, epoch, tlb)?, true),
                 };
                 self.recent[index] = Some((key, slot.clone()));
+                if new {
+                    return Some((slot, true));
+                }
                 slot
             }
         };
@@ -407,8 +407,8 @@ impl Jit {
     fn translate(&mut self, key: Key, code: &[u8], epoch: u32, tlb: DataTlb) -> Option<Rc<Slot>> {
         let (pc, _, mode) = key;
         let features = translate::Features {
-            // Lock-step replays blocks, so their memory accesses stay interpreted.
-            memory: !self.options.lockstep,
+            // Lock-step replays blocks, so their side effects stay interpreted.
+            side_effects: !self.options.lockstep,
             fp: mode >> 4 & 1 != 0,
             fma: self.host_fma,
         };

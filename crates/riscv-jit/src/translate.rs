@@ -24,9 +24,9 @@ pub struct Translation {
 /// What the translator may emit.
 #[derive(Clone, Copy)]
 pub struct Features {
-    /// Loads, stores and `fflags` accesses: state beyond the registers
-    /// (lock-step keeps them interpreted).
-    pub memory: bool,
+    /// Loads, stores, AMOs and `fflags` accesses: effects beyond the
+    /// registers (lock-step keeps them interpreted).
+    pub side_effects: bool,
     /// FP instructions: FP is enabled and dirty and the dynamic rounding
     /// mode is RNE, so `rm = dyn` means what the host does by default.
     pub fp: bool,
@@ -44,7 +44,7 @@ fn nearest_even(rm: u8) -> bool {
 fn supported(inst: &Instruction, features: Features) -> bool {
     use Instruction as I;
     match *inst {
-        I::Load { .. } | I::Store { .. } | I::Amo { .. } => features.memory,
+        I::Load { .. } | I::Store { .. } | I::Amo { .. } => features.side_effects,
         // Harts take turns on one host thread: memory is sequentially
         // consistent, and FENCE orders nothing further.
         I::Fence => true,
@@ -68,7 +68,7 @@ fn supported(inst: &Instruction, features: Features) -> bool {
                 | AluOp::Remu
         ),
         _ if !features.fp => false,
-        I::FpLoad { .. } | I::FpStore { .. } => features.memory,
+        I::FpLoad { .. } | I::FpStore { .. } => features.side_effects,
         I::FpArith { op, rm, .. } => match op {
             FpOp::Min | FpOp::Max => false,
             FpOp::SgnJ | FpOp::SgnJn | FpOp::SgnJx => true,
@@ -91,7 +91,7 @@ fn supported(inst: &Instruction, features: Features) -> bool {
             imm: false,
             csr: FFLAGS,
             ..
-        } => features.memory && (op == CsrOp::Write || (op == CsrOp::Set && src == 0)),
+        } => features.side_effects && (op == CsrOp::Write || (op == CsrOp::Set && src == 0)),
         _ => false,
     }
 }
