@@ -1,6 +1,13 @@
 /* Smallest guest: prints a line on COM1 from 32-bit PVH entry and exits
-   through isa-debug-exit with value 0x10 (visor and QEMU exit (0x10<<1)|1 = 33). */
+   through isa-debug-exit with value 0x10 (visor and QEMU exit (0x10<<1)|1 = 33).
+   Built twice: as an ELF64 (x86-64) and, with -m32 -DELF32, as an ELF32
+   (i386) image, the other container a PVH kernel may come in. */
 #include "pvh.h"
+#ifdef ELF32
+#define MESSAGE "visor-x86: serial ok (elf32)\n"
+#else
+#define MESSAGE "visor-x86: serial ok\n"
+#endif
 PVH_NOTE(_start)
   .code32
   .text
@@ -24,4 +31,4 @@ _start:
 
   .section .rodata
 message:
-  .asciz "visor-x86: serial ok\n"
+  .asciz MESSAGE

@@ -5,13 +5,56 @@
 use crate::Images;
 use anyhow::{bail, Context, Result};
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub(crate) const RUNS: usize = 5;
-pub(crate) const FIRMWARE: &str = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin";
 const INIT_MARKER: &[u8] = b"visor-init: ready";
+
+/// The riscv64 `fw_dynamic.bin` that Debian's `opensbi` package installs
+/// (it ships a riscv32 build too), which visor boots by default and QEMU is
+/// given, so both run the same firmware.
+pub(crate) fn firmware() -> Result<PathBuf> {
+    const WANTED: &str = "/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin";
+    let out = Command::new("dpkg").args(["-L", "opensbi"]).output()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.ends_with(WANTED))
+        .map(PathBuf::from)
+        .ok_or_else(|| anyhow::anyhow!("the opensbi package has no file ending in {WANTED}"))
+}
+
+/// The version `qemu_binary --version` reports ("10.0.2").
+pub(crate) fn qemu_version(qemu_binary: &str) -> Result<String> {
+    let out = Command::new(qemu_binary).arg("--version").output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .skip_while(|w| *w != "version")
+        .nth(1)
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("{qemu_binary} --version printed no version"))
+}
+
+/// The installed `opensbi` package's upstream version ("1.5.1"; Debian's
+/// epoch and packaging revision dropped).
+pub(crate) fn opensbi_version() -> Result<String> {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", "opensbi"])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let upstream = text.rsplit(':').next().unwrap_or_default();
+    Ok(upstream.split('-').next().unwrap_or_default().to_owned())
+}
+
+/// "QEMU 10.0.2, OpenSBI 1.5.1": what the RISC-V tables were measured with.
+pub(crate) fn riscv_versions() -> Result<String> {
+    Ok(format!(
+        "QEMU {}, OpenSBI {}",
+        qemu_version("qemu-system-riscv64")?,
+        opensbi_version()?
+    ))
+}
 
 /// Starts `command` and returns the time until its output contains `marker`.
 pub(crate) fn time_to_marker(mut command: Command, marker: &[u8]) -> Result<Duration> {
@@ -152,6 +195,7 @@ fn engine(root: &Path, images: &Images) -> Result<()> {
         c
     };
     const ENGINES: [&str; 2] = ["interp", "jit"];
+    let firmware = firmware()?;
 
     eprintln!("[bench] Linux boot to init, {RUNS} runs each");
     let mut boot: [Vec<Duration>; 3] = Default::default();
@@ -169,7 +213,9 @@ fn engine(root: &Path, images: &Images) -> Result<()> {
             .arg(&images.linux)
             .arg("-initrd")
             .arg(&images.initramfs)
-            .args(["-bios", FIRMWARE, "-append", "console=ttyS0"]);
+            .arg("-bios")
+            .arg(&firmware)
+            .args(["-append", "console=ttyS0"]);
         boot[2].push(time_to_marker(q, INIT_MARKER)?);
     }
 
@@ -224,6 +270,8 @@ fn engine(root: &Path, images: &Images) -> Result<()> {
 
     let s = |d: Duration| format!("{:.2} s", d.as_secs_f64());
     let ratio = |a: Duration, b: Duration| format!("{:.2}×", a.as_secs_f64() / b.as_secs_f64());
+    println!("Versions: {}.", riscv_versions()?);
+    println!();
     println!("| workload | visor interp | visor jit | qemu-system-riscv64 (TCG) | interp / QEMU | jit / QEMU |");
     println!("|---|---|---|---|---|---|");
     let cpu_jit = median(cpu[1].clone());

@@ -77,6 +77,11 @@ pub fn run(root: &Path) -> Result<()> {
         ("visor --accel kvm", Box::new(|g| visor(root, g))),
         ("qemu-system-x86_64 -M pc", Box::new(qemu)),
     ];
+    println!(
+        "Versions: QEMU {}.",
+        crate::bench::qemu_version("qemu-system-x86_64")?
+    );
+    println!();
     println!("| VMM | start → first serial line | peak RSS | trapped port write |");
     println!("|---|---|---|---|");
     for (name, launch) in &peers {

@@ -192,6 +192,11 @@ pub fn run(visor: &Path, images: &Images) -> Result<()> {
         let run = run_once(visor, images, &disks, &row.command)?;
         results.push(run);
     }
+    println!(
+        "Versions: OpenSBI {} (visor's default firmware).",
+        crate::bench::opensbi_version()?
+    );
+    println!();
     println!("| workload | device | throughput | traps per MiB | host CPU s per MiB |");
     println!("|---|---|---|---|---|");
     let mut summary = Vec::new();

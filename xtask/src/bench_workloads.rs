@@ -4,7 +4,7 @@
 //! the same source. Each workload is timed from outside, between the
 //! "start" and "done" lines it prints; checksums must agree everywhere.
 
-use crate::bench::{median, qemu, FIRMWARE, RUNS};
+use crate::bench::{firmware, median, qemu, riscv_versions, RUNS};
 use crate::Images;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -133,11 +133,14 @@ pub fn run(root: &Path, images: &Images) -> Result<()> {
     eprintln!("[bench] CPU workloads inside Linux (guests/linux/workloads.c), {RUNS} runs each");
     // interp, jit, QEMU, native
     let mut runs: [Vec<Timings>; 4] = Default::default();
+    let firmware = firmware()?;
     for _ in 0..RUNS {
         runs[0].push(time_workloads(visor("interp"))?);
         runs[1].push(time_workloads(visor("jit"))?);
         let mut q = qemu();
-        q.args(["-m", "256M", "-bios", FIRMWARE, "-kernel"])
+        q.args(["-m", "256M", "-bios"])
+            .arg(&firmware)
+            .arg("-kernel")
             .arg(&images.linux)
             .arg("-initrd")
             .arg(&initramfs)
@@ -157,6 +160,8 @@ pub fn run(root: &Path, images: &Images) -> Result<()> {
         }
     }
     let seconds = |d: Duration| d.as_secs_f64();
+    println!("Versions: {}.", riscv_versions()?);
+    println!();
     println!("| workload (inside Linux) | visor interp | visor jit | qemu-system-riscv64 (TCG) | native (cc -O2) | jit throughput vs QEMU | jit vs interp | jit / native time |");
     println!("|---|---|---|---|---|---|---|---|");
     let row = |name: &str, t: &[f64]| {

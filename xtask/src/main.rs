@@ -84,7 +84,19 @@ fn run(mut command: Command) -> Result<()> {
     Ok(())
 }
 
-fn main() -> Result<()> {
+/// Errors are one line (with their causes), never a backtrace: a failed apt
+/// run or image build is not a crash, whatever `RUST_BACKTRACE` says.
+fn main() -> std::process::ExitCode {
+    match xtask() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("[xtask] error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn xtask() -> Result<()> {
     let root = project_root();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (command, rest) = args

@@ -1,7 +1,7 @@
 //! Guest memory registration, kernel loading (PVH ELF or bzImage) and the
 //! vCPU state at each protocol's entry point.
 
-use crate::{kvm_error, VmConfig, VmmError};
+use crate::{kvm_error, pvh_elf, VmConfig, VmmError};
 use kvm_bindings::{kvm_msr_entry, kvm_segment, kvm_userspace_memory_region, CpuId, Msrs};
 use kvm_ioctls::{VcpuFd, VmFd};
 use linux_loader::configurator::linux::LinuxBootConfigurator;
@@ -12,9 +12,8 @@ use linux_loader::loader::bzimage::BzImage;
 use linux_loader::loader::elf::start_info::{
     hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info,
 };
-use linux_loader::loader::elf::{Elf, PvhBootCapability};
 use linux_loader::loader::{Cmdline, KernelLoader};
-use std::io::Read;
+use std::io::{Read, Seek};
 use vm_memory::{
     Address, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion,
 };
@@ -70,9 +69,9 @@ pub fn load_kernel(
     cmdline_text: &str,
 ) -> Result<Entry, VmmError> {
     let path = &config.kernel;
-    let mut file = std::fs::File::open(path).map_err(|source| VmmError::Read {
+    let mut file = std::fs::File::open(path).map_err(|cause| VmmError::Read {
         path: path.clone(),
-        source,
+        cause,
     })?;
     let mut magic = [0u8; 4];
     let is_elf = file.read_exact(&mut magic).is_ok() && magic == *b"\x7fELF";
@@ -100,60 +99,20 @@ fn ram_ranges(ram_size: u64) -> [(u64, u64); 2] {
     [(0, 0x9fc00), (KERNEL_START, ram_size - KERNEL_START)]
 }
 
-/// Checks what linux-loader's ELF loader would only report as "unable to
-/// read": the architecture, and that every loadable segment fits in RAM.
-fn check_elf(path: &std::path::Path, ram_size: u64) -> Result<(), VmmError> {
-    use elf::endian::AnyEndian;
-    let bytes = std::fs::read(path).map_err(|source| VmmError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let unknown = |detail: String| VmmError::UnknownKernel {
-        path: path.to_owned(),
-        detail,
-    };
-    let file =
-        elf::ElfBytes::<AnyEndian>::minimal_parse(&bytes).map_err(|e| unknown(e.to_string()))?;
-    if file.ehdr.e_machine != elf::abi::EM_X86_64 {
-        return Err(unknown(format!(
-            "an ELF for machine {}, not x86-64",
-            file.ehdr.e_machine
-        )));
-    }
-    let segments = file
-        .segments()
-        .ok_or_else(|| unknown("ELF without program headers".into()))?;
-    for ph in segments.iter().filter(|ph| ph.p_type == elf::abi::PT_LOAD) {
-        if ph
-            .p_paddr
-            .checked_add(ph.p_memsz)
-            .is_none_or(|end| end > ram_size)
-        {
-            return Err(VmmError::DoesNotFit {
-                what: format!("kernel segment at {:#x}", ph.p_paddr),
-                size: ph.p_memsz,
-            });
-        }
-    }
-    Ok(())
-}
-
 fn load_pvh(
     memory: &GuestMemoryMmap,
     config: &VmConfig,
     file: &mut std::fs::File,
 ) -> Result<Entry, VmmError> {
     let path = &config.kernel;
-    check_elf(path, config.ram_size)?;
-    let loaded = Elf::load(memory, None, file, Some(GuestAddress(KERNEL_START))).map_err(|e| {
-        VmmError::UnknownKernel {
+    let mut bytes = Vec::new();
+    file.rewind()
+        .and_then(|()| file.read_to_end(&mut bytes))
+        .map_err(|cause| VmmError::Read {
             path: path.clone(),
-            detail: e.to_string(),
-        }
-    })?;
-    let PvhBootCapability::PvhEntryPresent(entry) = loaded.pvh_boot_cap else {
-        return Err(VmmError::NoPvhEntry { path: path.clone() });
-    };
+            cause,
+        })?;
+    let loaded = pvh_elf::load(memory, path, &bytes, KERNEL_START, config.ram_size)?;
     let memmap = ram_ranges(config.ram_size).map(|(addr, size)| hvm_memmap_table_entry {
         addr,
         size,
@@ -161,12 +120,7 @@ fn load_pvh(
         reserved: 0,
     });
     let initrd = match &config.initrd {
-        Some(path) => Some(load_initrd(
-            memory,
-            path,
-            loaded.kernel_end,
-            config.ram_size,
-        )?),
+        Some(path) => Some(load_initrd(memory, path, loaded.end, config.ram_size)?),
         None => None,
     };
     let start_info = hvm_start_info {
@@ -191,7 +145,7 @@ fn load_pvh(
         }
     })?;
     Ok(Entry::Pvh {
-        rip: entry.raw_value(),
+        rip: loaded.entry,
         start_info: START_INFO,
     })
 }
@@ -287,9 +241,9 @@ fn load_initrd(
     kernel_end: u64,
     ram_size: u64,
 ) -> Result<hvm_modlist_entry, VmmError> {
-    let bytes = std::fs::read(path).map_err(|source| VmmError::Read {
+    let bytes = std::fs::read(path).map_err(|cause| VmmError::Read {
         path: path.to_owned(),
-        source,
+        cause,
     })?;
     let size = bytes.len() as u64;
     let too_big = || VmmError::DoesNotFit {

@@ -186,9 +186,9 @@ impl IrqLine for IrqFdLine {
 }
 
 fn irqfd(vm: &VmFd, gsi: u32) -> Result<EventFd, VmmError> {
-    let event = EventFd::new(libc::EFD_NONBLOCK).map_err(|source| VmmError::Host {
+    let event = EventFd::new(libc::EFD_NONBLOCK).map_err(|cause| VmmError::Host {
         what: "creating an eventfd",
-        source,
+        cause,
     })?;
     vm.register_irqfd(&event, gsi)
         .map_err(kvm_error("registering an irqfd"))?;

@@ -15,6 +15,7 @@
 
 mod boot;
 mod devices;
+mod pvh_elf;
 mod vcpu;
 
 use std::collections::VecDeque;
@@ -39,32 +40,32 @@ pub enum VmmError {
     NoKvm,
     #[error("cannot open /dev/kvm: permission denied (add your user to the `kvm` group)")]
     KvmPermission,
-    #[error("KVM: {what}: {source}")]
+    #[error("KVM: {what}: {cause}")]
     Kvm {
         what: &'static str,
-        source: kvm_ioctls::Error,
+        cause: kvm_ioctls::Error,
     },
     #[error("memory size {0} bytes is out of range (16 MiB to 3 GiB)")]
     BadMemorySize(u64),
     #[error("vCPU count {0} is out of range (1 to {MAX_VCPUS})")]
     BadVcpuCount(usize),
-    #[error("{0}")]
+    #[error(transparent)]
     Disk(#[from] virtio::blk::DiskError),
-    #[error("{0}")]
+    #[error(transparent)]
     Net(#[from] virtio::net::NetError),
     #[error("too many virtio devices (at most {0})")]
     TooManyDevices(usize),
     #[error("cannot allocate guest RAM: {0}")]
     Memory(String),
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Host {
         what: &'static str,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: neither a PVH ELF kernel nor a bzImage ({detail})")]
     UnknownKernel { path: PathBuf, detail: String },
@@ -107,7 +108,7 @@ pub enum VmExit {
 }
 
 fn kvm_error(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmmError {
-    move |source| VmmError::Kvm { what, source }
+    move |cause| VmmError::Kvm { what, cause }
 }
 
 /// Opens /dev/kvm (or the device `VISOR_KVM_DEVICE` names, which tests use
@@ -121,7 +122,7 @@ pub fn open_kvm() -> Result<Kvm, VmmError> {
         libc::EACCES | libc::EPERM => VmmError::KvmPermission,
         _ => VmmError::Kvm {
             what: "opening /dev/kvm",
-            source: e,
+            cause: e,
         },
     })
 }
@@ -234,9 +235,9 @@ impl Vm {
                 .spawn(move || {
                     let _ = done.send(runner.run());
                 })
-                .map_err(|source| VmmError::Host {
+                .map_err(|cause| VmmError::Host {
                     what: "spawning a vCPU thread",
-                    source,
+                    cause,
                 })?;
             threads.push(thread);
         }

@@ -61,17 +61,6 @@ const MENVCFG_STCE: u64 = 1 << 63;
 /// menvcfg bits we implement: FIOM (0) and STCE.
 const MENVCFG_WRITABLE: u64 = 1 | MENVCFG_STCE;
 
-/// misa: RV64 with A, C, D, F, I, M, S, U.
-const MISA_VALUE: u64 = (2 << 62)
-    | (1 << 0)
-    | (1 << 2)
-    | (1 << 3)
-    | (1 << 5)
-    | (1 << 8)
-    | (1 << 12)
-    | (1 << 18)
-    | (1 << 20);
-
 pub const PMP_ENTRIES: usize = 16;
 
 /// CSR numbers this hart implements.
@@ -334,7 +323,7 @@ impl Hart {
             MVENDORID | MARCHID | MIMPID | MCONFIGPTR => 0,
             MHARTID => c.mhartid,
             MSTATUS => c.mstatus_read(),
-            addr::MISA => MISA_VALUE,
+            addr::MISA => crate::isa::MISA,
             MEDELEG => c.medeleg,
             MIDELEG => c.mideleg,
             MIE => c.mie,

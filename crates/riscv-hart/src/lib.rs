@@ -7,6 +7,7 @@
 mod csr;
 mod exec;
 mod fpu;
+pub mod isa;
 mod mmu;
 mod ram;
 mod trap;

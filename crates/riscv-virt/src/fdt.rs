@@ -3,6 +3,7 @@
 
 use crate::io::{PATA_BASE, PATA_IRQ, VIRTIO_BASE, VIRTIO_IRQ};
 use crate::{clint, plic, uart, TEST_BASE, TEST_SIZE, TIMEBASE_HZ};
+use riscv_hart::isa;
 use vm_fdt::{Error, FdtWriter};
 
 /// What the device tree describes.
@@ -17,9 +18,6 @@ pub struct Layout<'a> {
     /// Whether the emulated PATA controller is present.
     pub pata: bool,
 }
-
-/// ISA string: RV64GC plus the Sstc timer.
-pub const ISA: &str = "rv64imafdc_zicsr_zifencei_sstc";
 
 const PHANDLE_PLIC: u32 = 0x100;
 const PHANDLE_TEST: u32 = 0x101;
@@ -60,7 +58,12 @@ pub fn build(layout: &Layout) -> Result<Vec<u8>, Error> {
         fdt.property_u32("reg", hart as u32)?;
         fdt.property_string("status", "okay")?;
         fdt.property_string("compatible", "riscv")?;
-        fdt.property_string("riscv,isa", ISA)?;
+        fdt.property_string("riscv,isa", &isa::isa_string())?;
+        fdt.property_string("riscv,isa-base", isa::ISA_BASE)?;
+        fdt.property_string_list(
+            "riscv,isa-extensions",
+            isa::ISA_EXTENSIONS.iter().map(|e| e.to_string()).collect(),
+        )?;
         fdt.property_string("mmu-type", "riscv,sv48")?;
         let intc = fdt.begin_node("interrupt-controller")?;
         fdt.property_u32("#interrupt-cells", 1)?;
@@ -169,4 +172,46 @@ pub fn build(layout: &Layout) -> Result<Vec<u8>, Error> {
 
     fdt.end_node(root)?;
     fdt.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bytes of a string-list property value: each string NUL-terminated.
+    fn string_list(items: &[&str]) -> Vec<u8> {
+        items.iter().flat_map(|s| s.bytes().chain([0])).collect()
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn cpus_carry_the_isa_in_all_three_forms() {
+        let blob = build(&Layout {
+            harts: 2,
+            ram_base: 0x8000_0000,
+            ram_size: 128 << 20,
+            cmdline: "",
+            initrd: None,
+            virtio_slots: 0,
+            pata: false,
+        })
+        .unwrap();
+        for name in ["riscv,isa", "riscv,isa-base", "riscv,isa-extensions"] {
+            assert!(contains(&blob, &string_list(&[name])), "{name} missing");
+        }
+        assert!(contains(&blob, &string_list(&[&isa::isa_string()])));
+        assert!(contains(&blob, &string_list(&["rv64i"])));
+        assert!(contains(&blob, &string_list(isa::ISA_EXTENSIONS)));
+        // misa's letters are exactly the single-letter extensions listed.
+        for letter in b'a'..=b'z' {
+            let listed = isa::ISA_EXTENSIONS.contains(&(letter as char).to_string().as_str());
+            let in_misa = isa::MISA & (1 << (letter - b'a')) != 0;
+            if letter != b's' && letter != b'u' {
+                assert_eq!(listed, in_misa, "extension {}", letter as char);
+            }
+        }
+    }
 }

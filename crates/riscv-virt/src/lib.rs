@@ -53,10 +53,10 @@ const FW_DYNAMIC_MAGIC: u64 = 0x4942_534f;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{}: not an ELF program or a RISC-V Linux Image", path.display())]
     UnknownFormat { path: PathBuf },
@@ -80,13 +80,13 @@ pub enum BootError {
     BadHartCount(usize),
     #[error("--bios none needs --kernel with an ELF program")]
     NothingToRun,
-    #[error("{0}")]
+    #[error(transparent)]
     Ram(#[from] riscv_hart::RamAllocError),
     #[error("building the device tree: {0}")]
     Fdt(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Disk(#[from] virtio::blk::DiskError),
-    #[error("{0}")]
+    #[error(transparent)]
     Net(#[from] virtio::net::NetError),
     #[error("too many virtio devices: the board has {0} virtio-mmio slots")]
     TooManyDevices(usize),

@@ -8,25 +8,38 @@ use elf::ElfBytes;
 use riscv_hart::GuestRam;
 use std::path::{Path, PathBuf};
 
-/// Where Debian's `opensbi` and `qemu-system-data` packages install the generic firmware.
-pub const FIRMWARE_SEARCH_PATH: &[&str] = &[
-    "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin",
-    "/usr/share/qemu/opensbi-riscv64-generic-fw_dynamic.bin",
+/// OpenSBI's generic-platform firmware for riscv64 as Debian's `opensbi`
+/// package installs it (a riscv32 build sits in `riscv32-linux-gnu` beside
+/// it, which visor never picks), and QEMU's links to it.
+const FIRMWARE_DIRS: &[(&str, &str)] = &[
+    ("/usr/lib/riscv64-linux-gnu/opensbi/generic/", ""),
+    ("/usr/share/qemu/", "opensbi-riscv64-generic-"),
 ];
 
-/// Finds OpenSBI's generic `fw_dynamic.bin` on this system.
-pub fn find_firmware() -> Result<PathBuf, BootError> {
-    FIRMWARE_SEARCH_PATH
+/// The firmware visor boots when none is named.
+pub const DEFAULT_FIRMWARE: &str = "fw_dynamic.bin";
+
+/// Finds OpenSBI's riscv64 generic firmware `file` (`fw_dynamic.bin`,
+/// `fw_jump.bin`) on this system.
+pub fn find_firmware(file: &str) -> Result<PathBuf, BootError> {
+    let candidates: Vec<PathBuf> = FIRMWARE_DIRS
         .iter()
-        .map(PathBuf::from)
+        .map(|(dir, prefix)| PathBuf::from(format!("{dir}{prefix}{file}")))
+        .collect();
+    candidates
+        .iter()
         .find(|p| p.is_file())
-        .ok_or_else(|| BootError::NoFirmware(FIRMWARE_SEARCH_PATH.join(", ")))
+        .cloned()
+        .ok_or_else(|| {
+            let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+            BootError::NoFirmware(looked.join(", "))
+        })
 }
 
 pub fn read_file(path: &Path) -> Result<Vec<u8>, BootError> {
-    std::fs::read(path).map_err(|source| BootError::Read {
+    std::fs::read(path).map_err(|cause| BootError::Read {
         path: path.to_owned(),
-        source,
+        cause,
     })
 }
 

@@ -31,10 +31,10 @@ const ID_BYTES: usize = VIRTIO_BLK_ID_BYTES as usize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
-    #[error("disk image {}: {source}", path.display())]
+    #[error("disk image {}: {cause}", path.display())]
     Open {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -132,9 +132,9 @@ pub struct Block {
 impl DiskConfig {
     /// Opens the image (read-only disks read-only) and returns it with its size.
     pub fn open(&self) -> Result<(File, u64), DiskError> {
-        let open_error = |source| DiskError::Open {
+        let open_error = |cause| DiskError::Open {
             path: self.path.clone(),
-            source,
+            cause,
         };
         let file = OpenOptions::new()
             .read(true)

@@ -22,10 +22,10 @@ const MAX_FRAME: usize = 65535;
 const RECEIVE_BUDGET: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
-#[error("TAP interface {name}: {source}")]
+#[error("TAP interface {name}: {cause}")]
 pub struct NetError {
     name: String,
-    source: std::io::Error,
+    cause: std::io::Error,
 }
 
 /// `--net tap=NAME[,mac=..]`.
@@ -68,9 +68,9 @@ pub struct Net {
 
 impl Net {
     pub fn open(config: &NetConfig, stats: Arc<DeviceStats>) -> Result<Net, NetError> {
-        let tap = Tap::open(&config.tap).map_err(|source| NetError {
+        let tap = Tap::open(&config.tap).map_err(|cause| NetError {
             name: config.tap.clone(),
-            source,
+            cause,
         })?;
         Ok(Net::with_backend(Box::new(tap), config.mac, stats))
     }

@@ -239,7 +239,9 @@ fn run(args: RunArgs) -> Result<i32> {
     let firmware = match args.bios.as_deref() {
         Some("none") => None,
         Some(path) => Some(PathBuf::from(path)),
-        None => Some(riscv_virt::loader::find_firmware()?),
+        None => Some(riscv_virt::loader::find_firmware(
+            riscv_virt::loader::DEFAULT_FIRMWARE,
+        )?),
     };
     let mut ide_disks = args
         .disks

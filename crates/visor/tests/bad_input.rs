@@ -44,6 +44,45 @@ fn missing_kernel_file() {
     );
 }
 
+/// Each cause appears once: the OS error is not repeated by the layers
+/// that pass it on.
+fn expect_cause_once(args: &[&str], cause: &str) {
+    let mut cmd = visor();
+    cmd.args(args);
+    let out = run_with_timeout(cmd, Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches(cause).count(), 1, "{args:?}: {stderr:?}");
+}
+
+#[test]
+fn a_missing_file_is_named_once_with_its_cause() {
+    let enoent = "No such file or directory";
+    expect_cause_once(&["run", "--kernel", "/nonexistent"], enoent);
+    expect_cause_once(
+        &["run", "--bios", "none", "--kernel", "/nonexistent"],
+        enoent,
+    );
+    let me = std::env::current_exe().unwrap().display().to_string();
+    expect_cause_once(
+        &[
+            "run",
+            "--bios",
+            "none",
+            "--kernel",
+            &me,
+            "--disk",
+            "/nonexistent.img",
+        ],
+        enoent,
+    );
+    if std::path::Path::new("/dev/kvm").exists() {
+        expect_cause_once(
+            &["run", "--accel", "kvm", "--kernel", "/nonexistent"],
+            enoent,
+        );
+    }
+}
+
 #[test]
 fn garbage_kernel() {
     let path = scratch("garbage.bin", &[0x5a; 4096]);

@@ -118,6 +118,13 @@ fn serial_output_and_debug_exit() {
     check("serial", "visor-x86: serial ok");
 }
 
+/// A PVH kernel in a 32-bit ELF container (ELFCLASS32, EM_386), which
+/// QEMU's `-kernel` accepts as well.
+#[test]
+fn pvh_kernel_in_an_elf32_container() {
+    check("serial_elf32", "visor-x86: serial ok (elf32)");
+}
+
 #[test]
 fn switch_from_32_bit_entry_to_long_mode() {
     check(

@@ -46,6 +46,7 @@ pub const PROGRAMS: &[&str] = &[
     "fp",
     "compressed",
     "traps",
+    "misaligned",
     "vm",
     "interrupts",
     "pmp",
