@@ -56,8 +56,14 @@ fn hardware_virtualization() -> bool {
 }
 
 fn prepare(root: &Path) -> Result<Images> {
+    let started = std::time::Instant::now();
     install_deps(root)?;
-    Ok(Images {
+    eprintln!(
+        "[xtask] dependencies ready ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    let started = std::time::Instant::now();
+    let images = Images {
         linux: images::ensure(root, &images::LINUX_RISCV64)?,
         initramfs: images::ensure(root, &images::INITRAMFS_RISCV64)?,
         rootfs: images::ensure(root, &images::ROOTFS_RISCV64)?,
@@ -67,7 +73,12 @@ fn prepare(root: &Path) -> Result<Images> {
             eprintln!("[xtask] no vmx/svm on this CPU: not building the x86-64 Linux guest (its test skips)");
             None
         },
-    })
+    };
+    eprintln!(
+        "[xtask] images ready ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(images)
 }
 
 fn cargo() -> Command {
@@ -142,7 +153,12 @@ fn xtask() -> Result<()> {
             if let Some(vmlinux) = &images.linux_x86_64 {
                 c.env("VISOR_LINUX_X86_64", vmlinux);
             }
+            let started = std::time::Instant::now();
             run(c)?;
+            eprintln!(
+                "[xtask] tests passed ({:.1} s)",
+                started.elapsed().as_secs_f64()
+            );
         }
         "bench" => {
             let images = prepare(&root)?;
