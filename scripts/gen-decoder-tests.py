@@ -54,6 +54,21 @@ CASES = [
     ("fence rw, rw", "Fence"), ("fence.i", "FenceI"), ("fence.tso", "Fence"),
     ("ecall", "Ecall"), ("ebreak", "Ebreak"), ("mret", "Mret"), ("sret", "Sret"), ("wfi", "Wfi"),
     ("sfence.vma a0, a1", "SfenceVma { rs1: 10, rs2: 11 }"),
+    ("hfence.vvma a0, a1", "HfenceVvma { rs1: 10, rs2: 11 }"),
+    ("hfence.gvma zero, zero", "HfenceGvma { rs1: 0, rs2: 0 }"),
+    ("hlv.b a0, (a1)", "HypervisorLoad { width: LoadWidth::B, execute: false, rd: 10, rs1: 11 }"),
+    ("hlv.bu a0, (a1)", "HypervisorLoad { width: LoadWidth::Bu, execute: false, rd: 10, rs1: 11 }"),
+    ("hlv.h t0, (t1)", "HypervisorLoad { width: LoadWidth::H, execute: false, rd: 5, rs1: 6 }"),
+    ("hlv.hu t0, (t1)", "HypervisorLoad { width: LoadWidth::Hu, execute: false, rd: 5, rs1: 6 }"),
+    ("hlvx.hu t0, (t1)", "HypervisorLoad { width: LoadWidth::Hu, execute: true, rd: 5, rs1: 6 }"),
+    ("hlv.w s2, (s3)", "HypervisorLoad { width: LoadWidth::W, execute: false, rd: 18, rs1: 19 }"),
+    ("hlv.wu s2, (s3)", "HypervisorLoad { width: LoadWidth::Wu, execute: false, rd: 18, rs1: 19 }"),
+    ("hlvx.wu s2, (s3)", "HypervisorLoad { width: LoadWidth::Wu, execute: true, rd: 18, rs1: 19 }"),
+    ("hlv.d a0, (a1)", "HypervisorLoad { width: LoadWidth::D, execute: false, rd: 10, rs1: 11 }"),
+    ("hsv.b a0, (a1)", "HypervisorStore { bytes: 1, rs1: 11, rs2: 10 }"),
+    ("hsv.h a0, (a1)", "HypervisorStore { bytes: 2, rs1: 11, rs2: 10 }"),
+    ("hsv.w a0, (a1)", "HypervisorStore { bytes: 4, rs1: 11, rs2: 10 }"),
+    ("hsv.d a0, (a1)", "HypervisorStore { bytes: 8, rs1: 11, rs2: 10 }"),
     ("csrrw a0, mstatus, a1", "Csr { op: CsrOp::Write, rd: 10, src: 11, imm: false, csr: 0x300 }"),
     ("csrrs a0, satp, zero", "Csr { op: CsrOp::Set, rd: 10, src: 0, imm: false, csr: 0x180 }"),
     ("csrrc a0, sie, a2", "Csr { op: CsrOp::Clear, rd: 10, src: 12, imm: false, csr: 0x104 }"),
@@ -160,6 +175,12 @@ ILLEGAL = [
     (0x40000033 | (1 << 12), "sub-style funct7 on sll"), (0xf800302f, "amo funct5=11111 is reserved") ,
     (0x10200073 | (1 << 7), "sret with rd!=0"), (0x04000053, "fadd with fmt=2 (half, not implemented)"),
     (0xe0001053 | (1 << 20), "fclass with rs2!=0"), (0x42000053 | (2 << 20), "fcvt.d.* with rs2=2"),
+    ((0x30 << 25) | (2 << 20) | (11 << 15) | (4 << 12) | (10 << 7) | 0x73, "hlv.b with rs2=2"),
+    ((0x36 << 25) | (1 << 20) | (11 << 15) | (4 << 12) | (10 << 7) | 0x73, "hlv.d with rs2=1 (no hlv.du)"),
+    ((0x30 << 25) | (3 << 20) | (11 << 15) | (4 << 12) | (10 << 7) | 0x73, "hlvx.b does not exist"),
+    ((0x31 << 25) | (10 << 20) | (11 << 15) | (4 << 12) | (1 << 7) | 0x73, "hsv.b with rd!=0"),
+    ((0x38 << 25) | (11 << 15) | (4 << 12) | (10 << 7) | 0x73, "funct3=4 with an unknown funct7"),
+    ((0x11 << 25) | (11 << 20) | (10 << 15) | (1 << 7) | 0x73, "hfence.vvma with rd!=0"),
 ]
 
 def assemble(lines):
@@ -169,7 +190,7 @@ def assemble(lines):
             f.write(".option norelax\n.text\n")
             for line in lines:
                 f.write(f"{line}\n")
-        subprocess.run(["riscv64-unknown-elf-as", "-march=rv64gc", "-o", obj, src], check=True)
+        subprocess.run(["riscv64-unknown-elf-as", "-march=rv64gch", "-o", obj, src], check=True)
         dump = subprocess.run(["riscv64-unknown-elf-objdump", "-d", "-M", "no-aliases", obj], check=True, capture_output=True, text=True).stdout
     words = []
     for line in dump.splitlines():

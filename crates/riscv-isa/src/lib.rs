@@ -1,6 +1,7 @@
-//! RV64GC instruction decoding: 32-bit and compressed 16-bit encodings of
-//! RV64I, M, A, F, D, Zicsr, Zifencei and the privileged instructions, into
-//! one [`Instruction`] type that every engine executes.
+//! RV64GC(+H) instruction decoding: 32-bit and compressed 16-bit encodings
+//! of RV64I, M, A, F, D, Zicsr, Zifencei, the privileged instructions and
+//! the hypervisor extension's, into one [`Instruction`] type that every
+//! engine executes.
 //!
 //! Hand-written rather than taken from a crate: the crates we evaluated either
 //! cover RV32 only, decode into strings (disassemblers), or lack the
@@ -219,6 +220,31 @@ pub enum Instruction {
     Sret,
     Wfi,
     SfenceVma {
+        rs1: Reg,
+        rs2: Reg,
+    },
+    /// HLV.* and HLVX.* (H extension): a load made as the guest would
+    /// make it (V=1 at `hstatus.SPVP`); `execute` (HLVX) needs execute
+    /// rather than read permission.
+    HypervisorLoad {
+        width: LoadWidth,
+        execute: bool,
+        rd: Reg,
+        rs1: Reg,
+    },
+    /// HSV.*: a store made as the guest would make it.
+    HypervisorStore {
+        bytes: StoreBytes,
+        rs1: Reg,
+        rs2: Reg,
+    },
+    /// HFENCE.VVMA: orders and flushes VS-stage translations.
+    HfenceVvma {
+        rs1: Reg,
+        rs2: Reg,
+    },
+    /// HFENCE.GVMA: orders and flushes G-stage (and so all guest) translations.
+    HfenceGvma {
         rs1: Reg,
         rs2: Reg,
     },
@@ -636,9 +662,12 @@ fn decode_system(raw: u32) -> Instruction {
                 (0x302, 0, 0) => Mret,
                 (0x105, 0, 0) => Wfi,
                 (f, _, 0) if f >> 5 == 0x09 => SfenceVma { rs1, rs2: rs2(raw) },
+                (f, _, 0) if f >> 5 == 0x11 => HfenceVvma { rs1, rs2: rs2(raw) },
+                (f, _, 0) if f >> 5 == 0x31 => HfenceGvma { rs1, rs2: rs2(raw) },
                 _ => Illegal(raw),
             }
         }
+        4 => return decode_hypervisor_access(raw),
         1 | 5 => CsrOp::Write,
         2 | 6 => CsrOp::Set,
         3 | 7 => CsrOp::Clear,
@@ -650,6 +679,40 @@ fn decode_system(raw: u32) -> Instruction {
         src: rs1,
         imm: f3 >= 5,
         csr,
+    }
+}
+
+/// HLV, HLVX and HSV: SYSTEM with funct3 = 4; funct7 gives the width (bits
+/// 2..=1) and load or store (bit 0), rs2 the load's kind.
+fn decode_hypervisor_access(raw: u32) -> Instruction {
+    use Instruction::*;
+    let (rd, rs1, rs2) = (rd(raw), rs1(raw), rs2(raw));
+    let funct7 = raw >> 25;
+    if funct7 & 0x79 == 0x31 && rd == 0 {
+        // 0110_ww1: HSV.{B,H,W,D}
+        return HypervisorStore {
+            bytes: 1 << ((funct7 >> 1) & 3),
+            rs1,
+            rs2,
+        };
+    }
+    let (width, execute) = match (funct7, rs2) {
+        (0x30, 0) => (LoadWidth::B, false),
+        (0x30, 1) => (LoadWidth::Bu, false),
+        (0x32, 0) => (LoadWidth::H, false),
+        (0x32, 1) => (LoadWidth::Hu, false),
+        (0x32, 3) => (LoadWidth::Hu, true),
+        (0x34, 0) => (LoadWidth::W, false),
+        (0x34, 1) => (LoadWidth::Wu, false),
+        (0x34, 3) => (LoadWidth::Wu, true),
+        (0x36, 0) => (LoadWidth::D, false),
+        _ => return Illegal(raw),
+    };
+    HypervisorLoad {
+        width,
+        execute,
+        rd,
+        rs1,
     }
 }
 

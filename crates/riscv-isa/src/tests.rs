@@ -625,6 +625,142 @@ const CASES: &[(u32, &str, Instruction)] = &[
         SfenceVma { rs1: 10, rs2: 11 },
     ),
     (
+        0x22b50073,
+        "hfence.vvma a0, a1",
+        HfenceVvma { rs1: 10, rs2: 11 },
+    ),
+    (
+        0x62000073,
+        "hfence.gvma zero, zero",
+        HfenceGvma { rs1: 0, rs2: 0 },
+    ),
+    (
+        0x6005c573,
+        "hlv.b a0, (a1)",
+        HypervisorLoad {
+            width: LoadWidth::B,
+            execute: false,
+            rd: 10,
+            rs1: 11,
+        },
+    ),
+    (
+        0x6015c573,
+        "hlv.bu a0, (a1)",
+        HypervisorLoad {
+            width: LoadWidth::Bu,
+            execute: false,
+            rd: 10,
+            rs1: 11,
+        },
+    ),
+    (
+        0x640342f3,
+        "hlv.h t0, (t1)",
+        HypervisorLoad {
+            width: LoadWidth::H,
+            execute: false,
+            rd: 5,
+            rs1: 6,
+        },
+    ),
+    (
+        0x641342f3,
+        "hlv.hu t0, (t1)",
+        HypervisorLoad {
+            width: LoadWidth::Hu,
+            execute: false,
+            rd: 5,
+            rs1: 6,
+        },
+    ),
+    (
+        0x643342f3,
+        "hlvx.hu t0, (t1)",
+        HypervisorLoad {
+            width: LoadWidth::Hu,
+            execute: true,
+            rd: 5,
+            rs1: 6,
+        },
+    ),
+    (
+        0x6809c973,
+        "hlv.w s2, (s3)",
+        HypervisorLoad {
+            width: LoadWidth::W,
+            execute: false,
+            rd: 18,
+            rs1: 19,
+        },
+    ),
+    (
+        0x6819c973,
+        "hlv.wu s2, (s3)",
+        HypervisorLoad {
+            width: LoadWidth::Wu,
+            execute: false,
+            rd: 18,
+            rs1: 19,
+        },
+    ),
+    (
+        0x6839c973,
+        "hlvx.wu s2, (s3)",
+        HypervisorLoad {
+            width: LoadWidth::Wu,
+            execute: true,
+            rd: 18,
+            rs1: 19,
+        },
+    ),
+    (
+        0x6c05c573,
+        "hlv.d a0, (a1)",
+        HypervisorLoad {
+            width: LoadWidth::D,
+            execute: false,
+            rd: 10,
+            rs1: 11,
+        },
+    ),
+    (
+        0x62a5c073,
+        "hsv.b a0, (a1)",
+        HypervisorStore {
+            bytes: 1,
+            rs1: 11,
+            rs2: 10,
+        },
+    ),
+    (
+        0x66a5c073,
+        "hsv.h a0, (a1)",
+        HypervisorStore {
+            bytes: 2,
+            rs1: 11,
+            rs2: 10,
+        },
+    ),
+    (
+        0x6aa5c073,
+        "hsv.w a0, (a1)",
+        HypervisorStore {
+            bytes: 4,
+            rs1: 11,
+            rs2: 10,
+        },
+    ),
+    (
+        0x6ea5c073,
+        "hsv.d a0, (a1)",
+        HypervisorStore {
+            bytes: 8,
+            rs1: 11,
+            rs2: 10,
+        },
+    ),
+    (
         0x30059573,
         "csrrw a0, mstatus, a1",
         Csr {
@@ -2121,6 +2257,12 @@ const ILLEGAL: &[(u32, &str)] = &[
     (0x04000053, "fadd with fmt=2 (half, not implemented)"),
     (0xe0101053, "fclass with rs2!=0"),
     (0x42200053, "fcvt.d.* with rs2=2"),
+    (0x6025c573, "hlv.b with rs2=2"),
+    (0x6c15c573, "hlv.d with rs2=1 (no hlv.du)"),
+    (0x6035c573, "hlvx.b does not exist"),
+    (0x62a5c0f3, "hsv.b with rd!=0"),
+    (0x7005c573, "funct3=4 with an unknown funct7"),
+    (0x22b500f3, "hfence.vvma with rd!=0"),
 ];
 
 #[test]
