@@ -410,7 +410,10 @@ impl Hart {
                     return illegal;
                 }
                 // Bare, Sv39 and Sv48; a write of any other mode has no effect.
-                if matches!(value >> 60, 0 | 8 | 9) {
+                if matches!(
+                    value >> 60,
+                    mmu::ATP_MODE_BARE | mmu::ATP_MODE_SV39 | mmu::ATP_MODE_SV48
+                ) {
                     // MODE, a 16-bit ASID and a 44-bit PPN: every bit is kept.
                     c.satp = value;
                     self.tlb.flush();

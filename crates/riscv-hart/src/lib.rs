@@ -13,9 +13,9 @@ mod ram;
 mod trap;
 
 pub use csr::{Csrs, MIP_MEIP, MIP_MSIP, MIP_MTIP, MIP_SEIP, MIP_SSIP, MIP_STIP};
-pub use mmu::{DataTlb, TLB_ENTRIES};
+pub use mmu::{tlb_tag, AccessMode, DataTlb, TLB_ENTRIES, TLB_TAG_MODE_BITS};
 pub use ram::{GuestRam, RamAllocError};
-pub use trap::{Exception, ExceptionCause};
+pub use trap::{Exception, ExceptionCause, TrapValues};
 
 /// Privilege levels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -151,7 +151,7 @@ impl Hart {
                 let now = platform.mtime();
                 if let Some(cause) = self.pending_interrupt(now) {
                     self.waiting = false;
-                    self.take_trap(cause | trap::INTERRUPT_BIT, 0);
+                    self.take_trap(cause | trap::INTERRUPT_BIT, &TrapValues::default());
                 } else if self.waiting {
                     if !self.wakeup_pending(now) {
                         return (RunExit::Wfi, executed);
@@ -162,7 +162,7 @@ impl Hart {
             executed += 1;
             self.instret += 1;
             if let Err(e) = self.step(platform) {
-                self.take_trap(e.cause as u64, e.tval);
+                self.take_trap(e.cause as u64, &e.values);
             }
             if let Some(exit) = self.stop.take() {
                 return (exit, executed);
@@ -183,7 +183,7 @@ impl Hart {
     /// no side effects). Engines compare them with what they translated.
     #[inline]
     pub fn code_at(&self, pc: u64) -> Option<&[u8]> {
-        self.tlb.code_at(pc, self.privilege)
+        self.tlb.code_at(pc, self.fetch_mode())
     }
 
     /// Protects `len` bytes of code at `code` (a host address from
@@ -237,7 +237,7 @@ impl Hart {
     /// The data soft-TLB as translated code reads it (the tables stay at
     /// the same host addresses for the hart's lifetime).
     pub fn data_tlb(&self) -> mmu::DataTlb {
-        self.tlb.data_tlb(self.data_privilege() as u64)
+        self.tlb.data_tlb(self.data_mode())
     }
 
     /// The highest-priority interrupt that is pending and enabled at the
@@ -269,8 +269,9 @@ impl Hart {
     }
 
     /// Enters the trap handler for `cause` (interrupt bit included), in M or S
-    /// mode according to the delegation registers.
-    pub(crate) fn take_trap(&mut self, cause: u64, tval: u64) {
+    /// mode according to the delegation registers, recording `values`.
+    pub(crate) fn take_trap(&mut self, cause: u64, values: &TrapValues) {
+        let tval = values.tval;
         self.traps += 1;
         let interrupt = cause & trap::INTERRUPT_BIT != 0;
         let code = cause & !trap::INTERRUPT_BIT;

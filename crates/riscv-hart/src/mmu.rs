@@ -65,10 +65,37 @@ impl Access {
     }
 }
 
+/// Whom an access is made for: the privilege it is checked against, and
+/// whether it is a guest's (V=1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccessMode {
+    pub privilege: Privilege,
+    pub virt: bool,
+}
+
+impl AccessMode {
+    /// The mode's bits in a soft-TLB tag (privilege, then V).
+    #[inline]
+    pub const fn tag_bits(self) -> u64 {
+        self.privilege as u64 | (self.virt as u64) << 2
+    }
+}
+
+/// Bits of a soft-TLB tag below the virtual page number: the
+/// [`AccessMode::tag_bits`] the translation was made for.
+pub const TLB_TAG_MODE_BITS: u32 = 3;
+
+/// The tag of the soft-TLB entry for `vaddr`'s page in the mode with
+/// `mode_bits`; translated code computes the same (see [`DataTlb`]).
+#[inline]
+pub const fn tlb_tag(vaddr: u64, mode_bits: u64) -> u64 {
+    (vaddr >> PAGE_SHIFT) << TLB_TAG_MODE_BITS | mode_bits
+}
+
 #[derive(Clone, Copy)]
 #[repr(C)] // translated code reads entries directly (see DataTlb)
 struct TlbEntry {
-    /// Virtual page number * 4 + privilege; `u64::MAX` when empty.
+    /// [`tlb_tag`] of the page; `u64::MAX` when empty.
     tag: u64,
     /// Host address minus virtual address for this page.
     addend: u64,
@@ -80,7 +107,7 @@ const EMPTY: TlbEntry = TlbEntry {
 };
 
 /// Direct-mapped translation caches, one per access type, tagged with the
-/// privilege the translation was made for.
+/// mode the translation was made for.
 pub struct Tlb {
     /// Read, write and execute tables, in that order, in one allocation
     /// (translated code reaches both data tables from one base register).
@@ -165,11 +192,6 @@ impl Tlb {
 }
 
 #[inline]
-fn tlb_tag(vaddr: u64, privilege: Privilege) -> u64 {
-    (vaddr >> PAGE_SHIFT) << 2 | privilege as u64
-}
-
-#[inline]
 fn tlb_index(vaddr: u64) -> usize {
     (vaddr >> PAGE_SHIFT) as usize % TLB_ENTRIES
 }
@@ -182,31 +204,31 @@ fn within_page(vaddr: u64, size: u8) -> bool {
 /// Where translated code finds the data soft-TLB: the write table follows
 /// the read table directly (`write = read + TLB_ENTRIES * 16`); each holds
 /// [`TLB_ENTRIES`] 16-byte entries `{ tag: u64, addend: u64 }`, indexed by
-/// `vpn % TLB_ENTRIES`, with `tag = vpn << 2 | privilege`; a hit maps the
+/// `vpn % TLB_ENTRIES`, with `tag = tlb_tag(vaddr, mode)`; a hit maps the
 /// whole 4 KiB page at `vaddr + addend` on the host. Pages that need the
 /// slow path (devices, watched pages, PMP-split pages) never hit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DataTlb {
     pub read: *const u8,
     pub write: *const u8,
-    /// The privilege loads and stores use now (MPRV applied).
-    pub privilege: u64,
+    /// [`AccessMode::tag_bits`] of the mode loads and stores use now (MPRV applied).
+    pub mode: u64,
 }
 
 impl Tlb {
-    pub(crate) fn data_tlb(&self, privilege: u64) -> DataTlb {
+    pub(crate) fn data_tlb(&self, mode: AccessMode) -> DataTlb {
         DataTlb {
             read: self.tables[Access::Read as usize].as_ptr().cast(),
             write: self.tables[Access::Write as usize].as_ptr().cast(),
-            privilege,
+            mode: mode.tag_bits(),
         }
     }
 
     /// See [`Hart::code_at`].
     #[inline]
-    pub(crate) fn code_at(&self, pc: u64, privilege: Privilege) -> Option<&[u8]> {
+    pub(crate) fn code_at(&self, pc: u64, mode: AccessMode) -> Option<&[u8]> {
         let entry = self.tables[Access::Execute as usize][tlb_index(pc)];
-        if entry.tag != tlb_tag(pc, privilege) {
+        if entry.tag != tlb_tag(pc, mode.tag_bits()) {
             return None;
         }
         let left = (PAGE_SIZE - (pc & (PAGE_SIZE - 1))) as usize;
@@ -218,14 +240,109 @@ impl Tlb {
     }
 }
 
+/// Bits of the physical page number in a PTE or an `*atp` register.
+const PPN_MASK: u64 = (1 << 44) - 1;
+/// `satp.MODE` values: Bare, Sv39 and Sv48.
+pub(crate) const ATP_MODE_BARE: u64 = 0;
+pub(crate) const ATP_MODE_SV39: u64 = 8;
+pub(crate) const ATP_MODE_SV48: u64 = 9;
+
+/// Which kind of address a translation stage takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StageKind {
+    /// Virtual addresses (satp): sign-extended, leaves checked against
+    /// the privilege with SUM and MXR.
+    Virtual,
+}
+
+/// One stage of address translation, as [`Hart::walk`] needs it.
+#[derive(Clone, Copy, Debug)]
+struct Stage {
+    /// Physical address of the root table.
+    root: u64,
+    /// 3 (Sv39) or 4 (Sv48).
+    levels: u32,
+    /// Index bits of the root table beyond the usual 9.
+    root_extra_bits: u32,
+    kind: StageKind,
+}
+
+impl Stage {
+    /// The stage an `*atp` register describes; `None` when it is Bare.
+    /// (Writes only ever leave Bare, Sv39 or Sv48 there.)
+    fn from_atp(atp: u64, kind: StageKind) -> Option<Stage> {
+        let levels = match atp >> 60 {
+            ATP_MODE_SV39 => 3,
+            ATP_MODE_SV48 => 4,
+            _ => return None,
+        };
+        Some(Stage {
+            root: (atp & PPN_MASK) << PAGE_SHIFT,
+            levels,
+            root_extra_bits: 0,
+            kind,
+        })
+    }
+}
+
+/// What a leaf PTE must allow for an access.
+#[derive(Clone, Copy, Debug)]
+struct LeafRules {
+    /// The privilege the access is checked against (U pages and SUM).
+    privilege: Privilege,
+    /// Supervisor accesses may reach U pages (not to execute).
+    sum: bool,
+    /// Loads may read execute-only pages.
+    mxr: bool,
+}
+
+impl LeafRules {
+    fn allows(&self, pte: u64, access: Access) -> bool {
+        let user_page = pte & PTE_U != 0;
+        let privilege_ok = match self.privilege {
+            Privilege::User => user_page,
+            _ => !user_page || (access != Access::Execute && self.sum),
+        };
+        let permitted = match access {
+            Access::Read => pte & PTE_R != 0 || (self.mxr && pte & PTE_X != 0),
+            Access::Write => pte & PTE_W != 0,
+            Access::Execute => pte & PTE_X != 0,
+        };
+        privilege_ok && permitted
+    }
+}
+
+/// Why a walk failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WalkFault {
+    /// An invalid, reserved or forbidding PTE, or an address out of range.
+    Page,
+    /// A page-table access outside RAM or forbidden by PMP.
+    Access,
+}
+
 impl Hart {
-    /// The privilege loads and stores are checked against (mstatus.MPRV).
+    /// The mode instructions are fetched in: the hart's own.
     #[inline]
-    pub(crate) fn data_privilege(&self) -> Privilege {
+    pub fn fetch_mode(&self) -> AccessMode {
+        AccessMode {
+            privilege: self.privilege,
+            virt: false,
+        }
+    }
+
+    /// The mode loads and stores are made in (mstatus.MPRV applied).
+    #[inline]
+    pub fn data_mode(&self) -> AccessMode {
         if self.privilege == Privilege::Machine && self.csr.mstatus & MSTATUS_MPRV != 0 {
-            Privilege::from_bits((self.csr.mstatus & MSTATUS_MPP) >> MSTATUS_MPP_SHIFT)
+            AccessMode {
+                privilege: Privilege::from_bits(
+                    (self.csr.mstatus & MSTATUS_MPP) >> MSTATUS_MPP_SHIFT,
+                ),
+                virt: false,
+            }
         } else {
-            self.privilege
+            self.fetch_mode()
         }
     }
 
@@ -237,13 +354,13 @@ impl Hart {
         size: u8,
         platform: &mut dyn Platform,
     ) -> Result<u64, Exception> {
-        let privilege = self.data_privilege();
+        let mode = self.data_mode();
         let entry = self.tlb.tables[Access::Read as usize][tlb_index(vaddr)];
-        if entry.tag == tlb_tag(vaddr, privilege) && within_page(vaddr, size) {
+        if entry.tag == tlb_tag(vaddr, mode.tag_bits()) && within_page(vaddr, size) {
             // SAFETY: TLB entries only map whole RAM pages; the access stays in the page.
             return Ok(unsafe { read_host(vaddr.wrapping_add(entry.addend) as *const u8, size) });
         }
-        self.access_slow(vaddr, size, Access::Read, privilege, 0, platform)
+        self.access_slow(vaddr, size, Access::Read, mode, 0, platform)
     }
 
     /// Stores the low `size` bytes of `value` at virtual `vaddr`.
@@ -255,14 +372,14 @@ impl Hart {
         value: u64,
         platform: &mut dyn Platform,
     ) -> Result<(), Exception> {
-        let privilege = self.data_privilege();
+        let mode = self.data_mode();
         let entry = self.tlb.tables[Access::Write as usize][tlb_index(vaddr)];
-        if entry.tag == tlb_tag(vaddr, privilege) && within_page(vaddr, size) {
+        if entry.tag == tlb_tag(vaddr, mode.tag_bits()) && within_page(vaddr, size) {
             // SAFETY: TLB entries only map whole RAM pages; the access stays in the page.
             unsafe { write_host(vaddr.wrapping_add(entry.addend) as *mut u8, size, value) };
             return Ok(());
         }
-        self.access_slow(vaddr, size, Access::Write, privilege, value, platform)
+        self.access_slow(vaddr, size, Access::Write, mode, value, platform)
             .map(|_| ())
     }
 
@@ -274,45 +391,45 @@ impl Hart {
     /// interpreter then performs it.
     pub fn fill_data_tlb(&mut self, vaddr: u64, size: u8, write: bool) -> bool {
         let access = if write { Access::Write } else { Access::Read };
-        self.fill_tlb(vaddr, size, access, self.data_privilege())
+        self.fill_tlb(vaddr, size, access, self.data_mode())
     }
 
     /// Fills the execute TLB for the code at `pc`, for an engine about to
     /// translate it ([`Hart::code_at`] then sees it); false when fetching
     /// there needs the interpreter (a fault, PMP within the page).
     pub fn fill_code_tlb(&mut self, pc: u64) -> bool {
-        self.fill_tlb(pc, 2, Access::Execute, self.privilege)
+        self.fill_tlb(pc, 2, Access::Execute, self.fetch_mode())
     }
 
-    fn fill_tlb(&mut self, vaddr: u64, size: u8, access: Access, privilege: Privilege) -> bool {
-        let device_page = tlb_tag(vaddr, privilege) << 2 | access as u64;
+    fn fill_tlb(&mut self, vaddr: u64, size: u8, access: Access, mode: AccessMode) -> bool {
+        let device_page = tlb_tag(vaddr, mode.tag_bits()) << 2 | access as u64;
         if !within_page(vaddr, size) || self.tlb.device_page == device_page {
             return false;
         }
-        let Ok(paddr) = self.translate(vaddr, access, privilege) else {
+        let Ok(paddr) = self.translate(vaddr, access, mode) else {
             return false;
         };
         if !self.ram.contains(paddr & !(PAGE_SIZE - 1), PAGE_SIZE) {
             self.tlb.device_page = device_page;
             return false;
         }
-        self.cache_page(vaddr, paddr, access, privilege)
+        self.cache_page(vaddr, paddr, access, mode)
     }
 
     /// Caches the translation of `vaddr`'s page (at `paddr`, in RAM) for
     /// `access` when every access to that page may take the fast path: not
     /// stores to the watched page or to a page holding translated code, and
     /// PMP deciding for the whole page. Returns whether it did.
-    fn cache_page(&mut self, vaddr: u64, paddr: u64, access: Access, privilege: Privilege) -> bool {
+    fn cache_page(&mut self, vaddr: u64, paddr: u64, access: Access, mode: AccessMode) -> bool {
         let page = paddr & !(PAGE_SIZE - 1);
         let write = access == Access::Write;
         if (write && (paddr >> PAGE_SHIFT == self.watched_page || self.ram.is_protected(page)))
-            || !self.pmp_allows(page, PAGE_SIZE, access, privilege)
+            || !self.pmp_allows(page, PAGE_SIZE, access, mode.privilege)
         {
             return false;
         }
         let entry = TlbEntry {
-            tag: tlb_tag(vaddr, privilege),
+            tag: tlb_tag(vaddr, mode.tag_bits()),
             addend: (self.ram.host_ptr(page) as u64).wrapping_sub(vaddr & !(PAGE_SIZE - 1)),
         };
         self.tlb.fill(access, tlb_index(vaddr), entry);
@@ -324,24 +441,18 @@ impl Hart {
     #[inline]
     pub(crate) fn fetch(&mut self, platform: &mut dyn Platform) -> Result<u32, Exception> {
         let pc = self.pc;
+        let mode = self.fetch_mode();
         let entry = self.tlb.tables[Access::Execute as usize][tlb_index(pc)];
-        if entry.tag == tlb_tag(pc, self.privilege) && within_page(pc, 4) {
+        if entry.tag == tlb_tag(pc, mode.tag_bits()) && within_page(pc, 4) {
             // SAFETY: TLB entries only map whole RAM pages; 4 bytes stay in the page.
             return Ok(unsafe { read_host(pc.wrapping_add(entry.addend) as *const u8, 4) } as u32);
         }
-        let privilege = self.privilege;
-        let low = self.access_slow(pc, 2, Access::Execute, privilege, 0, platform)? as u32;
+        let low = self.access_slow(pc, 2, Access::Execute, mode, 0, platform)? as u32;
         if low & 3 != 3 {
             return Ok(low);
         }
-        let high = self.access_slow(
-            pc.wrapping_add(2),
-            2,
-            Access::Execute,
-            privilege,
-            0,
-            platform,
-        )? as u32;
+        let high =
+            self.access_slow(pc.wrapping_add(2), 2, Access::Execute, mode, 0, platform)? as u32;
         Ok(low | high << 16)
     }
 
@@ -362,10 +473,10 @@ impl Hart {
             };
             return Err(Exception::new(cause, vaddr));
         }
-        let privilege = self.data_privilege();
-        let paddr = self.translate(vaddr, access, privilege)?;
+        let mode = self.data_mode();
+        let paddr = self.translate(vaddr, access, mode)?;
         if !self.ram.contains(paddr, size as u64)
-            || !self.pmp_allows(paddr, size as u64, access, privilege)
+            || !self.pmp_allows(paddr, size as u64, access, mode.privilege)
         {
             return Err(Exception::new(access.access_fault(), vaddr));
         }
@@ -379,7 +490,7 @@ impl Hart {
         vaddr: u64,
         size: u8,
         access: Access,
-        privilege: Privilege,
+        mode: AccessMode,
         value: u64,
         platform: &mut dyn Platform,
     ) -> Result<u64, Exception> {
@@ -391,7 +502,7 @@ impl Hart {
                     vaddr.wrapping_add(i),
                     1,
                     access,
-                    privilege,
+                    mode,
                     value >> (8 * i),
                     platform,
                 )?;
@@ -399,7 +510,8 @@ impl Hart {
             }
             return Ok(result);
         }
-        let paddr = self.translate(vaddr, access, privilege)?;
+        let paddr = self.translate(vaddr, access, mode)?;
+        let privilege = mode.privilege;
         let fault = Exception::new(access.access_fault(), vaddr);
         if self.ram.contains(paddr, size as u64) {
             if access == Access::Write {
@@ -407,7 +519,7 @@ impl Hart {
                 self.ram.note_store(paddr, size as u64);
             }
             let watched = access == Access::Write && paddr >> PAGE_SHIFT == self.watched_page;
-            if !self.cache_page(vaddr, paddr, access, privilege)
+            if !self.cache_page(vaddr, paddr, access, mode)
                 && !self.pmp_allows(paddr, size as u64, access, privilege)
             {
                 return Err(fault);
@@ -444,80 +556,112 @@ impl Hart {
         }
     }
 
-    /// Virtual to physical translation for an access at `privilege`.
+    /// Virtual to physical translation for an access in `mode`.
     pub(crate) fn translate(
         &mut self,
         vaddr: u64,
         access: Access,
-        privilege: Privilege,
+        mode: AccessMode,
     ) -> Result<u64, Exception> {
-        let mode = self.csr.satp >> 60;
-        if privilege == Privilege::Machine || mode == 0 {
+        let Some(stage) = Stage::from_atp(self.csr.satp, StageKind::Virtual) else {
+            return Ok(vaddr);
+        };
+        if mode.privilege == Privilege::Machine {
             return Ok(vaddr);
         }
-        let levels: u32 = if mode == 8 { 3 } else { 4 };
-        let va_bits = PAGE_SHIFT + 9 * levels;
-        let page_fault = Exception::new(access.page_fault(), vaddr);
-        // The address must be the sign extension of its top translated bit.
-        if ((vaddr as i64) << (64 - va_bits) >> (64 - va_bits)) as u64 != vaddr {
-            return Err(page_fault);
-        }
-        let mut table = (self.csr.satp & ((1 << 44) - 1)) << PAGE_SHIFT;
-        for level in (0..levels).rev() {
-            let vpn = (vaddr >> (PAGE_SHIFT + 9 * level)) & 0x1ff;
-            let pte_addr = table + vpn * 8;
-            if !self.pmp_allows(pte_addr, 8, Access::Read, Privilege::Supervisor) {
-                return Err(Exception::new(access.access_fault(), vaddr));
-            }
-            let Some(pte) = self.ram.read(pte_addr, 8) else {
-                return Err(Exception::new(access.access_fault(), vaddr));
+        let leaf = LeafRules {
+            privilege: mode.privilege,
+            sum: self.csr.mstatus & MSTATUS_SUM != 0,
+            mxr: self.csr.mstatus & MSTATUS_MXR != 0,
+        };
+        self.walk(vaddr, access, &stage, leaf).map_err(|fault| {
+            let cause = match fault {
+                WalkFault::Page => access.page_fault(),
+                WalkFault::Access => access.access_fault(),
             };
+            Exception::new(cause, vaddr)
+        })
+    }
+
+    /// Walks the page tables of one translation stage for an `access` to
+    /// `addr`: the one walk every stage shares, parameterised by where the
+    /// root is, how wide the address and the root index are, and which
+    /// rules a leaf must pass.
+    fn walk(
+        &mut self,
+        addr: u64,
+        access: Access,
+        stage: &Stage,
+        leaf: LeafRules,
+    ) -> Result<u64, WalkFault> {
+        let levels = stage.levels;
+        let va_bits = PAGE_SHIFT + 9 * levels + stage.root_extra_bits;
+        let in_range = match stage.kind {
+            // Virtual addresses must be the sign extension of their top bit.
+            StageKind::Virtual => {
+                ((addr as i64) << (64 - va_bits) >> (64 - va_bits)) as u64 == addr
+            }
+        };
+        if !in_range {
+            return Err(WalkFault::Page);
+        }
+        let mut table = stage.root;
+        for level in (0..levels).rev() {
+            let index_bits = if level == levels - 1 {
+                9 + stage.root_extra_bits
+            } else {
+                9
+            };
+            let vpn = (addr >> (PAGE_SHIFT + 9 * level)) & ((1 << index_bits) - 1);
+            let pte_addr = table + vpn * 8;
+            let pte = self.read_pte(pte_addr)?;
             if pte & PTE_V == 0 || (pte & PTE_R == 0 && pte & PTE_W != 0) || pte & PTE_RESERVED != 0
             {
-                return Err(page_fault);
+                return Err(WalkFault::Page);
             }
-            let ppn = (pte >> 10) & ((1 << 44) - 1);
+            let ppn = (pte >> 10) & PPN_MASK;
             if pte & (PTE_R | PTE_X) == 0 {
                 // Pointer to the next level; A, D and U must be clear.
                 if level == 0 || pte & (PTE_A | PTE_D | PTE_U) != 0 {
-                    return Err(page_fault);
+                    return Err(WalkFault::Page);
                 }
                 table = ppn << PAGE_SHIFT;
                 continue;
             }
-            // Leaf: privilege, permission and superpage alignment checks.
-            let user_page = pte & PTE_U != 0;
-            let privilege_ok = match privilege {
-                Privilege::User => user_page,
-                _ => {
-                    !user_page || (access != Access::Execute && self.csr.mstatus & MSTATUS_SUM != 0)
-                }
-            };
-            let permitted = match access {
-                Access::Read => {
-                    pte & PTE_R != 0 || (self.csr.mstatus & MSTATUS_MXR != 0 && pte & PTE_X != 0)
-                }
-                Access::Write => pte & PTE_W != 0,
-                Access::Execute => pte & PTE_X != 0,
-            };
             let level_mask = (1u64 << (9 * level)) - 1;
-            if !privilege_ok || !permitted || ppn & level_mask != 0 {
-                return Err(page_fault);
+            if !leaf.allows(pte, access) || ppn & level_mask != 0 {
+                return Err(WalkFault::Page);
             }
             let mut updated = pte | PTE_A;
             if access == Access::Write {
                 updated |= PTE_D;
             }
-            if updated != pte
-                && (!self.pmp_allows(pte_addr, 8, Access::Write, Privilege::Supervisor)
-                    || !self.ram.write(pte_addr, 8, updated))
-            {
-                return Err(Exception::new(access.access_fault(), vaddr));
+            if updated != pte {
+                self.write_pte(pte_addr, updated)?;
             }
             let page_offset_mask = (1u64 << (PAGE_SHIFT + 9 * level)) - 1;
-            return Ok((ppn << PAGE_SHIFT) & !page_offset_mask | (vaddr & page_offset_mask));
+            return Ok((ppn << PAGE_SHIFT) & !page_offset_mask | (addr & page_offset_mask));
         }
-        Err(page_fault)
+        Err(WalkFault::Page)
+    }
+
+    /// Reads a page-table entry at physical `addr` (an implicit supervisor
+    /// read that PMP checks).
+    fn read_pte(&self, addr: u64) -> Result<u64, WalkFault> {
+        if !self.pmp_allows(addr, 8, Access::Read, Privilege::Supervisor) {
+            return Err(WalkFault::Access);
+        }
+        self.ram.read(addr, 8).ok_or(WalkFault::Access)
+    }
+
+    /// Writes back a page-table entry whose A/D bits the walk set.
+    fn write_pte(&self, addr: u64, pte: u64) -> Result<(), WalkFault> {
+        if !self.pmp_allows(addr, 8, Access::Write, Privilege::Supervisor)
+            || !self.ram.write(addr, 8, pte)
+        {
+            return Err(WalkFault::Access);
+        }
+        Ok(())
     }
 
     /// Physical memory protection: may `privilege` perform `access` on all of
@@ -578,6 +722,15 @@ mod tests {
     const L0: u64 = BASE + 0x3000;
     const DATA: u64 = BASE + 0x10_0000;
 
+    const S_MODE: AccessMode = AccessMode {
+        privilege: Privilege::Supervisor,
+        virt: false,
+    };
+    const U_MODE: AccessMode = AccessMode {
+        privilege: Privilege::User,
+        virt: false,
+    };
+
     fn pte(pa: u64, flags: u64) -> u64 {
         (pa >> 12) << 10 | flags
     }
@@ -601,12 +754,12 @@ mod tests {
     fn sv39_walk_sets_accessed_then_dirty() {
         let mut h = setup(PTE_V | PTE_R | PTE_W);
         assert_eq!(
-            h.translate(0x4000_0123, Access::Read, Privilege::Supervisor),
+            h.translate(0x4000_0123, Access::Read, S_MODE),
             Ok(DATA + 0x123)
         );
         assert_eq!(h.ram.read(L0, 8).unwrap() & (PTE_A | PTE_D), PTE_A);
         assert_eq!(
-            h.translate(0x4000_0008, Access::Write, Privilege::Supervisor),
+            h.translate(0x4000_0008, Access::Write, S_MODE),
             Ok(DATA + 8)
         );
         assert_eq!(h.ram.read(L0, 8).unwrap() & (PTE_A | PTE_D), PTE_A | PTE_D);
@@ -617,38 +770,38 @@ mod tests {
         let mut h = setup(PTE_V | PTE_R);
         let fault = |cause, addr| Err(Exception::new(cause, addr));
         assert_eq!(
-            h.translate(0x4000_0000, Access::Write, Privilege::Supervisor),
+            h.translate(0x4000_0000, Access::Write, S_MODE),
             fault(ExceptionCause::StorePageFault, 0x4000_0000)
         );
         assert_eq!(
-            h.translate(0x4000_0000, Access::Execute, Privilege::Supervisor),
+            h.translate(0x4000_0000, Access::Execute, S_MODE),
             fault(ExceptionCause::InstructionPageFault, 0x4000_0000)
         );
         assert_eq!(
-            h.translate(0x4000_0000, Access::Read, Privilege::User),
+            h.translate(0x4000_0000, Access::Read, U_MODE),
             fault(ExceptionCause::LoadPageFault, 0x4000_0000)
         );
         // A user page: S needs SUM; U may read it.
         assert_eq!(
-            h.translate(0x4000_1000, Access::Read, Privilege::Supervisor),
+            h.translate(0x4000_1000, Access::Read, S_MODE),
             fault(ExceptionCause::LoadPageFault, 0x4000_1000)
         );
         h.csr.mstatus |= MSTATUS_SUM;
         assert_eq!(
-            h.translate(0x4000_1000, Access::Read, Privilege::Supervisor),
+            h.translate(0x4000_1000, Access::Read, S_MODE),
             Ok(DATA + 0x1000)
         );
         assert_eq!(
-            h.translate(0x4000_1000, Access::Read, Privilege::User),
+            h.translate(0x4000_1000, Access::Read, U_MODE),
             Ok(DATA + 0x1000)
         );
         // Unmapped and non-canonical addresses.
         assert_eq!(
-            h.translate(0x4000_2000, Access::Read, Privilege::Supervisor),
+            h.translate(0x4000_2000, Access::Read, S_MODE),
             fault(ExceptionCause::LoadPageFault, 0x4000_2000)
         );
         assert_eq!(
-            h.translate(1 << 38, Access::Read, Privilege::Supervisor),
+            h.translate(1 << 38, Access::Read, S_MODE),
             fault(ExceptionCause::LoadPageFault, 1 << 38)
         );
     }
@@ -662,8 +815,7 @@ mod tests {
         ] {
             let mut h = setup(flags);
             assert!(
-                h.translate(0x4000_0000, Access::Read, Privilege::Supervisor)
-                    .is_err(),
+                h.translate(0x4000_0000, Access::Read, S_MODE).is_err(),
                 "flags {flags:#x}"
             );
         }
@@ -676,12 +828,12 @@ mod tests {
         h.ram.write(root48, 8, pte(ROOT, PTE_V));
         h.csr.satp = 9 << 60 | root48 >> 12;
         assert_eq!(
-            h.translate(0x4000_0010, Access::Read, Privilege::Supervisor),
+            h.translate(0x4000_0010, Access::Read, S_MODE),
             Ok(DATA + 0x10)
         );
         // Sv48 sign-extends from bit 47, so bit 38 alone is a valid address (unmapped).
         assert_eq!(
-            h.translate(1 << 38, Access::Read, Privilege::Supervisor),
+            h.translate(1 << 38, Access::Read, S_MODE),
             Err(Exception::new(ExceptionCause::LoadPageFault, 1 << 38))
         );
     }

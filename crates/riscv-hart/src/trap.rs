@@ -23,16 +23,35 @@ pub enum ExceptionCause {
     StorePageFault = 15,
 }
 
-/// A synchronous exception with its trap value (`mtval`/`stval`).
+/// What a trap records besides its cause.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrapValues {
+    /// `mtval`/`stval`: the faulting address or instruction bits.
+    pub tval: u64,
+    /// `mtval2`/`htval`: the guest physical address of a guest-page fault, shifted right by 2.
+    pub tval2: u64,
+    /// `mtinst`/`htinst`: the (transformed) trapping instruction, or 0.
+    pub tinst: u64,
+    /// Whether `tval` is a guest virtual address (`mstatus.GVA`/`hstatus.GVA`).
+    pub gva: bool,
+}
+
+/// A synchronous exception and the values its trap records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Exception {
     pub cause: ExceptionCause,
-    pub tval: u64,
+    pub values: TrapValues,
 }
 
 impl Exception {
     pub fn new(cause: ExceptionCause, tval: u64) -> Exception {
-        Exception { cause, tval }
+        Exception {
+            cause,
+            values: TrapValues {
+                tval,
+                ..TrapValues::default()
+            },
+        }
     }
 
     pub fn illegal(raw: u32) -> Exception {

@@ -44,7 +44,7 @@
 
 use crate::arena::CodeArena;
 use dynasmrt::{dynasm, x64::X64Relocation, DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler};
-use riscv_hart::{DataTlb, TLB_ENTRIES};
+use riscv_hart::{DataTlb, TLB_ENTRIES, TLB_TAG_MODE_BITS};
 use riscv_isa::{
     AluOp, AmoOp, BranchCond, CsrOp, FmaOp, FpCmp, FpFormat, FpOp, Instruction, IntFormat,
     LoadWidth,
@@ -294,7 +294,7 @@ pub fn emit_block(target: Target, pc: u64, instructions: &[(Instruction, u8)]) -
     let mut emitter = Emitter {
         ops,
         exit: target.runtime.exit,
-        privilege: target.tlb.privilege,
+        data_mode: target.tlb.mode,
         mode: target.mode,
         inject_bug: target.inject_bug,
         page: pc >> 12,
@@ -331,8 +331,8 @@ enum Source {
 struct Emitter {
     ops: Assembler,
     exit: usize,
-    /// Data privilege the TLB tags are compared with.
-    privilege: u64,
+    /// Mode bits of the TLB tags loads and stores compare with.
+    data_mode: u64,
     mode: u64,
     inject_bug: bool,
     /// The guest page of the block (chaining stays inside it).
@@ -752,10 +752,11 @@ impl Emitter {
             ; mov ecx, edx
             ; and ecx, (TLB_ENTRIES - 1) as i32
             ; shl ecx, 4
-            ; shl rdx, 2
+            // riscv_hart::tlb_tag(vaddr, mode): vpn << TLB_TAG_MODE_BITS | mode
+            ; shl rdx, TLB_TAG_MODE_BITS as i8
         );
-        if self.privilege != 0 {
-            dynasm!(self.ops ; .arch x64 ; or rdx, self.privilege as i32);
+        if self.data_mode != 0 {
+            dynasm!(self.ops ; .arch x64 ; or rdx, self.data_mode as i32);
         }
         dynasm!(self.ops ; .arch x64
             ; cmp rdx, QWORD [r15 + rcx + table]

@@ -47,7 +47,7 @@ mod emit;
 mod translate;
 
 use emit::{Block, ExitState, JumpEntry, Runtime, JUMP_CACHE_ENTRIES};
-use riscv_hart::{DataTlb, Hart, Platform, RunExit};
+use riscv_hart::{DataTlb, Hart, Platform, RunExit, TLB_TAG_MODE_BITS};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -143,6 +143,16 @@ pub struct JitOptions {
 
 /// Blocks are looked up by virtual PC, host address of the code, and mode.
 type Key = (u64, usize, u64);
+
+/// The flag of a block mode saying FP instructions may run translated.
+const MODE_FP: u64 = 1 << (2 * TLB_TAG_MODE_BITS);
+
+/// A block's mode: what its code was translated for and may run in only —
+/// the fetch mode (privilege and V), the data mode loads and stores use,
+/// and whether FP is ready (see [`Hart::fp_ready`]).
+fn block_mode(fetch: u64, data: u64, fp: bool) -> u64 {
+    fetch | data << TLB_TAG_MODE_BITS | if fp { MODE_FP } else { 0 }
+}
 
 struct Slot {
     /// None: the first instruction here is one the interpreter runs.
@@ -306,7 +316,7 @@ impl Jit {
         let pc = hart.pc;
         let tlb = hart.data_tlb();
         let fp = hart.fp_ready();
-        let mode = hart.privilege as u64 | tlb.privilege << 2 | (fp as u64) << 4;
+        let mode = block_mode(hart.fetch_mode().tag_bits(), tlb.mode, fp);
         let generation = hart.translation_generation();
         if generation != self.jump_generation {
             self.jump_cache.fill(JumpEntry::EMPTY);
@@ -409,7 +419,7 @@ impl Jit {
         let features = translate::Features {
             // Lock-step replays blocks, so their side effects stay interpreted.
             side_effects: !self.options.lockstep,
-            fp: mode >> 4 & 1 != 0,
+            fp: mode & MODE_FP != 0,
             fma: self.host_fma,
         };
         let started = std::time::Instant::now();
