@@ -18,6 +18,10 @@ pub const MSTATUS_TVM: u64 = 1 << 20;
 pub const MSTATUS_TW: u64 = 1 << 21;
 pub const MSTATUS_TSR: u64 = 1 << 22;
 const MSTATUS_UXL_SXL: u64 = (2 << 32) | (2 << 34);
+/// mstatus.GVA: the trap into M wrote a guest virtual address to mtval.
+pub const MSTATUS_GVA: u64 = 1 << 38;
+/// mstatus.MPV: the virtualization mode before the trap into M.
+pub const MSTATUS_MPV: u64 = 1 << 39;
 const MSTATUS_SD: u64 = 1 << 63;
 
 const MSTATUS_WRITABLE: u64 = MSTATUS_SIE
@@ -32,7 +36,9 @@ const MSTATUS_WRITABLE: u64 = MSTATUS_SIE
     | MSTATUS_MXR
     | MSTATUS_TVM
     | MSTATUS_TW
-    | MSTATUS_TSR;
+    | MSTATUS_TSR
+    | MSTATUS_GVA
+    | MSTATUS_MPV;
 const SSTATUS_VISIBLE: u64 = MSTATUS_SIE
     | MSTATUS_SPIE
     | MSTATUS_SPP
@@ -50,15 +56,56 @@ pub const MIP_STIP: u64 = 1 << 5;
 pub const MIP_MTIP: u64 = 1 << 7;
 pub const MIP_SEIP: u64 = 1 << 9;
 pub const MIP_MEIP: u64 = 1 << 11;
+/// The VS-level interrupts (H extension) and the HS-level guest external one.
+pub const MIP_VSSIP: u64 = 1 << 2;
+pub const MIP_VSTIP: u64 = 1 << 6;
+pub const MIP_VSEIP: u64 = 1 << 10;
+pub const MIP_SGEIP: u64 = 1 << 12;
 const S_INTERRUPTS: u64 = MIP_SSIP | MIP_STIP | MIP_SEIP;
-const ALL_INTERRUPTS: u64 = S_INTERRUPTS | MIP_MSIP | MIP_MTIP | MIP_MEIP;
+pub(crate) const VS_INTERRUPTS: u64 = MIP_VSSIP | MIP_VSTIP | MIP_VSEIP;
+/// Interrupts always delegated to HS when the H extension is present:
+/// `mideleg` reads them as one.
+const HS_INTERRUPTS_FORCED: u64 = VS_INTERRUPTS | MIP_SGEIP;
+const ALL_INTERRUPTS: u64 =
+    S_INTERRUPTS | MIP_MSIP | MIP_MTIP | MIP_MEIP | VS_INTERRUPTS | MIP_SGEIP;
 
-/// Exceptions that may be delegated to S-mode (all but ecall from M).
-const DELEGABLE_EXCEPTIONS: u64 = 0xb3ff;
+/// Exceptions that may be delegated to HS-mode: all but ecall from M
+/// (0-10, 12, 13, 15 and the guest-page faults and virtual instruction, 20-23).
+const DELEGABLE_EXCEPTIONS: u64 = 0xb7ff | 0xf << 20;
+/// Exceptions that may be delegated on to VS-mode: 0-8, 12, 13, 15 (not
+/// the ecalls from HS/VS/M, nor the guest-page faults and virtual instruction).
+const VS_DELEGABLE_EXCEPTIONS: u64 = 0xb1ff;
+
+pub const HSTATUS_GVA: u64 = 1 << 6;
+pub const HSTATUS_SPV: u64 = 1 << 7;
+pub const HSTATUS_SPVP: u64 = 1 << 8;
+pub const HSTATUS_HU: u64 = 1 << 9;
+pub const HSTATUS_VTVM: u64 = 1 << 20;
+pub const HSTATUS_VTW: u64 = 1 << 21;
+pub const HSTATUS_VTSR: u64 = 1 << 22;
+/// hstatus.VSXL: VS-mode is RV64 (read-only).
+const HSTATUS_VSXL_64: u64 = 2 << 32;
+/// hstatus bits software may write. VGEIN stays zero: GEILEN is 0 (no
+/// guest external interrupt lines until an IMSIC exists), so hgeie and
+/// hgeip are zero too.
+const HSTATUS_WRITABLE: u64 = HSTATUS_GVA
+    | HSTATUS_SPV
+    | HSTATUS_SPVP
+    | HSTATUS_HU
+    | HSTATUS_VTVM
+    | HSTATUS_VTW
+    | HSTATUS_VTSR;
+/// vsstatus bits software may write (the sstatus layout).
+const VSSTATUS_WRITABLE: u64 = SSTATUS_WRITABLE;
+/// hgatp: MODE (63:60), VMID (57:44, VMIDLEN = 14), PPN (43:0) of a
+/// 16 KiB-aligned root, whose two low bits read as zero.
+pub(crate) const HGATP_VMID: u64 = 0x3fff << 44;
+const HGATP_PPN: u64 = ((1 << 44) - 1) & !3;
 
 /// menvcfg.STCE: enables the Sstc `stimecmp` timer.
 const MENVCFG_STCE: u64 = 1 << 63;
-/// menvcfg bits we implement: FIOM (0) and STCE.
+/// menvcfg bits we implement: FIOM (0) and STCE; henvcfg has the same
+/// (its STCE only while menvcfg.STCE is set).
 const MENVCFG_WRITABLE: u64 = 1 | MENVCFG_STCE;
 
 pub const PMP_ENTRIES: usize = 16;
@@ -106,6 +153,49 @@ pub mod addr {
     pub const PMPADDR0: u16 = 0x3b0;
     pub const MCYCLE: u16 = 0xb00;
     pub const MINSTRET: u16 = 0xb02;
+    pub const MTINST: u16 = 0x34a;
+    pub const MTVAL2: u16 = 0x34b;
+    pub const HSTATUS: u16 = 0x600;
+    pub const HEDELEG: u16 = 0x602;
+    pub const HIDELEG: u16 = 0x603;
+    pub const HIE: u16 = 0x604;
+    pub const HTIMEDELTA: u16 = 0x605;
+    pub const HCOUNTEREN: u16 = 0x606;
+    pub const HGEIE: u16 = 0x607;
+    pub const HENVCFG: u16 = 0x60a;
+    pub const HTVAL: u16 = 0x643;
+    pub const HIP: u16 = 0x644;
+    pub const HVIP: u16 = 0x645;
+    pub const HTINST: u16 = 0x64a;
+    pub const HGATP: u16 = 0x680;
+    pub const HGEIP: u16 = 0xe12;
+    pub const VSSTATUS: u16 = 0x200;
+    pub const VSIE: u16 = 0x204;
+    pub const VSTVEC: u16 = 0x205;
+    pub const VSSCRATCH: u16 = 0x240;
+    pub const VSEPC: u16 = 0x241;
+    pub const VSCAUSE: u16 = 0x242;
+    pub const VSTVAL: u16 = 0x243;
+    pub const VSIP: u16 = 0x244;
+    pub const VSTIMECMP: u16 = 0x24d;
+    pub const VSATP: u16 = 0x280;
+
+    /// The VS CSR an S CSR number reaches while V=1.
+    pub fn vs_alias(csr: u16) -> u16 {
+        match csr {
+            SSTATUS => VSSTATUS,
+            SIE => VSIE,
+            STVEC => VSTVEC,
+            SSCRATCH => VSSCRATCH,
+            SEPC => VSEPC,
+            SCAUSE => VSCAUSE,
+            STVAL => VSTVAL,
+            SIP => VSIP,
+            STIMECMP => VSTIMECMP,
+            SATP => VSATP,
+            other => other,
+        }
+    }
 }
 
 /// The CSR file of one hart.
@@ -145,6 +235,28 @@ pub struct Csrs {
     /// Offsets so that mcycle/minstret read back what was written.
     pub cycle_offset: u64,
     pub instret_offset: u64,
+    // The H extension's state.
+    pub mtval2: u64,
+    pub mtinst: u64,
+    pub hstatus: u64,
+    pub hedeleg: u64,
+    pub hideleg: u64,
+    /// The software-written VS interrupt bits (VSSIP, VSTIP, VSEIP).
+    pub hvip: u64,
+    pub hcounteren: u64,
+    pub henvcfg: u64,
+    pub htimedelta: u64,
+    pub htval: u64,
+    pub htinst: u64,
+    pub hgatp: u64,
+    pub vsstatus: u64,
+    pub vstvec: u64,
+    pub vsscratch: u64,
+    pub vsepc: u64,
+    pub vscause: u64,
+    pub vstval: u64,
+    pub vsatp: u64,
+    pub vstimecmp: u64,
 }
 
 impl Csrs {
@@ -153,7 +265,7 @@ impl Csrs {
             mhartid: hartid,
             mstatus: MSTATUS_UXL_SXL,
             medeleg: 0,
-            mideleg: 0,
+            mideleg: HS_INTERRUPTS_FORCED,
             mie: 0,
             mip_soft: 0,
             external_lines: 0,
@@ -180,6 +292,26 @@ impl Csrs {
             pmpaddr: [0; PMP_ENTRIES],
             cycle_offset: 0,
             instret_offset: 0,
+            mtval2: 0,
+            mtinst: 0,
+            hstatus: HSTATUS_VSXL_64,
+            hedeleg: 0,
+            hideleg: 0,
+            hvip: 0,
+            hcounteren: 0,
+            henvcfg: 0,
+            htimedelta: 0,
+            htval: 0,
+            htinst: 0,
+            hgatp: 0,
+            vsstatus: MSTATUS_UXL_SXL & (3 << 32),
+            vstvec: 0,
+            vsscratch: 0,
+            vsepc: 0,
+            vscause: 0,
+            vstval: 0,
+            vsatp: 0,
+            vstimecmp: u64::MAX,
         }
     }
 
@@ -188,16 +320,45 @@ impl Csrs {
         self.menvcfg & MENVCFG_STCE != 0
     }
 
+    /// True when the Sstc timer of VS-mode (`vstimecmp`) drives VSTIP.
+    pub fn vs_sstc_enabled(&self) -> bool {
+        self.sstc_enabled() && self.henvcfg & MENVCFG_STCE != 0
+    }
+
+    /// VS-mode's view of time: `mtime + htimedelta` (wrapping, as the spec says).
+    pub fn guest_time(&self, mtime: u64) -> u64 {
+        mtime.wrapping_add(self.htimedelta)
+    }
+
     /// The full `mip` value at time `mtime`.
     pub fn mip(&self, mtime: u64) -> u64 {
-        let mut mip = self.mip_soft | self.external_lines;
+        let mut mip = self.mip_soft | self.external_lines | self.hvip & VS_INTERRUPTS;
         if self.sstc_enabled() {
             mip &= !MIP_STIP;
             if mtime >= self.stimecmp {
                 mip |= MIP_STIP;
             }
         }
+        // hip.VSTIP: hvip.VSTIP or the VS timer.
+        if self.vs_sstc_enabled() && self.guest_time(mtime) >= self.vstimecmp {
+            mip |= MIP_VSTIP;
+        }
         mip
+    }
+
+    /// The earliest `mtime` at which a supervisor-level timer (`stimecmp`,
+    /// `vstimecmp`) fires, or `u64::MAX`: what a sleeping board waits for
+    /// besides the CLINT.
+    pub fn timer_deadline(&self) -> u64 {
+        let mut deadline = u64::MAX;
+        if self.sstc_enabled() {
+            deadline = self.stimecmp;
+        }
+        if self.vs_sstc_enabled() {
+            // vstimecmp is compared with mtime + htimedelta.
+            deadline = deadline.min(self.vstimecmp.wrapping_sub(self.htimedelta));
+        }
+        deadline
     }
 
     pub fn mstatus_read(&self) -> u64 {
@@ -209,37 +370,188 @@ impl Csrs {
         }
     }
 
-    /// Floating-point unit enabled (mstatus.FS != Off).
+    /// Floating-point unit enabled: mstatus.FS != Off and, in V=1,
+    /// vsstatus.FS != Off too.
     #[inline]
-    pub fn fp_enabled(&self) -> bool {
-        self.mstatus & MSTATUS_FS != 0
+    pub fn fp_enabled(&self, virt: bool) -> bool {
+        self.mstatus & MSTATUS_FS != 0 && (!virt || self.vsstatus & MSTATUS_FS != 0)
     }
 
+    /// FP state changed: mstatus.FS (and in V=1 vsstatus.FS) become Dirty.
     #[inline]
-    pub fn set_fp_dirty(&mut self) {
+    pub fn set_fp_dirty(&mut self, virt: bool) {
         self.mstatus |= MSTATUS_FS;
+        if virt {
+            self.vsstatus |= MSTATUS_FS;
+        }
+    }
+
+    /// FP state is enabled and already Dirty (in V=1 at both levels), so
+    /// FP instructions change no status bits.
+    #[inline]
+    pub fn fp_dirty(&self, virt: bool) -> bool {
+        self.mstatus & MSTATUS_FS == MSTATUS_FS
+            && (!virt || self.vsstatus & MSTATUS_FS == MSTATUS_FS)
+    }
+
+    /// vsstatus as read: its SD bit summarises its FS.
+    pub fn vsstatus_read(&self) -> u64 {
+        let s = self.vsstatus | MSTATUS_UXL_SXL & (3 << 32);
+        if s & MSTATUS_FS == MSTATUS_FS {
+            s | MSTATUS_SD
+        } else {
+            s
+        }
     }
 }
 
+/// Whether this hart implements the CSR numbered `csr`.
+fn implemented(csr: u16) -> bool {
+    use addr::*;
+    matches!(
+        csr,
+        FFLAGS
+            | FRM
+            | FCSR
+            | CYCLE..=0xc1f
+            | SSTATUS
+            | SIE
+            | STVEC
+            | SCOUNTEREN
+            | SENVCFG
+            | SSCRATCH
+            | SEPC
+            | SCAUSE
+            | STVAL
+            | SIP
+            | STIMECMP
+            | SATP
+            | MVENDORID
+            | MARCHID
+            | MIMPID
+            | MHARTID
+            | MCONFIGPTR
+            | MSTATUS
+            | MISA
+            | MEDELEG
+            | MIDELEG
+            | MIE
+            | MTVEC
+            | MCOUNTEREN
+            | MENVCFG
+            | MCOUNTINHIBIT
+            | 0x323..=0x33f
+            | MSCRATCH
+            | MEPC
+            | MCAUSE
+            | MTVAL
+            | MIP
+            | MTINST
+            | MTVAL2
+            | PMPADDR0..=0x3ef
+            | MCYCLE..=0xb1f
+            | HSTATUS
+            | HEDELEG
+            | HIDELEG
+            | HIE
+            | HTIMEDELTA
+            | HCOUNTEREN
+            | HGEIE
+            | HENVCFG
+            | HTVAL
+            | HIP
+            | HVIP
+            | HTINST
+            | HGATP
+            | HGEIP
+            | VSSTATUS
+            | VSIE
+            | VSTVEC
+            | VSSCRATCH
+            | VSEPC
+            | VSCAUSE
+            | VSTVAL
+            | VSIP
+            | VSTIMECMP
+            | VSATP
+    ) || (PMPCFG0..=0x3af).contains(&csr) && csr.is_multiple_of(2) // no odd pmpcfg on RV64
+}
+
 impl Hart {
-    /// Checks that the current privilege may access `csr` (and write it, if `write`).
+    /// Checks that the current mode may access `csr` (and write it, if
+    /// `write`): an illegal-instruction exception where HS-mode could not
+    /// make the access either, a virtual-instruction exception where only
+    /// V=1 forbids it.
     fn csr_access_check(&self, csr: u16, write: bool, raw: u32) -> Result<(), Exception> {
-        let min_priv = (csr >> 8) & 3;
+        use addr::*;
+        // Address bits 9:8 give the lowest level that may access a CSR: 0
+        // U, 1 S, 2 HS (hypervisor and VS CSRs), 3 M; bits 11:10 == 3 mean
+        // read-only.
+        let level = (csr >> 8) & 3;
         let read_only = csr >> 10 == 3;
-        if (self.privilege as u16) < min_priv || (write && read_only) {
-            return Err(Exception::illegal(raw));
+        let illegal = Err(Exception::illegal(raw));
+        let virtual_instruction = Err(Exception::virtual_instruction(raw));
+        if !implemented(csr) || (write && read_only) {
+            return illegal;
+        }
+        let (privilege, virt) = (self.privilege, self.virt);
+        let allowed_in_hs = match privilege {
+            Privilege::Machine => true,
+            Privilege::Supervisor => level <= 2,
+            Privilege::User => level == 0,
+        };
+        if !virt && !allowed_in_hs || virt && level == 3 {
+            return illegal;
+        }
+        if virt && (level == 2 || (level == 1 && privilege == Privilege::User)) {
+            return virtual_instruction;
+        }
+        let c = &self.csr;
+        let tm = 1 << (TIME - CYCLE);
+        match csr {
+            FFLAGS | FRM | FCSR if !c.fp_enabled(virt) => return illegal,
+            CYCLE..=0xc1f => return self.counter_check(csr - CYCLE, raw),
+            SATP if privilege == Privilege::Supervisor => {
+                if !virt && c.mstatus & MSTATUS_TVM != 0 {
+                    return illegal;
+                }
+                if virt && c.hstatus & HSTATUS_VTVM != 0 {
+                    return virtual_instruction;
+                }
+            }
+            HGATP if privilege == Privilege::Supervisor && c.mstatus & MSTATUS_TVM != 0 => {
+                return illegal
+            }
+            STIMECMP | VSTIMECMP if privilege != Privilege::Machine => {
+                if c.mcounteren & tm == 0 || !c.sstc_enabled() {
+                    return illegal;
+                }
+                if virt && (c.hcounteren & tm == 0 || !c.vs_sstc_enabled()) {
+                    return virtual_instruction;
+                }
+            }
+            _ => {}
         }
         Ok(())
     }
 
-    /// Counter access from S/U is gated by mcounteren/scounteren.
-    fn counter_allowed(&self, index: u16) -> bool {
+    /// Access to counter `index` (cycle, time, instret, hpmcounterN) from
+    /// below M: gated by mcounteren, in V=1 also by hcounteren, and in U
+    /// and VU by scounteren.
+    fn counter_check(&self, index: u16, raw: u32) -> Result<(), Exception> {
         let bit = 1u64 << index;
-        match self.privilege {
-            Privilege::Machine => true,
-            Privilege::Supervisor => self.csr.mcounteren & bit != 0,
-            Privilege::User => self.csr.mcounteren & self.csr.scounteren & bit != 0,
+        let c = &self.csr;
+        let user = self.privilege == Privilege::User;
+        if self.privilege == Privilege::Machine {
+            return Ok(());
         }
+        if c.mcounteren & bit == 0 || (!self.virt && user && c.scounteren & bit == 0) {
+            return Err(Exception::illegal(raw));
+        }
+        if self.virt && (c.hcounteren & bit == 0 || (user && c.scounteren & bit == 0)) {
+            return Err(Exception::virtual_instruction(raw));
+        }
+        Ok(())
     }
 
     /// Executes a CSR instruction's read-modify-write. `write` is None when the
@@ -252,53 +564,49 @@ impl Hart {
         raw: u32,
     ) -> Result<u64, Exception> {
         self.csr_access_check(csr, write.is_some(), raw)?;
-        let old = self.csr_read(csr, platform, raw)?;
+        // In V=1 the S CSRs are the VS ones.
+        let csr = if self.virt { addr::vs_alias(csr) } else { csr };
+        let mtime = platform.mtime();
+        let old = self.csr_read(csr, mtime);
         if let Some((kind, operand)) = write {
-            // mip/sip read-modify-writes act on the software-writable bits
-            // only, never on the lines devices drive (e.g. the PLIC's SEIP).
-            let base = if matches!(csr, addr::MIP | addr::SIP) {
-                self.csr.mip_soft
-            } else {
-                old
+            // Interrupt-pending read-modify-writes act on the bits software
+            // wrote only, never on the lines devices and timers drive
+            // (e.g. the PLIC's SEIP).
+            let c = &self.csr;
+            let base = match csr {
+                addr::MIP => c.mip_soft | c.hvip & MIP_VSSIP,
+                addr::SIP => c.mip_soft,
+                addr::HIP | addr::HVIP => c.hvip,
+                addr::VSIP => (c.hvip & MIP_VSSIP) >> 1,
+                _ => old,
             };
             let new = match kind {
                 riscv_isa::CsrOp::Write => operand,
                 riscv_isa::CsrOp::Set => base | operand,
                 riscv_isa::CsrOp::Clear => base & !operand,
             };
-            self.csr_write(csr, new, raw)?;
+            self.csr_write(csr, new);
         }
         Ok(old)
     }
 
-    fn csr_read(
-        &mut self,
-        csr: u16,
-        platform: &mut dyn Platform,
-        raw: u32,
-    ) -> Result<u64, Exception> {
+    /// The value of an implemented CSR whose access was checked (S CSRs
+    /// already redirected to VS ones in V=1).
+    fn csr_read(&self, csr: u16, mtime: u64) -> u64 {
         use addr::*;
         let c = &self.csr;
-        let illegal = Err(Exception::illegal(raw));
-        Ok(match csr {
-            FFLAGS | FRM | FCSR if !c.fp_enabled() => return illegal,
+        let hs_local = VS_INTERRUPTS | MIP_SGEIP;
+        match csr {
             FFLAGS => c.fflags,
             FRM => c.frm,
             FCSR => c.frm << 5 | c.fflags,
-            CYCLE | TIME | INSTRET | 0xc03..=0xc1f => {
-                if !self.counter_allowed(csr - CYCLE) {
-                    return illegal;
-                }
-                match csr {
-                    CYCLE => self.instret.wrapping_add(c.cycle_offset),
-                    TIME => platform.mtime(),
-                    INSTRET => self.instret.wrapping_add(c.instret_offset),
-                    _ => 0,
-                }
-            }
+            CYCLE | MCYCLE => self.instret.wrapping_add(c.cycle_offset),
+            TIME if self.virt => c.guest_time(mtime),
+            TIME => mtime,
+            INSTRET | MINSTRET => self.instret.wrapping_add(c.instret_offset),
             SSTATUS => c.mstatus_read() & SSTATUS_VISIBLE,
-            SIE => c.mie & c.mideleg,
-            SIP => c.mip(platform.mtime()) & c.mideleg,
+            SIE => c.mie & c.mideleg & S_INTERRUPTS,
+            SIP => c.mip(mtime) & c.mideleg & S_INTERRUPTS,
             STVEC => c.stvec,
             SCOUNTEREN => c.scounteren,
             SENVCFG => c.senvcfg,
@@ -306,28 +614,15 @@ impl Hart {
             SEPC => c.sepc,
             SCAUSE => c.scause,
             STVAL => c.stval,
-            STIMECMP => {
-                if self.privilege == Privilege::Supervisor
-                    && (c.mcounteren >> 1 & 1 == 0 || !c.sstc_enabled())
-                {
-                    return illegal;
-                }
-                c.stimecmp
-            }
-            SATP => {
-                if self.privilege == Privilege::Supervisor && c.mstatus & MSTATUS_TVM != 0 {
-                    return illegal;
-                }
-                c.satp
-            }
-            MVENDORID | MARCHID | MIMPID | MCONFIGPTR => 0,
+            STIMECMP => c.stimecmp,
+            SATP => c.satp,
             MHARTID => c.mhartid,
             MSTATUS => c.mstatus_read(),
-            addr::MISA => crate::isa::MISA,
+            MISA => crate::isa::MISA,
             MEDELEG => c.medeleg,
             MIDELEG => c.mideleg,
             MIE => c.mie,
-            MIP => c.mip(platform.mtime()),
+            MIP => c.mip(mtime),
             MTVEC => c.mtvec,
             MCOUNTEREN => c.mcounteren,
             MENVCFG => c.menvcfg,
@@ -336,52 +631,72 @@ impl Hart {
             MEPC => c.mepc,
             MCAUSE => c.mcause,
             MTVAL => c.mtval,
+            MTVAL2 => c.mtval2,
+            MTINST => c.mtinst,
             PMPCFG0..=0x3af => {
-                let n = (csr - PMPCFG0) as usize;
-                if n % 2 == 1 {
-                    return illegal; // odd pmpcfg CSRs do not exist on RV64
-                }
-                let first = n * 4;
+                let first = (csr - PMPCFG0) as usize * 4;
                 (0..8).fold(0u64, |acc, i| {
                     acc | (c.pmpcfg.get(first + i).copied().unwrap_or(0) as u64) << (8 * i)
                 })
             }
-            PMPADDR0..=0x3ef => {
-                let n = (csr - PMPADDR0) as usize;
-                self.pmpaddr_read(n)
-            }
-            MCYCLE => self.instret.wrapping_add(c.cycle_offset),
-            MINSTRET => self.instret.wrapping_add(c.instret_offset),
-            0xb03..=0xb1f | 0x323..=0x33f => 0, // hpmcounters and their event selectors: hard-wired zero
-            _ => return illegal,
-        })
+            PMPADDR0..=0x3ef => self.pmpaddr_read((csr - PMPADDR0) as usize),
+            HSTATUS => c.hstatus | HSTATUS_VSXL_64,
+            HEDELEG => c.hedeleg,
+            HIDELEG => c.hideleg,
+            HIE => c.mie & hs_local,
+            HIP => c.mip(mtime) & hs_local,
+            HVIP => c.hvip,
+            HTIMEDELTA => c.htimedelta,
+            HCOUNTEREN => c.hcounteren,
+            // henvcfg.STCE reads as zero while menvcfg.STCE is clear.
+            HENVCFG => c.henvcfg & (c.menvcfg | !MENVCFG_STCE),
+            HTVAL => c.htval,
+            HTINST => c.htinst,
+            HGATP => c.hgatp,
+            VSSTATUS => c.vsstatus_read(),
+            VSIE => (c.mie & c.hideleg & VS_INTERRUPTS) >> 1,
+            VSIP => (c.mip(mtime) & c.hideleg & VS_INTERRUPTS) >> 1,
+            VSTVEC => c.vstvec,
+            VSSCRATCH => c.vsscratch,
+            VSEPC => c.vsepc,
+            VSCAUSE => c.vscause,
+            VSTVAL => c.vstval,
+            VSATP => c.vsatp,
+            VSTIMECMP => c.vstimecmp,
+            // Hard-wired zero: the vendor and implementation IDs, the
+            // hpmcounters and their event selectors, hgeie and hgeip
+            // (GEILEN is 0).
+            _ => 0,
+        }
     }
 
-    fn csr_write(&mut self, csr: u16, value: u64, raw: u32) -> Result<(), Exception> {
+    /// Writes an implemented, writable CSR whose access was checked,
+    /// legalising WARL fields.
+    fn csr_write(&mut self, csr: u16, value: u64) {
         use addr::*;
-        let illegal = Err(Exception::illegal(raw));
-        let privilege = self.privilege;
         let c = &mut self.csr;
+        let virt = self.virt;
         match csr {
             FFLAGS => {
                 c.fflags = value & 0x1f;
-                c.set_fp_dirty();
+                c.set_fp_dirty(virt);
             }
             FRM => {
                 c.frm = value & 7;
-                c.set_fp_dirty();
+                c.set_fp_dirty(virt);
             }
             FCSR => {
                 c.fflags = value & 0x1f;
                 c.frm = (value >> 5) & 7;
-                c.set_fp_dirty();
+                c.set_fp_dirty(virt);
             }
             SSTATUS => {
                 let new = (c.mstatus & !SSTATUS_WRITABLE) | (value & SSTATUS_WRITABLE);
                 self.write_mstatus(new);
             }
             SIE => {
-                c.mie = (c.mie & !c.mideleg) | (value & c.mideleg);
+                let mask = c.mideleg & S_INTERRUPTS;
+                c.mie = (c.mie & !mask) | (value & mask);
                 self.interrupt_check = true;
             }
             SIP => {
@@ -397,33 +712,18 @@ impl Hart {
             SCAUSE => c.scause = value,
             STVAL => c.stval = value,
             STIMECMP => {
-                if privilege == Privilege::Supervisor
-                    && (c.mcounteren >> 1 & 1 == 0 || !c.sstc_enabled())
-                {
-                    return illegal;
-                }
                 c.stimecmp = value;
                 self.interrupt_check = true;
             }
-            SATP => {
-                if privilege == Privilege::Supervisor && c.mstatus & MSTATUS_TVM != 0 {
-                    return illegal;
-                }
-                // Bare, Sv39 and Sv48; a write of any other mode has no effect.
-                if matches!(
-                    value >> 60,
-                    mmu::ATP_MODE_BARE | mmu::ATP_MODE_SV39 | mmu::ATP_MODE_SV48
-                ) {
-                    // MODE, a 16-bit ASID and a 44-bit PPN: every bit is kept.
-                    c.satp = value;
-                    self.tlb.flush();
-                }
+            // MODE, a 16-bit ASID and a 44-bit PPN: every bit is kept.
+            SATP if legal_atp_mode(value) => {
+                c.satp = value;
+                self.tlb.flush();
             }
             MSTATUS => self.write_mstatus(value),
-            addr::MISA => {} // fixed extension set; writes are ignored (WARL)
             MEDELEG => c.medeleg = value & DELEGABLE_EXCEPTIONS,
             MIDELEG => {
-                c.mideleg = value & S_INTERRUPTS;
+                c.mideleg = value & S_INTERRUPTS | HS_INTERRUPTS_FORCED;
                 self.interrupt_check = true;
             }
             MIE => {
@@ -436,6 +736,8 @@ impl Hart {
                     mask |= MIP_STIP;
                 }
                 c.mip_soft = (c.mip_soft & !mask) | (value & mask);
+                // mip.VSSIP is hvip.VSSIP.
+                c.hvip = (c.hvip & !MIP_VSSIP) | (value & MIP_VSSIP);
                 self.interrupt_check = true;
             }
             MTVEC => c.mtvec = legal_tvec(value),
@@ -449,11 +751,10 @@ impl Hart {
             MEPC => c.mepc = value & !1,
             MCAUSE => c.mcause = value,
             MTVAL => c.mtval = value,
+            MTVAL2 => c.mtval2 = value,
+            MTINST => c.mtinst = value,
             PMPCFG0..=0x3af => {
                 let n = (csr - PMPCFG0) as usize;
-                if n % 2 == 1 {
-                    return illegal;
-                }
                 for i in 0..8 {
                     let entry = n * 4 + i;
                     if entry < PMP_ENTRIES && c.pmpcfg[entry] & mmu::PMP_LOCK == 0 {
@@ -476,10 +777,78 @@ impl Hart {
             }
             MCYCLE => c.cycle_offset = value.wrapping_sub(self.instret),
             MINSTRET => c.instret_offset = value.wrapping_sub(self.instret),
-            0xb03..=0xb1f | 0x323..=0x33f => {}
-            _ => return illegal,
+            HSTATUS => {
+                c.hstatus = (value & HSTATUS_WRITABLE) | HSTATUS_VSXL_64;
+            }
+            HEDELEG => c.hedeleg = value & VS_DELEGABLE_EXCEPTIONS,
+            HIDELEG => {
+                c.hideleg = value & VS_INTERRUPTS;
+                self.interrupt_check = true;
+            }
+            HIE => {
+                let mask = VS_INTERRUPTS | MIP_SGEIP;
+                c.mie = (c.mie & !mask) | (value & mask);
+                self.interrupt_check = true;
+            }
+            HIP => {
+                c.hvip = (c.hvip & !MIP_VSSIP) | (value & MIP_VSSIP);
+                self.interrupt_check = true;
+            }
+            HVIP => {
+                c.hvip = value & VS_INTERRUPTS;
+                self.interrupt_check = true;
+            }
+            HTIMEDELTA => {
+                c.htimedelta = value;
+                self.interrupt_check = true;
+            }
+            HCOUNTEREN => c.hcounteren = value & 0xffff_ffff,
+            HENVCFG => {
+                c.henvcfg = value & MENVCFG_WRITABLE;
+                self.interrupt_check = true;
+            }
+            HTVAL => c.htval = value,
+            HTINST => c.htinst = value,
+            HGATP if legal_atp_mode(value) => {
+                c.hgatp = value & (0xf << 60 | HGATP_VMID | HGATP_PPN);
+                self.tlb.flush();
+            }
+            VSSTATUS => {
+                let new = (c.vsstatus & !VSSTATUS_WRITABLE) | (value & VSSTATUS_WRITABLE);
+                if (new ^ c.vsstatus) & (MSTATUS_SUM | MSTATUS_MXR) != 0 {
+                    self.tlb.flush();
+                }
+                self.csr.vsstatus = new;
+                self.interrupt_check = true;
+            }
+            VSIE => {
+                let mask = c.hideleg & VS_INTERRUPTS;
+                c.mie = (c.mie & !mask) | ((value << 1) & mask);
+                self.interrupt_check = true;
+            }
+            VSIP => {
+                let mask = c.hideleg & MIP_VSSIP;
+                c.hvip = (c.hvip & !mask) | ((value << 1) & mask);
+                self.interrupt_check = true;
+            }
+            VSTVEC => c.vstvec = legal_tvec(value),
+            VSSCRATCH => c.vsscratch = value,
+            VSEPC => c.vsepc = value & !1,
+            VSCAUSE => c.vscause = value,
+            VSTVAL => c.vstval = value,
+            VSATP if legal_atp_mode(value) => {
+                c.vsatp = value;
+                self.tlb.flush();
+            }
+            VSTIMECMP => {
+                c.vstimecmp = value;
+                self.interrupt_check = true;
+            }
+            // WARL or hard-wired: misa (a fixed extension set), the
+            // hpmcounters and event selectors, hgeie (GEILEN is 0); and
+            // *atp writes of a mode this hart lacks, which have no effect.
+            _ => {}
         }
-        Ok(())
     }
 
     fn write_mstatus(&mut self, value: u64) {
@@ -489,7 +858,7 @@ impl Hart {
         if (new & MSTATUS_MPP) >> MSTATUS_MPP_SHIFT == 2 {
             new = (new & !MSTATUS_MPP) | (c.mstatus & MSTATUS_MPP);
         }
-        let translation_bits = MSTATUS_MPRV | MSTATUS_SUM | MSTATUS_MXR | MSTATUS_MPP;
+        let translation_bits = MSTATUS_MPRV | MSTATUS_SUM | MSTATUS_MXR | MSTATUS_MPP | MSTATUS_MPV;
         if (new ^ c.mstatus) & translation_bits != 0 {
             self.tlb.flush();
         }
@@ -511,6 +880,15 @@ impl Hart {
 }
 
 use crate::mmu;
+
+/// satp, vsatp and hgatp take Bare, Sv39(x4) and Sv48(x4); a write of any
+/// other mode has no effect.
+fn legal_atp_mode(value: u64) -> bool {
+    matches!(
+        value >> 60,
+        mmu::ATP_MODE_BARE | mmu::ATP_MODE_SV39 | mmu::ATP_MODE_SV48
+    )
+}
 
 /// mtvec/stvec: modes 0 (direct) and 1 (vectored); reserved modes fall back to direct.
 fn legal_tvec(value: u64) -> u64 {

@@ -1,15 +1,43 @@
 //! The interpreter: fetch, decode, execute one instruction.
 
 use crate::csr::{
+    HSTATUS_HU, HSTATUS_SPV, HSTATUS_VTSR, HSTATUS_VTVM, HSTATUS_VTW, MSTATUS_MPV, MSTATUS_TSR,
+    MSTATUS_TVM, MSTATUS_TW,
+};
+use crate::csr::{
     MSTATUS_MIE, MSTATUS_MPIE, MSTATUS_MPP, MSTATUS_MPP_SHIFT, MSTATUS_MPRV, MSTATUS_SIE,
     MSTATUS_SPIE, MSTATUS_SPP,
 };
-use crate::csr::{MSTATUS_TSR, MSTATUS_TVM, MSTATUS_TW};
 use crate::fpu;
 use crate::mmu::Access;
-use crate::trap::{Exception, ExceptionCause};
+use crate::trap::{self, Exception, ExceptionCause};
 use crate::{Hart, Platform, Privilege, RunExit};
 use riscv_isa::{decode, AluOp, AmoOp, BranchCond, CsrOp, FpFormat, FpOp, Instruction, LoadWidth};
+
+/// A loaded value sign- or zero-extended as the load's width says.
+fn extend_load(width: LoadWidth, v: u64) -> u64 {
+    match width {
+        LoadWidth::B => v as i8 as i64 as u64,
+        LoadWidth::H => v as i16 as i64 as u64,
+        LoadWidth::W => v as i32 as i64 as u64,
+        _ => v,
+    }
+}
+
+/// `sstatus`/`vsstatus` after SRET: SIE from SPIE, SPIE set, SPP cleared;
+/// and the privilege SPP named.
+fn leave_status(status: u64) -> (u64, Privilege) {
+    let target = if status & MSTATUS_SPP != 0 {
+        Privilege::Supervisor
+    } else {
+        Privilege::User
+    };
+    let mut new = status & !(MSTATUS_SIE | MSTATUS_SPP);
+    if status & MSTATUS_SPIE != 0 {
+        new |= MSTATUS_SIE;
+    }
+    (new | MSTATUS_SPIE, target)
+}
 
 impl Hart {
     #[inline]
@@ -22,7 +50,7 @@ impl Hart {
     #[inline]
     fn set_f(&mut self, rd: u8, value: u64) {
         self.f[rd as usize] = value;
-        self.csr.set_fp_dirty();
+        self.csr.set_fp_dirty(self.virt);
     }
 
     /// Writes an FP result and accrues its exception flags.
@@ -36,7 +64,7 @@ impl Hart {
     fn set_x_flags(&mut self, rd: u8, (value, flags): (u64, u8)) {
         self.set_x(rd, value);
         self.csr.fflags |= flags as u64;
-        self.csr.set_fp_dirty();
+        self.csr.set_fp_dirty(self.virt);
     }
 
     /// The static rounding mode for an instruction's `rm` field (7 = dynamic).
@@ -56,6 +84,38 @@ impl Hart {
         let raw = if len == 2 { fetched & 0xffff } else { fetched };
         let next = self.pc.wrapping_add(len as u64);
         self.execute(inst, raw, next, platform)
+            .map_err(|e| self.with_transformed_instruction(e, inst, raw, len == 2))
+    }
+
+    /// A data fault with no `tinst` yet (not an implicit page-table access)
+    /// gets the transformed trapping instruction.
+    #[cold]
+    fn with_transformed_instruction(
+        &self,
+        mut e: Exception,
+        inst: Instruction,
+        raw: u32,
+        compressed: bool,
+    ) -> Exception {
+        if trap::is_data_fault(e.cause) && e.values.tinst == 0 {
+            let effective = match inst {
+                Instruction::Load { rs1, offset, .. }
+                | Instruction::Store { rs1, offset, .. }
+                | Instruction::FpLoad { rs1, offset, .. }
+                | Instruction::FpStore { rs1, offset, .. } => {
+                    self.x[rs1 as usize].wrapping_add(offset as i64 as u64)
+                }
+                Instruction::Lr { rs1, .. }
+                | Instruction::Sc { rs1, .. }
+                | Instruction::Amo { rs1, .. }
+                | Instruction::HypervisorLoad { rs1, .. }
+                | Instruction::HypervisorStore { rs1, .. } => self.x[rs1 as usize],
+                _ => return e,
+            };
+            let offset = e.values.tval.wrapping_sub(effective);
+            e.values.tinst = trap::transformed_instruction(inst, raw, compressed, offset);
+        }
+        e
     }
 
     fn execute(
@@ -109,13 +169,7 @@ impl Hart {
             } => {
                 let addr = self.x[rs1 as usize].wrapping_add(offset as i64 as u64);
                 let v = self.load(addr, width.bytes(), platform)?;
-                let v = match width {
-                    LoadWidth::B => v as i8 as i64 as u64,
-                    LoadWidth::H => v as i16 as i64 as u64,
-                    LoadWidth::W => v as i32 as i64 as u64,
-                    _ => v,
-                };
-                self.set_x(rd, v);
+                self.set_x(rd, extend_load(width, v));
             }
             I::Store {
                 bytes,
@@ -142,10 +196,11 @@ impl Hart {
             // Translated code made before this point must be re-checked.
             I::FenceI => self.ram.advance_code_epoch(),
             I::Ecall => {
-                let cause = match self.privilege {
-                    Privilege::User => ExceptionCause::EcallFromU,
-                    Privilege::Supervisor => ExceptionCause::EcallFromS,
-                    Privilege::Machine => ExceptionCause::EcallFromM,
+                let cause = match (self.privilege, self.virt) {
+                    (Privilege::User, _) => ExceptionCause::EcallFromU,
+                    (Privilege::Supervisor, false) => ExceptionCause::EcallFromS,
+                    (Privilege::Supervisor, true) => ExceptionCause::EcallFromVS,
+                    (Privilege::Machine, _) => ExceptionCause::EcallFromM,
                 };
                 return Err(Exception::new(cause, 0));
             }
@@ -156,7 +211,8 @@ impl Hart {
                 }
                 let ms = self.csr.mstatus;
                 let target = Privilege::from_bits((ms & MSTATUS_MPP) >> MSTATUS_MPP_SHIFT);
-                let mut new = ms & !(MSTATUS_MIE | MSTATUS_MPP);
+                let virt = target != Privilege::Machine && ms & MSTATUS_MPV != 0;
+                let mut new = ms & !(MSTATUS_MIE | MSTATUS_MPP | MSTATUS_MPV);
                 if ms & MSTATUS_MPIE != 0 {
                     new |= MSTATUS_MIE;
                 }
@@ -164,49 +220,78 @@ impl Hart {
                 if target != Privilege::Machine {
                     new &= !MSTATUS_MPRV;
                 }
-                self.return_to(new, target, self.csr.mepc);
+                self.csr.mstatus = new;
+                self.return_to(target, virt, self.csr.mepc);
                 return Ok(());
             }
             I::Sret => {
-                let tsr = self.csr.mstatus & MSTATUS_TSR != 0;
-                if self.privilege == Privilege::User
-                    || (self.privilege == Privilege::Supervisor && tsr)
+                self.check_supervisor_instruction(self.csr.hstatus & HSTATUS_VTSR != 0, raw)?;
+                if self.privilege == Privilege::Supervisor
+                    && !self.virt
+                    && self.csr.mstatus & MSTATUS_TSR != 0
                 {
                     return Err(Exception::illegal(raw));
                 }
-                let ms = self.csr.mstatus;
-                let target = if ms & MSTATUS_SPP != 0 {
-                    Privilege::Supervisor
+                if self.virt {
+                    // VS-mode returns within the guest, through vsstatus.
+                    let (status, target) = leave_status(self.csr.vsstatus);
+                    self.csr.vsstatus = status;
+                    self.return_to(target, true, self.csr.vsepc);
                 } else {
-                    Privilege::User
-                };
-                let mut new = ms & !(MSTATUS_SIE | MSTATUS_SPP | MSTATUS_MPRV);
-                if ms & MSTATUS_SPIE != 0 {
-                    new |= MSTATUS_SIE;
+                    let (status, target) = leave_status(self.csr.mstatus);
+                    self.csr.mstatus = status & !MSTATUS_MPRV;
+                    let virt = self.csr.hstatus & HSTATUS_SPV != 0;
+                    self.csr.hstatus &= !HSTATUS_SPV;
+                    self.return_to(target, virt, self.csr.sepc);
                 }
-                new |= MSTATUS_SPIE;
-                self.return_to(new, target, self.csr.sepc);
                 return Ok(());
             }
             I::Wfi => {
-                let tw = self.csr.mstatus & MSTATUS_TW != 0;
-                if self.privilege == Privilege::User
-                    || (self.privilege == Privilege::Supervisor && tw)
-                {
+                // mstatus.TW binds every mode below M; hstatus.VTW VS-mode.
+                if self.privilege != Privilege::Machine && self.csr.mstatus & MSTATUS_TW != 0 {
                     return Err(Exception::illegal(raw));
                 }
+                self.check_supervisor_instruction(self.csr.hstatus & HSTATUS_VTW != 0, raw)?;
                 self.waiting = true;
                 self.interrupt_check = true;
                 self.request_stop(RunExit::Wfi);
             }
             I::SfenceVma { .. } => {
-                let tvm = self.csr.mstatus & MSTATUS_TVM != 0;
-                if self.privilege == Privilege::User
-                    || (self.privilege == Privilege::Supervisor && tvm)
+                if self.privilege == Privilege::Supervisor
+                    && !self.virt
+                    && self.csr.mstatus & MSTATUS_TVM != 0
+                {
+                    return Err(Exception::illegal(raw));
+                }
+                self.check_supervisor_instruction(self.csr.hstatus & HSTATUS_VTVM != 0, raw)?;
+                self.tlb.flush();
+            }
+            I::HfenceVvma { .. } | I::HfenceGvma { .. } => {
+                self.check_hypervisor_instruction(raw)?;
+                let gvma = matches!(inst, I::HfenceGvma { .. });
+                if gvma
+                    && self.privilege == Privilege::Supervisor
+                    && self.csr.mstatus & MSTATUS_TVM != 0
                 {
                     return Err(Exception::illegal(raw));
                 }
                 self.tlb.flush();
+            }
+            I::HypervisorLoad {
+                width,
+                execute,
+                rd,
+                rs1,
+            } => {
+                self.check_hypervisor_instruction(raw)?;
+                let addr = self.x[rs1 as usize];
+                let v = self.guest_access(addr, width.bytes(), None, execute, platform)?;
+                self.set_x(rd, extend_load(width, v));
+            }
+            I::HypervisorStore { bytes, rs1, rs2 } => {
+                self.check_hypervisor_instruction(raw)?;
+                let (addr, value) = (self.x[rs1 as usize], self.x[rs2 as usize]);
+                self.guest_access(addr, bytes, Some(value), false, platform)?;
             }
             I::Csr {
                 op,
@@ -273,16 +358,41 @@ impl Hart {
         Ok(())
     }
 
-    /// Restores privilege and status after MRET/SRET.
-    fn return_to(&mut self, mstatus: u64, target: Privilege, epc: u64) {
-        self.csr.mstatus = mstatus;
-        if self.privilege != target || mstatus & MSTATUS_MPRV != 0 {
+    /// Enters `target` privilege with virtualization mode `virt` at `epc`
+    /// after MRET/SRET updated the status registers.
+    fn return_to(&mut self, target: Privilege, virt: bool, epc: u64) {
+        if self.privilege != target || self.virt != virt || self.csr.mstatus & MSTATUS_MPRV != 0 {
             // MPRV changes the data privilege; keep the TLB tags honest.
             self.tlb.flush();
         }
         self.privilege = target;
+        self.virt = virt;
         self.pc = epc;
         self.interrupt_check = true;
+    }
+
+    /// The rules for SRET, WFI and SFENCE.VMA below HS: U-mode may not
+    /// execute them (illegal), VU-mode neither (virtual instruction), and
+    /// VS-mode not while the hstatus trap bit `vs_trap` is set.
+    fn check_supervisor_instruction(&self, vs_trap: bool, raw: u32) -> Result<(), Exception> {
+        match (self.privilege, self.virt) {
+            (Privilege::User, false) => Err(Exception::illegal(raw)),
+            (Privilege::User, true) => Err(Exception::virtual_instruction(raw)),
+            (Privilege::Supervisor, true) if vs_trap => Err(Exception::virtual_instruction(raw)),
+            _ => Ok(()),
+        }
+    }
+
+    /// HLV, HLVX, HSV and HFENCE run in M and HS, and in U with hstatus.HU;
+    /// from V=1 they raise a virtual-instruction exception.
+    fn check_hypervisor_instruction(&self, raw: u32) -> Result<(), Exception> {
+        if self.virt {
+            return Err(Exception::virtual_instruction(raw));
+        }
+        if self.privilege == Privilege::User && self.csr.hstatus & HSTATUS_HU == 0 {
+            return Err(Exception::illegal(raw));
+        }
+        Ok(())
     }
 
     fn execute_fp(
@@ -293,7 +403,7 @@ impl Hart {
         platform: &mut dyn Platform,
     ) -> Result<(), Exception> {
         use Instruction as I;
-        if !self.csr.fp_enabled() {
+        if !self.csr.fp_enabled(self.virt) {
             return Err(Exception::illegal(raw));
         }
         let f = self.f;

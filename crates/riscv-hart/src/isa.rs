@@ -9,7 +9,7 @@ pub const ISA_BASE: &str = "rv64i";
 /// string uses (single letters first, then multi-letter ones), with the
 /// device-tree binding's names. `s` and `u` are privilege modes, not listed.
 pub const ISA_EXTENSIONS: &[&str] = &[
-    "i", "m", "a", "f", "d", "c", "zicntr", "zicsr", "zifencei", "sstc",
+    "i", "m", "a", "f", "d", "c", "h", "zicntr", "zicsr", "zifencei", "sstc",
 ];
 
 /// misa.MXL for RV64.
@@ -51,17 +51,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn misa_is_rv64imafdc_with_s_and_u() {
+    fn misa_is_rv64imafdch_with_s_and_u() {
         let letters: String = (b'a'..=b'z')
             .filter(|&l| MISA & misa_bit(l) != 0)
             .map(char::from)
             .collect();
-        assert_eq!(letters, "acdfimsu");
+        assert_eq!(letters, "acdfhimsu");
         assert_eq!(MISA >> 62, 2);
     }
 
     #[test]
     fn isa_string_lists_every_extension() {
-        assert_eq!(isa_string(), "rv64imafdc_zicntr_zicsr_zifencei_sstc");
+        assert_eq!(isa_string(), "rv64imafdch_zicntr_zicsr_zifencei_sstc");
     }
 }

@@ -1,5 +1,7 @@
-//! One RV64GC hart: architectural state, CSRs, privilege levels and traps,
-//! the Sv39/Sv48 MMU with its soft-TLB, PMP, and the interpreter loop.
+//! One RV64GCH hart: architectural state, CSRs, privilege levels and the
+//! virtualization mode of the H extension (M, HS, U, VS, VU), traps, the
+//! Sv39/Sv48 MMU with the G-stage (Sv39x4/Sv48x4) behind it and its
+//! soft-TLB, PMP, and the interpreter loop.
 //!
 //! The hart knows nothing about devices: guest RAM is reached directly through
 //! [`GuestRam`], everything else through the [`Platform`] the board supplies.
@@ -13,6 +15,19 @@ mod ram;
 mod trap;
 
 pub use csr::{Csrs, MIP_MEIP, MIP_MSIP, MIP_MTIP, MIP_SEIP, MIP_SSIP, MIP_STIP};
+
+/// `sstatus`/`vsstatus` on a trap into that level: SPP records whether the
+/// trap came from (V)S-mode, SPIE the old SIE, and SIE is cleared.
+fn enter_status(status: u64, from_supervisor: bool) -> u64 {
+    let mut s = status & !(csr::MSTATUS_SPP | csr::MSTATUS_SPIE | csr::MSTATUS_SIE);
+    if status & csr::MSTATUS_SIE != 0 {
+        s |= csr::MSTATUS_SPIE;
+    }
+    if from_supervisor {
+        s |= csr::MSTATUS_SPP;
+    }
+    s
+}
 pub use mmu::{tlb_tag, AccessMode, DataTlb, TLB_ENTRIES, TLB_TAG_MODE_BITS};
 pub use ram::{GuestRam, RamAllocError};
 pub use trap::{Exception, ExceptionCause, TrapValues};
@@ -68,7 +83,10 @@ pub struct Hart {
     /// Floating-point registers, raw bits (single values are NaN-boxed).
     pub f: [u64; 32],
     pub pc: u64,
+    /// The nominal privilege: VS-mode is Supervisor with `virt`, VU User with `virt`.
     pub privilege: Privilege,
+    /// The virtualization mode V of the H extension.
+    pub virt: bool,
     pub csr: Csrs,
     /// Set by WFI; cleared when an interrupt becomes pending.
     pub waiting: bool,
@@ -98,6 +116,7 @@ impl Hart {
             f: [0; 32],
             pc: 0,
             privilege: Privilege::Machine,
+            virt: false,
             csr: Csrs::new(id as u64),
             waiting: false,
             reservation: None,
@@ -225,7 +244,7 @@ impl Hart {
     /// round-to-nearest-even (so `rm = dyn` means RNE).
     #[inline]
     pub fn fp_ready(&self) -> bool {
-        self.csr.mstatus & csr::MSTATUS_FS == csr::MSTATUS_FS && self.csr.frm == 0
+        self.csr.fp_dirty(self.virt) && self.csr.frm == 0
     }
 
     /// Accrues exception flags raised by host SSE arithmetic (MXCSR status
@@ -240,76 +259,120 @@ impl Hart {
         self.tlb.data_tlb(self.data_mode())
     }
 
-    /// The highest-priority interrupt that is pending and enabled at the
-    /// current privilege, if any.
+    /// The highest-priority interrupt that is pending and enabled in the
+    /// current mode, if any (its cause as the target level sees it is
+    /// worked out by [`Hart::take_trap`]).
     fn pending_interrupt(&self, mtime: u64) -> Option<u64> {
-        let pending = self.csr.mip(mtime) & self.csr.mie;
+        let c = &self.csr;
+        let pending = c.mip(mtime) & c.mie;
         if pending == 0 {
             return None;
         }
-        let mstatus = self.csr.mstatus;
-        let m_enabled = self.privilege < Privilege::Machine || mstatus & csr::MSTATUS_MIE != 0;
-        let s_enabled = self.privilege < Privilege::Supervisor
-            || (self.privilege == Privilege::Supervisor && mstatus & csr::MSTATUS_SIE != 0);
-        let m_pending = if m_enabled {
-            pending & !self.csr.mideleg
-        } else {
-            0
-        };
-        let s_pending = if s_enabled {
-            pending & self.csr.mideleg
-        } else {
-            0
-        };
-        let ready = if m_pending != 0 { m_pending } else { s_pending };
-        // Priority: MEI, MSI, MTI, SEI, SSI, STI.
-        [11u64, 3, 7, 9, 1, 5]
+        let (privilege, virt) = (self.privilege, self.virt);
+        let m_enabled = privilege < Privilege::Machine || c.mstatus & csr::MSTATUS_MIE != 0;
+        let hs_enabled = virt
+            || privilege == Privilege::User
+            || (privilege == Privilege::Supervisor && c.mstatus & csr::MSTATUS_SIE != 0);
+        let vs_enabled =
+            virt && (privilege == Privilege::User || c.vsstatus & csr::MSTATUS_SIE != 0);
+        let to_vs = c.mideleg & c.hideleg;
+        let levels = [
+            (m_enabled, pending & !c.mideleg),
+            (hs_enabled, pending & c.mideleg & !to_vs),
+            (vs_enabled, pending & to_vs),
+        ];
+        // The most privileged level with an interrupt wins; within a
+        // level, the spec's order: MEI, MSI, MTI, SEI, SSI, STI, SGEI,
+        // VSEI, VSSI, VSTI.
+        let ready = levels
+            .into_iter()
+            .find(|&(enabled, bits)| enabled && bits != 0)?
+            .1;
+        [11u64, 3, 7, 9, 1, 5, 12, 10, 2, 6]
             .into_iter()
             .find(|&cause| ready & (1 << cause) != 0)
     }
 
-    /// Enters the trap handler for `cause` (interrupt bit included), in M or S
-    /// mode according to the delegation registers, recording `values`.
+    /// Enters the trap handler for `cause` (interrupt bit included) in M,
+    /// HS or VS mode according to the delegation registers, recording
+    /// `values`.
     pub(crate) fn take_trap(&mut self, cause: u64, values: &TrapValues) {
-        let tval = values.tval;
         self.traps += 1;
         let interrupt = cause & trap::INTERRUPT_BIT != 0;
         let code = cause & !trap::INTERRUPT_BIT;
-        let delegated = if interrupt {
-            self.csr.mideleg
+        let c = &self.csr;
+        let (medeleg, hedeleg) = if interrupt {
+            (c.mideleg, c.hideleg)
         } else {
-            self.csr.medeleg
-        } >> code
-            & 1
-            != 0;
+            (c.medeleg, c.hedeleg)
+        };
+        let to_hs = self.privilege != Privilege::Machine && medeleg >> code & 1 != 0;
+        let to_vs = to_hs && self.virt && hedeleg >> code & 1 != 0;
         let old = self.privilege;
-        let ms = self.csr.mstatus;
-        if delegated && old <= Privilege::Supervisor {
-            self.csr.scause = cause;
-            self.csr.sepc = self.pc;
-            self.csr.stval = tval;
-            let mut s = ms & !(csr::MSTATUS_SPP | csr::MSTATUS_SPIE | csr::MSTATUS_SIE);
-            if ms & csr::MSTATUS_SIE != 0 {
-                s |= csr::MSTATUS_SPIE;
-            }
-            if old == Privilege::Supervisor {
-                s |= csr::MSTATUS_SPP;
-            }
-            self.csr.mstatus = s;
+        let was_virtual = self.virt;
+        if to_vs {
+            // VS-mode sees its interrupts as the S-level ones (VSSI 2 -> SSI 1, ...).
+            let code = if interrupt { code - 1 } else { code };
+            let c = &mut self.csr;
+            c.vscause = code | cause & trap::INTERRUPT_BIT;
+            c.vsepc = self.pc;
+            c.vstval = values.tval;
+            c.vsstatus = enter_status(c.vsstatus, old == Privilege::Supervisor);
             self.privilege = Privilege::Supervisor;
-            self.pc = trap::vector(self.csr.stvec, interrupt, code);
+            self.pc = trap::vector(c.vstvec, interrupt, code);
+        } else if to_hs {
+            let c = &mut self.csr;
+            c.scause = cause;
+            c.sepc = self.pc;
+            c.stval = values.tval;
+            c.htval = values.tval2;
+            c.htinst = values.tinst;
+            let mut h = c.hstatus & !(csr::HSTATUS_SPV | csr::HSTATUS_GVA);
+            if was_virtual {
+                h |= csr::HSTATUS_SPV;
+                h = h & !csr::HSTATUS_SPVP
+                    | if old == Privilege::Supervisor {
+                        csr::HSTATUS_SPVP
+                    } else {
+                        0
+                    };
+            }
+            if values.gva {
+                h |= csr::HSTATUS_GVA;
+            }
+            c.hstatus = h;
+            c.mstatus = enter_status(c.mstatus, old == Privilege::Supervisor);
+            self.privilege = Privilege::Supervisor;
+            self.virt = false;
+            self.pc = trap::vector(c.stvec, interrupt, code);
         } else {
-            self.csr.mcause = cause;
-            self.csr.mepc = self.pc;
-            self.csr.mtval = tval;
-            let mut m = ms & !(csr::MSTATUS_MPP | csr::MSTATUS_MPIE | csr::MSTATUS_MIE);
+            let c = &mut self.csr;
+            c.mcause = cause;
+            c.mepc = self.pc;
+            c.mtval = values.tval;
+            c.mtval2 = values.tval2;
+            c.mtinst = values.tinst;
+            let ms = c.mstatus;
+            let mut m = ms
+                & !(csr::MSTATUS_MPP
+                    | csr::MSTATUS_MPIE
+                    | csr::MSTATUS_MIE
+                    | csr::MSTATUS_MPV
+                    | csr::MSTATUS_GVA);
             if ms & csr::MSTATUS_MIE != 0 {
                 m |= csr::MSTATUS_MPIE;
             }
             m |= (old as u64) << csr::MSTATUS_MPP_SHIFT;
-            self.csr.mstatus = m;
+            if was_virtual {
+                m |= csr::MSTATUS_MPV;
+            }
+            if values.gva {
+                m |= csr::MSTATUS_GVA;
+            }
+            c.mstatus = m;
             self.privilege = Privilege::Machine;
-            self.pc = trap::vector(self.csr.mtvec, interrupt, code);
+            self.virt = false;
+            self.pc = trap::vector(c.mtvec, interrupt, code);
         }
         self.interrupt_check = true;
     }

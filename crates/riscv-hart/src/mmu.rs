@@ -7,7 +7,8 @@
 //! watched HTIF page) takes the slow path on every access.
 
 use crate::csr::{
-    MSTATUS_MPP, MSTATUS_MPP_SHIFT, MSTATUS_MPRV, MSTATUS_MXR, MSTATUS_SUM, PMP_ENTRIES,
+    HSTATUS_SPVP, MSTATUS_MPP, MSTATUS_MPP_SHIFT, MSTATUS_MPRV, MSTATUS_MPV, MSTATUS_MXR,
+    MSTATUS_SUM, PMP_ENTRIES,
 };
 use crate::ram::{read_host, write_host};
 use crate::trap::{Exception, ExceptionCause};
@@ -61,6 +62,27 @@ impl Access {
             Access::Read => ExceptionCause::LoadAccessFault,
             Access::Write => ExceptionCause::StoreAccessFault,
             Access::Execute => ExceptionCause::InstructionAccessFault,
+        }
+    }
+
+    fn guest_page_fault(self) -> ExceptionCause {
+        match self {
+            Access::Read => ExceptionCause::LoadGuestPageFault,
+            Access::Write => ExceptionCause::StoreGuestPageFault,
+            Access::Execute => ExceptionCause::InstructionGuestPageFault,
+        }
+    }
+
+    /// The pseudo-instruction `mtinst`/`htinst` hold for a guest-page
+    /// fault on an implicit access to a VS-stage page table: a 64-bit load
+    /// (reading the PTE) or store (writing its A/D bits back).
+    fn implicit_pseudo_instruction(self) -> u64 {
+        const PSEUDO_LOAD_64: u64 = 0x3000;
+        const PSEUDO_STORE_64: u64 = 0x3020;
+        if self == Access::Write {
+            PSEUDO_STORE_64
+        } else {
+            PSEUDO_LOAD_64
         }
     }
 }
@@ -251,8 +273,14 @@ pub(crate) const ATP_MODE_SV48: u64 = 9;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum StageKind {
     /// Virtual addresses (satp): sign-extended, leaves checked against
-    /// the privilege with SUM and MXR.
+    /// the privilege with SUM and MXR, page tables in physical memory.
     Virtual,
+    /// A guest's virtual addresses (vsatp): like `Virtual`, but the page
+    /// tables sit at guest physical addresses, which the G-stage translates.
+    GuestVirtual,
+    /// Guest physical addresses (hgatp, Sv39x4/Sv48x4): zero-extended, two
+    /// more index bits at the 16 KiB root, every leaf a U page.
+    GuestPhysical,
 }
 
 /// One stage of address translation, as [`Hart::walk`] needs it.
@@ -279,7 +307,11 @@ impl Stage {
         Some(Stage {
             root: (atp & PPN_MASK) << PAGE_SHIFT,
             levels,
-            root_extra_bits: 0,
+            root_extra_bits: if kind == StageKind::GuestPhysical {
+                2
+            } else {
+                0
+            },
             kind,
         })
     }
@@ -294,6 +326,8 @@ struct LeafRules {
     sum: bool,
     /// Loads may read execute-only pages.
     mxr: bool,
+    /// HLVX: loads need execute permission instead of read permission.
+    hlvx: bool,
 }
 
 impl LeafRules {
@@ -304,11 +338,31 @@ impl LeafRules {
             _ => !user_page || (access != Access::Execute && self.sum),
         };
         let permitted = match access {
+            Access::Read if self.hlvx => pte & PTE_X != 0,
             Access::Read => pte & PTE_R != 0 || (self.mxr && pte & PTE_X != 0),
             Access::Write => pte & PTE_W != 0,
             Access::Execute => pte & PTE_X != 0,
         };
         privilege_ok && permitted
+    }
+}
+
+/// An access as the slow path makes it.
+#[derive(Clone, Copy, Debug)]
+struct Request {
+    access: Access,
+    mode: AccessMode,
+    /// HLVX: a load that needs execute permission.
+    hlvx: bool,
+}
+
+impl Request {
+    fn new(access: Access, mode: AccessMode) -> Request {
+        Request {
+            access,
+            mode,
+            hlvx: false,
+        }
     }
 }
 
@@ -319,6 +373,9 @@ enum WalkFault {
     Page,
     /// A page-table access outside RAM or forbidden by PMP.
     Access,
+    /// The G-stage refused guest physical address `gpa`: the access's own,
+    /// or, when `implicit` says how it was accessed, a VS-stage PTE's.
+    GuestPage { gpa: u64, implicit: Option<Access> },
 }
 
 impl Hart {
@@ -327,7 +384,7 @@ impl Hart {
     pub fn fetch_mode(&self) -> AccessMode {
         AccessMode {
             privilege: self.privilege,
-            virt: false,
+            virt: self.virt,
         }
     }
 
@@ -335,11 +392,11 @@ impl Hart {
     #[inline]
     pub fn data_mode(&self) -> AccessMode {
         if self.privilege == Privilege::Machine && self.csr.mstatus & MSTATUS_MPRV != 0 {
+            let privilege =
+                Privilege::from_bits((self.csr.mstatus & MSTATUS_MPP) >> MSTATUS_MPP_SHIFT);
             AccessMode {
-                privilege: Privilege::from_bits(
-                    (self.csr.mstatus & MSTATUS_MPP) >> MSTATUS_MPP_SHIFT,
-                ),
-                virt: false,
+                privilege,
+                virt: privilege != Privilege::Machine && self.csr.mstatus & MSTATUS_MPV != 0,
             }
         } else {
             self.fetch_mode()
@@ -360,7 +417,7 @@ impl Hart {
             // SAFETY: TLB entries only map whole RAM pages; the access stays in the page.
             return Ok(unsafe { read_host(vaddr.wrapping_add(entry.addend) as *const u8, size) });
         }
-        self.access_slow(vaddr, size, Access::Read, mode, 0, platform)
+        self.access_slow(vaddr, size, Request::new(Access::Read, mode), 0, platform)
     }
 
     /// Stores the low `size` bytes of `value` at virtual `vaddr`.
@@ -379,8 +436,14 @@ impl Hart {
             unsafe { write_host(vaddr.wrapping_add(entry.addend) as *mut u8, size, value) };
             return Ok(());
         }
-        self.access_slow(vaddr, size, Access::Write, mode, value, platform)
-            .map(|_| ())
+        self.access_slow(
+            vaddr,
+            size,
+            Request::new(Access::Write, mode),
+            value,
+            platform,
+        )
+        .map(|_| ())
     }
 
     /// Fills the data TLB for a `size`-byte load (or store, when `write`)
@@ -447,13 +510,44 @@ impl Hart {
             // SAFETY: TLB entries only map whole RAM pages; 4 bytes stay in the page.
             return Ok(unsafe { read_host(pc.wrapping_add(entry.addend) as *const u8, 4) } as u32);
         }
-        let low = self.access_slow(pc, 2, Access::Execute, mode, 0, platform)? as u32;
+        let request = Request::new(Access::Execute, mode);
+        let low = self.access_slow(pc, 2, request, 0, platform)? as u32;
         if low & 3 != 3 {
             return Ok(low);
         }
-        let high =
-            self.access_slow(pc.wrapping_add(2), 2, Access::Execute, mode, 0, platform)? as u32;
+        let high = self.access_slow(pc.wrapping_add(2), 2, request, 0, platform)? as u32;
         Ok(low | high << 16)
+    }
+
+    /// HLV/HLVX (`store` None) and HSV: an access made as the guest would
+    /// make it, at privilege hstatus.SPVP with V=1 (two-stage translation,
+    /// vsstatus.SUM and MXR), whatever the current mode and MPRV.
+    pub(crate) fn guest_access(
+        &mut self,
+        vaddr: u64,
+        size: u8,
+        store: Option<u64>,
+        hlvx: bool,
+        platform: &mut dyn Platform,
+    ) -> Result<u64, Exception> {
+        let privilege = if self.csr.hstatus & HSTATUS_SPVP != 0 {
+            Privilege::Supervisor
+        } else {
+            Privilege::User
+        };
+        let request = Request {
+            access: if store.is_some() {
+                Access::Write
+            } else {
+                Access::Read
+            },
+            mode: AccessMode {
+                privilege,
+                virt: true,
+            },
+            hlvx,
+        };
+        self.access_slow(vaddr, size, request, store.unwrap_or(0), platform)
     }
 
     /// Physical address of the aligned `size`-byte operand of LR (`Access::Read`)
@@ -489,8 +583,7 @@ impl Hart {
         &mut self,
         vaddr: u64,
         size: u8,
-        access: Access,
-        mode: AccessMode,
+        request: Request,
         value: u64,
         platform: &mut dyn Platform,
     ) -> Result<u64, Exception> {
@@ -501,8 +594,7 @@ impl Hart {
                 let byte = self.access_slow(
                     vaddr.wrapping_add(i),
                     1,
-                    access,
-                    mode,
+                    request,
                     value >> (8 * i),
                     platform,
                 )?;
@@ -510,16 +602,20 @@ impl Hart {
             }
             return Ok(result);
         }
-        let paddr = self.translate(vaddr, access, mode)?;
+        let Request { access, mode, hlvx } = request;
+        let paddr = self.translate_with(vaddr, access, mode, hlvx)?;
         let privilege = mode.privilege;
-        let fault = Exception::new(access.access_fault(), vaddr);
+        let mut fault = Exception::new(access.access_fault(), vaddr);
+        fault.values.gva = mode.virt;
         if self.ram.contains(paddr, size as u64) {
             if access == Access::Write {
                 // Stores to translated code invalidate it (and unprotect the page).
                 self.ram.note_store(paddr, size as u64);
             }
             let watched = access == Access::Write && paddr >> PAGE_SHIFT == self.watched_page;
-            if !self.cache_page(vaddr, paddr, access, mode)
+            // HLVX's translation (execute permission for a load) is not
+            // what a load in that mode would find: it is never cached.
+            if (hlvx || !self.cache_page(vaddr, paddr, access, mode))
                 && !self.pmp_allows(paddr, size as u64, access, privilege)
             {
                 return Err(fault);
@@ -563,24 +659,80 @@ impl Hart {
         access: Access,
         mode: AccessMode,
     ) -> Result<u64, Exception> {
-        let Some(stage) = Stage::from_atp(self.csr.satp, StageKind::Virtual) else {
-            return Ok(vaddr);
-        };
+        self.translate_with(vaddr, access, mode, false)
+    }
+
+    /// [`Hart::translate`], for HLVX (`hlvx`: loads need execute permission)
+    /// too. With V=1 the address goes through the VS-stage (vsatp) and then
+    /// the G-stage (hgatp), the VS-stage's page-table accesses through the
+    /// G-stage as well.
+    pub(crate) fn translate_with(
+        &mut self,
+        vaddr: u64,
+        access: Access,
+        mode: AccessMode,
+        hlvx: bool,
+    ) -> Result<u64, Exception> {
         if mode.privilege == Privilege::Machine {
             return Ok(vaddr);
         }
+        let mstatus = self.csr.mstatus;
+        let (atp, kind, status) = if mode.virt {
+            (self.csr.vsatp, StageKind::GuestVirtual, self.csr.vsstatus)
+        } else {
+            (self.csr.satp, StageKind::Virtual, mstatus)
+        };
         let leaf = LeafRules {
             privilege: mode.privilege,
-            sum: self.csr.mstatus & MSTATUS_SUM != 0,
-            mxr: self.csr.mstatus & MSTATUS_MXR != 0,
+            sum: status & MSTATUS_SUM != 0,
+            // HS-level MXR also opens the guest's execute-only pages.
+            mxr: (status | mstatus) & MSTATUS_MXR != 0,
+            hlvx,
         };
-        self.walk(vaddr, access, &stage, leaf).map_err(|fault| {
-            let cause = match fault {
-                WalkFault::Page => access.page_fault(),
-                WalkFault::Access => access.access_fault(),
+        let result = match Stage::from_atp(atp, kind) {
+            Some(stage) => self.walk(vaddr, access, &stage, leaf),
+            None => Ok(vaddr),
+        };
+        let result = match result {
+            Ok(gpa) if mode.virt => self.g_stage(gpa, access, hlvx),
+            other => other,
+        };
+        result.map_err(|fault| {
+            let mut e = match fault {
+                WalkFault::Page => Exception::new(access.page_fault(), vaddr),
+                WalkFault::Access => Exception::new(access.access_fault(), vaddr),
+                WalkFault::GuestPage { gpa, implicit } => {
+                    let mut e = Exception::new(access.guest_page_fault(), vaddr);
+                    e.values.tval2 = gpa >> 2;
+                    e.values.tinst = implicit.map_or(0, Access::implicit_pseudo_instruction);
+                    e
+                }
             };
-            Exception::new(cause, vaddr)
+            e.values.gva = mode.virt;
+            e
         })
+    }
+
+    /// The G-stage: guest physical `gpa` to physical, for an `access` to
+    /// it (explicit, or implicit for a VS-stage PTE).
+    fn g_stage(&mut self, gpa: u64, access: Access, hlvx: bool) -> Result<u64, WalkFault> {
+        let Some(stage) = Stage::from_atp(self.csr.hgatp, StageKind::GuestPhysical) else {
+            return Ok(gpa);
+        };
+        let leaf = LeafRules {
+            privilege: Privilege::User,
+            sum: false,
+            mxr: self.csr.mstatus & MSTATUS_MXR != 0,
+            hlvx,
+        };
+        self.walk(gpa, access, &stage, leaf)
+            .map_err(|fault| match fault {
+                WalkFault::Page => WalkFault::GuestPage {
+                    gpa,
+                    implicit: None,
+                },
+                other => other,
+            })
     }
 
     /// Walks the page tables of one translation stage for an `access` to
@@ -597,10 +749,12 @@ impl Hart {
         let levels = stage.levels;
         let va_bits = PAGE_SHIFT + 9 * levels + stage.root_extra_bits;
         let in_range = match stage.kind {
-            // Virtual addresses must be the sign extension of their top bit.
-            StageKind::Virtual => {
+            // Virtual addresses must be the sign extension of their top bit,
+            StageKind::Virtual | StageKind::GuestVirtual => {
                 ((addr as i64) << (64 - va_bits) >> (64 - va_bits)) as u64 == addr
             }
+            // guest physical ones zero above it.
+            StageKind::GuestPhysical => addr >> va_bits == 0,
         };
         if !in_range {
             return Err(WalkFault::Page);
@@ -613,7 +767,7 @@ impl Hart {
                 9
             };
             let vpn = (addr >> (PAGE_SHIFT + 9 * level)) & ((1 << index_bits) - 1);
-            let pte_addr = table + vpn * 8;
+            let pte_addr = self.pte_address(table + vpn * 8, stage.kind, Access::Read)?;
             let pte = self.read_pte(pte_addr)?;
             if pte & PTE_V == 0 || (pte & PTE_R == 0 && pte & PTE_W != 0) || pte & PTE_RESERVED != 0
             {
@@ -637,12 +791,36 @@ impl Hart {
                 updated |= PTE_D;
             }
             if updated != pte {
+                // Writing A/D back is an implicit store (through the G-stage).
+                let pte_addr = self.pte_address(table + vpn * 8, stage.kind, Access::Write)?;
                 self.write_pte(pte_addr, updated)?;
             }
             let page_offset_mask = (1u64 << (PAGE_SHIFT + 9 * level)) - 1;
             return Ok((ppn << PAGE_SHIFT) & !page_offset_mask | (addr & page_offset_mask));
         }
         Err(WalkFault::Page)
+    }
+
+    /// The physical address of the PTE at `addr` of a stage's table: itself,
+    /// or for the VS-stage its G-stage translation, where a refusal is a
+    /// guest-page fault on an implicit `access`.
+    fn pte_address(
+        &mut self,
+        addr: u64,
+        kind: StageKind,
+        access: Access,
+    ) -> Result<u64, WalkFault> {
+        if kind != StageKind::GuestVirtual {
+            return Ok(addr);
+        }
+        self.g_stage(addr, access, false)
+            .map_err(|fault| match fault {
+                WalkFault::GuestPage { .. } => WalkFault::GuestPage {
+                    gpa: addr,
+                    implicit: Some(access),
+                },
+                other => other,
+            })
     }
 
     /// Reads a page-table entry at physical `addr` (an implicit supervisor

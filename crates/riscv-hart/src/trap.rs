@@ -1,4 +1,5 @@
-//! Synchronous exception causes and trap-vector arithmetic.
+//! Synchronous exception causes, the values a trap records, and trap-vector
+//! arithmetic.
 
 /// The interrupt bit of `mcause`/`scause`.
 pub const INTERRUPT_BIT: u64 = 1 << 63;
@@ -17,10 +18,15 @@ pub enum ExceptionCause {
     StoreAccessFault = 7,
     EcallFromU = 8,
     EcallFromS = 9,
+    EcallFromVS = 10,
     EcallFromM = 11,
     InstructionPageFault = 12,
     LoadPageFault = 13,
     StorePageFault = 15,
+    InstructionGuestPageFault = 20,
+    LoadGuestPageFault = 21,
+    VirtualInstruction = 22,
+    StoreGuestPageFault = 23,
 }
 
 /// What a trap records besides its cause.
@@ -57,6 +63,11 @@ impl Exception {
     pub fn illegal(raw: u32) -> Exception {
         Exception::new(ExceptionCause::IllegalInstruction, raw as u64)
     }
+
+    /// What V=1 alone forbids (H extension): a virtual-instruction exception.
+    pub fn virtual_instruction(raw: u32) -> Exception {
+        Exception::new(ExceptionCause::VirtualInstruction, raw as u64)
+    }
 }
 
 /// The handler address for a trap through `tvec`: vectored mode sends
@@ -68,4 +79,72 @@ pub fn vector(tvec: u64, interrupt: bool, code: u64) -> u64 {
     } else {
         base
     }
+}
+
+/// Whether `cause` is a fault of an explicit load, store or AMO: the traps
+/// whose `mtinst`/`htinst` may hold the transformed instruction.
+pub(crate) fn is_data_fault(cause: ExceptionCause) -> bool {
+    use ExceptionCause::*;
+    matches!(
+        cause,
+        LoadMisaligned
+            | LoadAccessFault
+            | StoreMisaligned
+            | StoreAccessFault
+            | LoadPageFault
+            | StorePageFault
+            | LoadGuestPageFault
+            | StoreGuestPageFault
+    )
+}
+
+/// The transformed instruction the H extension writes to `mtinst`/`htinst`
+/// for a data fault of `inst` (decoded from `raw`, `compressed` if it was
+/// 16 bits): the 32-bit form of the access with its rs1 field holding the
+/// faulting address's offset from the effective address and the
+/// immediate cleared; bit 1 clear for a compressed instruction. Zero for
+/// instructions that are not loads or stores.
+pub(crate) fn transformed_instruction(
+    inst: riscv_isa::Instruction,
+    raw: u32,
+    compressed: bool,
+    offset: u64,
+) -> u64 {
+    use riscv_isa::{FpFormat, Instruction as I, LoadWidth};
+    const LOAD: u32 = 0x03;
+    const LOAD_FP: u32 = 0x07;
+    const STORE: u32 = 0x23;
+    const STORE_FP: u32 = 0x27;
+    const RS1_FIELD: u32 = 0x1f << 15;
+    let offset = (offset as u32 & 0x1f) << 15;
+    let fp_width = |fmt: FpFormat| if fmt == FpFormat::S { 2 } else { 3 };
+    let word = match inst {
+        I::Load { width, rd, .. } => {
+            let funct3 = match width {
+                LoadWidth::B => 0,
+                LoadWidth::H => 1,
+                LoadWidth::W => 2,
+                LoadWidth::D => 3,
+                LoadWidth::Bu => 4,
+                LoadWidth::Hu => 5,
+                LoadWidth::Wu => 6,
+            };
+            offset | funct3 << 12 | (rd as u32) << 7 | LOAD
+        }
+        I::FpLoad { fmt, rd, .. } => offset | fp_width(fmt) << 12 | (rd as u32) << 7 | LOAD_FP,
+        I::Store { bytes, rs2, .. } => {
+            (rs2 as u32) << 20 | offset | bytes.trailing_zeros() << 12 | STORE
+        }
+        I::FpStore { fmt, rs2, .. } => (rs2 as u32) << 20 | offset | fp_width(fmt) << 12 | STORE_FP,
+        // Atomics and the hypervisor accesses have no immediate: the
+        // instruction itself with the offset in rs1.
+        I::Lr { .. }
+        | I::Sc { .. }
+        | I::Amo { .. }
+        | I::HypervisorLoad { .. }
+        | I::HypervisorStore { .. } => raw & !RS1_FIELD | offset,
+        _ => return 0,
+    };
+    let word = if compressed { word & !2 } else { word };
+    word as u64
 }

@@ -546,10 +546,9 @@ impl Machine {
         let now = self.devices.mtime();
         let mut deadline = u64::MAX;
         for (h, hart) in self.harts.iter().enumerate() {
-            deadline = deadline.min(self.devices.clint.mtimecmp[h]);
-            if hart.csr.sstc_enabled() {
-                deadline = deadline.min(hart.csr.stimecmp);
-            }
+            deadline = deadline
+                .min(self.devices.clint.mtimecmp[h])
+                .min(hart.csr.timer_deadline());
         }
         let ticks = deadline.saturating_sub(now).min(TIMEBASE_HZ / 20);
         let mut wait = Duration::from_nanos(ticks * (1_000_000_000 / TIMEBASE_HZ));

@@ -14,9 +14,8 @@ use common::*;
 use std::process::Command;
 use std::time::Duration;
 
-/// QEMU's `rv64` CPU with what visor's hart lacks turned off, so that
-/// `misa` and the feature probes agree.
-const QEMU_CPU: &str = "rv64,h=false";
+/// QEMU's `rv64` CPU, which has the H extension as visor's hart does.
+const QEMU_CPU: &str = "rv64";
 
 fn compare(name: &str) {
     let elf = guest(name);
