@@ -45,23 +45,39 @@ void exit(int code) {
   for (;;) {}
 }
 
+#define MSTATUS_MPV (1ul << 39)
+#define MSTATUS_GVA (1ul << 38)
+#define HSTATUS_GVA (1ul << 6)
+#define HSTATUS_SPV (1ul << 7)
+#define MISA_H (1ul << 7)
+
+// Whether the hart has the H extension: read once in M (misa is M-only).
+static int h_present;
+void runtime_init(void) { h_present = (csr_read(misa) & MISA_H) != 0; }
+static int has_h(void) { return h_present; }
+
 void goto_mode(int mode) {
+  u64 mpv = mode >= PRV_VU ? MSTATUS_MPV : 0;
+  if (has_h()) csr_clear(mstatus, MSTATUS_MPV);
   asm volatile(
       "csrc mstatus, %0\n"
       "csrs mstatus, %1\n"
       "la t0, 1f\n"
       "csrw mepc, t0\n"
       "mret\n"
-      "1:\n" :: "r"(MSTATUS_MPP), "r"((u64)mode << 11) : "t0", "memory");
+      "1:\n" :: "r"(MSTATUS_MPP), "r"(((u64)mode & 3) << 11 | mpv) : "t0", "memory");
 }
 
-// From U with ecall delegated, the first ecall lands in S (whose handler
-// continues in S) and the second reaches M; from S the second is from M and ignored.
+// Each ecall climbs one level: a handler that gets it below M continues one
+// level up (VU -> VS -> HS); M continues in M and ignores the ones left.
 void back_to_m(void) {
-  asm volatile("li a7, %0\n ecall\n ecall" :: "i"(BACK_TO_M) : "a7", "memory");
+  asm volatile("li a7, %0\n ecall\n ecall\n ecall" :: "i"(BACK_TO_M) : "a7", "memory");
 }
 
-void clear_trap(void) { last_trap.cause = last_trap.tval = last_trap.epc = last_trap.count = 0; last_trap.mode = 0; }
+void clear_trap(void) {
+  last_trap.cause = last_trap.tval = last_trap.epc = last_trap.count = 0; last_trap.mode = 0;
+  last_trap.tval2 = last_trap.tinst = last_trap.from_virt = last_trap.gva = 0;
+}
 
 void pmp_allow_all(void) {
   csr_write(pmpaddr15, ~0ul >> 10);        // NAPOT over the whole address space
@@ -72,6 +88,7 @@ static u64 insn_length(u64 pc) { return ((*(volatile uint16_t *)pc) & 3) == 3 ? 
 
 static void record(u64 cause, u64 tval, u64 epc, int mode) {
   last_trap.cause = cause; last_trap.tval = tval; last_trap.epc = epc; last_trap.mode = mode;
+  last_trap.tval2 = last_trap.tinst = last_trap.from_virt = last_trap.gva = 0;
   last_trap.count++;
 }
 
@@ -81,13 +98,21 @@ void m_trap(struct frame *f) {
     if (interrupt_hook && interrupt_hook(cause, PRV_M)) return;
     puts("unexpected M interrupt "); print_hex(cause); putc('\n'); exit(3);
   }
-  if ((cause == 8 || cause == 9 || cause == 11) && f->x[17] == BACK_TO_M) {
+  if (cause >= 8 && cause <= 11 && f->x[17] == BACK_TO_M) {
     csr_set(mstatus, MSTATUS_MPP);           // return to M
     f->epc += 4;
     return;
   }
   record(cause, csr_read(mtval), f->epc, PRV_M);
-  if (cause == 12 || cause == 1) {
+  if (has_h()) {
+    u64 ms = csr_read(mstatus);
+    last_trap.tval2 = csr_read(mtval2);
+    last_trap.tinst = csr_read(mtinst);
+    last_trap.from_virt = (ms & MSTATUS_MPV) != 0;
+    last_trap.gva = (ms & MSTATUS_GVA) != 0;
+    csr_clear(mstatus, MSTATUS_GVA);
+  }
+  if (cause == 12 || cause == 1 || cause == 20) {
     // Fetch faults: return to the caller of the function that faulted.
     f->epc = f->x[1];
     return;
@@ -101,12 +126,38 @@ void s_trap(struct frame *f) {
     if (interrupt_hook && interrupt_hook(cause, PRV_S)) return;
     puts("unexpected S interrupt "); print_hex(cause); putc('\n'); exit(3);
   }
-  if (cause == 8 && f->x[17] == BACK_TO_M) {
-    csr_set(sstatus, 1ul << 8);              // continue in S; the next ecall reaches M
+  if ((cause == 8 || cause == 10) && f->x[17] == BACK_TO_M) {
+    csr_set(sstatus, 1ul << 8);              // continue in HS; the next ecall reaches M
+    if (has_h()) csr_clear(hstatus, HSTATUS_SPV);
     f->epc += 4;
     return;
   }
   record(cause, csr_read(stval), f->epc, PRV_S);
-  if (cause == 12 || cause == 1) { f->epc = f->x[1]; return; }
+  if (has_h()) {
+    u64 hs = csr_read(hstatus);
+    last_trap.tval2 = csr_read(htval);
+    last_trap.tinst = csr_read(htinst);
+    last_trap.from_virt = (hs & HSTATUS_SPV) != 0;
+    last_trap.gva = (hs & HSTATUS_GVA) != 0;
+  }
+  if (cause == 12 || cause == 1 || cause == 20) { f->epc = f->x[1]; return; }
+  f->epc += insn_length(f->epc);
+}
+
+// VS-mode's handler (vstvec = vstrap_entry): scause, stval and sepc are
+// the VS CSRs here.
+void vs_trap(struct frame *f) {
+  u64 cause = csr_read(scause);
+  if ((i64)cause < 0) {
+    if (interrupt_hook && interrupt_hook(cause, PRV_VS)) return;
+    puts("unexpected VS interrupt "); print_hex(cause); putc('\n'); exit(3);
+  }
+  if (cause == 8 && f->x[17] == BACK_TO_M) {
+    csr_set(sstatus, 1ul << 8);              // continue in VS; the next ecall climbs on
+    f->epc += 4;
+    return;
+  }
+  record(cause, csr_read(stval), f->epc, PRV_VS);
+  if (cause == 12) { f->epc = f->x[1]; return; }
   f->epc += insn_length(f->epc);
 }

@@ -9,6 +9,9 @@ typedef int32_t i32;
 #define PRV_U 0
 #define PRV_S 1
 #define PRV_M 3
+// Modes with V=1 (H extension), as goto_mode and last_trap.mode name them.
+#define PRV_VU 4
+#define PRV_VS 5
 #define MSTATUS_MPP (3ul << 11)
 #define MSTATUS_SUM (1ul << 18)
 #define MSTATUS_MXR (1ul << 19)
@@ -20,8 +23,10 @@ typedef int32_t i32;
 
 struct frame { u64 x[32]; u64 epc; };
 
-// The last trap taken, recorded by the default handlers.
-struct trap_record { volatile u64 cause, tval, epc, mode, count; };
+// The last trap taken, recorded by the default handlers. With the H
+// extension also: tval2 (mtval2/htval), tinst (mtinst/htinst), whether the
+// trap came from V=1 (mstatus.MPV/hstatus.SPV) and mstatus.GVA/hstatus.GVA.
+struct trap_record { volatile u64 cause, tval, epc, mode, count, tval2, tinst, from_virt, gva; };
 extern struct trap_record last_trap;
 
 // An optional hook for interrupts; returns nonzero when it handled the trap.
@@ -36,7 +41,7 @@ void check(int ok, const char *what);       // prints FAIL lines, counts failure
 int failures(void);
 void __attribute__((noreturn)) exit(int code);
 
-void goto_mode(int mode);                   // from M: continue at the next line in `mode`
-void back_to_m(void);                       // from S/U: return to M, continue at the next line
+void goto_mode(int mode);                   // from M: continue at the next line in `mode` (VS, VU too)
+void back_to_m(void);                       // from S/U/VS/VU: return to M, continue at the next line
 void clear_trap(void);
 void pmp_allow_all(void);                   // PMP entry 15: everything, RWX, for S/U

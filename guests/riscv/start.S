@@ -1,4 +1,4 @@
-# Entry, trap entry/exit for M and S mode. Only hart 0 runs the test.
+# Entry, trap entry/exit for M, S and VS mode. Only hart 0 runs the test.
   .section .text.init
   .globl _start
 _start:
@@ -10,6 +10,7 @@ _start:
   li t0, (1 << 13)          # mstatus.FS = Initial
   csrs mstatus, t0
   csrwi fcsr, 0
+  call runtime_init
   call main
   call exit
 park:
@@ -43,3 +44,5 @@ park:
 
   TRAP_ENTRY mtrap_entry, m_trap, mepc, mret
   TRAP_ENTRY strap_entry, s_trap, sepc, sret
+  # VS-mode's handler: the same S CSRs, which V=1 turns into the VS ones.
+  TRAP_ENTRY vstrap_entry, vs_trap, sepc, sret

@@ -204,7 +204,12 @@ impl Hart {
                 };
                 return Err(Exception::new(cause, 0));
             }
-            I::Ebreak => return Err(Exception::new(ExceptionCause::Breakpoint, pc)),
+            I::Ebreak => {
+                let mut e = Exception::new(ExceptionCause::Breakpoint, pc);
+                // In V=1 the pc in tval is a guest virtual address.
+                e.values.gva = self.virt;
+                return Err(e);
+            }
             I::Mret => {
                 if self.privilege != Privilege::Machine {
                     return Err(Exception::illegal(raw));

@@ -50,6 +50,8 @@ pub const PROGRAMS: &[&str] = &[
     "vm",
     "interrupts",
     "pmp",
+    "hyp",
+    "hyp_spec",
 ];
 
 pub fn visor() -> Command {
