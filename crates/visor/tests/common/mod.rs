@@ -52,6 +52,7 @@ pub const PROGRAMS: &[&str] = &[
     "pmp",
     "hyp",
     "hyp_spec",
+    "hyp_hostile",
 ];
 
 pub fn visor() -> Command {
