@@ -32,6 +32,13 @@ pub const LINUX_X86_64: Recipe = Recipe {
     output: "vmlinux",
     input: None,
 };
+/// The riscv64 KVM selftests of linux-source-6.1, static, as a cpio archive
+/// to append to the initramfs (`/kvm/run` runs them).
+pub const KVM_SELFTESTS_RISCV64: Recipe = Recipe {
+    name: "kvm-selftests-riscv64",
+    output: "kvm-selftests.cpio.gz",
+    input: None,
+};
 /// A 64 MiB ext4 root filesystem holding the initramfs's busybox tree.
 pub const ROOTFS_RISCV64: Recipe = Recipe {
     name: "rootfs-riscv64",

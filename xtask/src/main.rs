@@ -43,6 +43,8 @@ pub struct Images {
     pub initramfs: PathBuf,
     /// ext4 root filesystem for virtio-blk and PATA tests (copy it before writing).
     pub rootfs: PathBuf,
+    /// The KVM selftests (a cpio archive for `/kvm`).
+    pub kvm_selftests: PathBuf,
     /// x86-64 vmlinux for the KVM VMM's Linux test: built only where the host
     /// CPU has hardware virtualization, the only place that test can run.
     pub linux_x86_64: Option<PathBuf>,
@@ -67,6 +69,7 @@ fn prepare(root: &Path) -> Result<Images> {
         linux: images::ensure(root, &images::LINUX_RISCV64)?,
         initramfs: images::ensure(root, &images::INITRAMFS_RISCV64)?,
         rootfs: images::ensure(root, &images::ROOTFS_RISCV64)?,
+        kvm_selftests: images::ensure(root, &images::KVM_SELFTESTS_RISCV64)?,
         linux_x86_64: if hardware_virtualization() {
             Some(images::ensure(root, &images::LINUX_X86_64)?)
         } else {
@@ -117,7 +120,12 @@ fn xtask() -> Result<()> {
     match command {
         "images" => {
             let images = prepare(&root)?;
-            for image in [&images.linux, &images.initramfs, &images.rootfs] {
+            for image in [
+                &images.linux,
+                &images.initramfs,
+                &images.rootfs,
+                &images.kvm_selftests,
+            ] {
                 println!("{}", image.display());
             }
         }
@@ -149,7 +157,8 @@ fn xtask() -> Result<()> {
                 .args(rest)
                 .env("VISOR_LINUX_IMAGE", &images.linux)
                 .env("VISOR_INITRAMFS", &images.initramfs)
-                .env("VISOR_ROOTFS", &images.rootfs);
+                .env("VISOR_ROOTFS", &images.rootfs)
+                .env("VISOR_KVM_SELFTESTS", &images.kvm_selftests);
             if let Some(vmlinux) = &images.linux_x86_64 {
                 c.env("VISOR_LINUX_X86_64", vmlinux);
             }
