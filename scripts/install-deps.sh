@@ -9,7 +9,7 @@
 # script adds reuse the archive URI and keyring of the machine's own bookworm
 # entry, so a mirror configured on the machine is the one used.
 set -euo pipefail
-pkgs=(gcc-riscv64-linux-gnu libc6-dev-riscv64-cross gcc-riscv64-unknown-elf linux-source-6.1
+pkgs=(gcc-riscv64-linux-gnu libc6-dev-riscv64-cross gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf linux-source-6.1
       bc bison flex libssl-dev libelf-dev cpio fakeroot e2fsprogs dpkg-dev make xz-utils
       iproute2 iputils-ping)
 backports_pkgs=(qemu-system-misc qemu-system-x86 opensbi)

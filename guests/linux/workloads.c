@@ -3,13 +3,16 @@
 // Each workload prints "workload NAME start", does its work, then
 // "workload NAME done CHECKSUM"; the benchmark times the gap between the
 // two lines from outside. usage: workloads [NAME...] (default: all)
+// guests/riscv/vs_bench.c builds this file bare-metal (picolibc) with
+// -DWORKLOADS_NO_MAIN and runs the same workloads in S- and VS-mode.
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+#define RNG_SEED 0x9e3779b97f4a7c15ull
+static uint64_t rng_state = RNG_SEED;
 static uint64_t next_random(void) {  // xorshift64*
   rng_state ^= rng_state >> 12;
   rng_state ^= rng_state << 25;
@@ -164,27 +167,38 @@ static uint64_t floating_point(void) {
   return (uint64_t)(total * 1e6);
 }
 
-static const struct {
+struct workload {
   const char *name;
   uint64_t (*run)(void);
-} workloads[] = {
+};
+
+const struct workload workloads[] = {
     {"integer", integer},
     {"memory", memory},
     {"branchy", branchy},
     {"fp", floating_point},
 };
+const size_t workload_count = sizeof workloads / sizeof workloads[0];
 
+// Runs workload `w` from the same random state each time, so repeated
+// runs compute the same checksum.
+uint64_t run_workload(size_t w) {
+  rng_state = RNG_SEED;
+  return workloads[w].run();
+}
+
+#ifndef WORKLOADS_NO_MAIN
 int main(int argc, char **argv) {
-  size_t count = sizeof workloads / sizeof workloads[0];
-  for (size_t w = 0; w < count; w++) {
+  for (size_t w = 0; w < workload_count; w++) {
     int wanted = argc == 1;
     for (int a = 1; a < argc; a++) wanted |= strcmp(argv[a], workloads[w].name) == 0;
     if (!wanted) continue;
     printf("workload %s start\n", workloads[w].name);
     fflush(stdout);
-    uint64_t checksum = workloads[w].run();
+    uint64_t checksum = run_workload(w);
     printf("workload %s done %016llx\n", workloads[w].name, (unsigned long long)checksum);
     fflush(stdout);
   }
   return 0;
 }
+#endif

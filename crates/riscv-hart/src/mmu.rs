@@ -510,13 +510,33 @@ impl Hart {
             // SAFETY: TLB entries only map whole RAM pages; 4 bytes stay in the page.
             return Ok(unsafe { read_host(pc.wrapping_add(entry.addend) as *const u8, 4) } as u32);
         }
+        // A 32-bit instruction straddling two pages, or a TLB miss: by
+        // 16-bit parcels, each through the TLB when it maps the parcel's page.
         let request = Request::new(Access::Execute, mode);
-        let low = self.access_slow(pc, 2, request, 0, platform)? as u32;
+        let low = match self.cached_parcel(pc, mode) {
+            Some(parcel) => parcel,
+            None => self.access_slow(pc, 2, request, 0, platform)? as u32,
+        };
         if low & 3 != 3 {
             return Ok(low);
         }
-        let high = self.access_slow(pc.wrapping_add(2), 2, request, 0, platform)? as u32;
+        let next = pc.wrapping_add(2);
+        let high = match self.cached_parcel(next, mode) {
+            Some(parcel) => parcel,
+            None => self.access_slow(next, 2, request, 0, platform)? as u32,
+        };
         Ok(low | high << 16)
+    }
+
+    /// The 16-bit instruction parcel at `pc` (2-byte aligned, so inside one
+    /// page) when the execute TLB maps its page in `mode`.
+    #[inline]
+    fn cached_parcel(&self, pc: u64, mode: AccessMode) -> Option<u32> {
+        let entry = self.tlb.tables[Access::Execute as usize][tlb_index(pc)];
+        (entry.tag == tlb_tag(pc, mode.tag_bits()) && within_page(pc, 2)).then(|| {
+            // SAFETY: TLB entries only map whole RAM pages; 2 bytes stay in the page.
+            unsafe { read_host(pc.wrapping_add(entry.addend) as *const u8, 2) as u32 }
+        })
     }
 
     /// HLV/HLVX (`store` None) and HSV: an access made as the guest would
