@@ -157,9 +157,16 @@ pub fn run(root: &Path, images: &Images, args: &[String]) -> Result<()> {
     let which = args.first().map(String::as_str);
     if !matches!(
         which,
-        None | Some("engine") | Some("workloads") | Some("paravirt") | Some("kvm")
+        None | Some("engine")
+            | Some("workloads")
+            | Some("paravirt")
+            | Some("kvm")
+            | Some("hypervisor")
     ) {
-        bail!("usage: cargo xtask bench [engine|workloads|paravirt|kvm]");
+        bail!("usage: cargo xtask bench [engine|workloads|paravirt|kvm|hypervisor]");
+    }
+    if which == Some("hypervisor") {
+        return crate::bench_hypervisor::run(root);
     }
     if which == Some("kvm") {
         return crate::bench_kvm::run(root);
@@ -173,6 +180,8 @@ pub fn run(root: &Path, images: &Images, args: &[String]) -> Result<()> {
     if which != Some("engine") {
         println!();
         crate::bench_paravirt::run(&root.join("target/release/visor"), images)?;
+        println!();
+        crate::bench_hypervisor::run(root)?;
     }
     Ok(())
 }

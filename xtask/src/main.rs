@@ -3,13 +3,14 @@
 //! - `boot [VISOR-ARGS…]`: install dependencies, build missing images, boot Linux to a shell.
 //! - `test [CARGO-TEST-ARGS…]`: the same preparation, then the whole test suite.
 //! - `images`: build missing images and print their paths.
-//! - `bench [engine|workloads|paravirt|kvm]`: visor against QEMU on the
-//!   same images (`bench.rs`; the CPU workload set inside Linux in
+//! - `bench [engine|workloads|paravirt|kvm|hypervisor]`: visor against QEMU
+//!   on the same images (`bench.rs`; the CPU workload set inside Linux in
 //!   `bench_workloads.rs`), emulated against paravirtual devices
-//!   (`bench_paravirt.rs`), and the KVM VMM against qemu-system-x86_64
-//!   (`bench_kvm.rs`).
+//!   (`bench_paravirt.rs`), the KVM VMM against qemu-system-x86_64
+//!   (`bench_kvm.rs`), and VS-mode against S-mode (`bench_hypervisor.rs`).
 
 mod bench;
+mod bench_hypervisor;
 mod bench_kvm;
 mod bench_paravirt;
 mod bench_workloads;

@@ -157,11 +157,38 @@ fn block_mode(fetch: u64, data: u64, fp: bool) -> u64 {
 struct Slot {
     /// None: the first instruction here is one the interpreter runs.
     block: Option<Block>,
-    /// The guest bytes the slot was built from (for an untranslatable
-    /// start: that first instruction's bytes).
+    /// The guest bytes the slot was built from in the block's page (for an
+    /// untranslatable start: that first instruction's bytes).
     bytes: Vec<u8>,
+    /// For a block whose last instruction straddles into the next page:
+    /// that page's code as the block found it.
+    next_page: Option<NextPage>,
     /// The code epoch in which `bytes` were last seen in RAM.
     epoch: Cell<u32>,
+}
+
+/// The start of the page after a block's: its host address and the
+/// instruction parcel the block took from it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct NextPage {
+    host: usize,
+    parcel: [u8; PARCEL],
+}
+
+/// Bytes of an instruction parcel: what a 32-bit instruction that starts
+/// 2 bytes before a page's end takes from the next page.
+const PARCEL: usize = 2;
+const PAGE_SIZE: u64 = 4096;
+
+impl NextPage {
+    /// The next page as `code_at` shows it now.
+    fn of(code: Option<&[u8]>) -> Option<NextPage> {
+        let code = code?;
+        Some(NextPage {
+            host: code.as_ptr() as usize,
+            parcel: code.get(..PARCEL)?.try_into().ok()?,
+        })
+    }
 }
 
 impl Slot {
@@ -326,13 +353,24 @@ impl Jit {
         if hart.code_at(pc).is_none() && !hart.fill_code_tlb(pc) {
             return None;
         }
+        let key = (pc, hart.code_at(pc)?.as_ptr() as usize, mode);
+        let next_page_start = (pc & !(PAGE_SIZE - 1)).wrapping_add(PAGE_SIZE);
+        if !self.slots.contains_key(&key) && hart.code_at(next_page_start).is_none() {
+            // About to translate: map the next page too, in case the
+            // block's last instruction straddles into it.
+            hart.fill_code_tlb(next_page_start);
+        }
         let code = hart.code_at(pc)?;
         let host = code.as_ptr();
+        let next = NextPage::of(hart.code_at(next_page_start));
         let resets = self.resets;
-        let (slot, checked) = self.lookup((pc, host as usize, mode), code, epoch, tlb)?;
+        let (slot, checked) = self.lookup(key, code, next, epoch, tlb)?;
         if checked {
             // Stores to the code now invalidate it.
             hart.protect_code(host, slot.bytes.len());
+            if let Some(next) = slot.next_page {
+                hart.protect_code(next.host as *const u8, PARCEL);
+            }
         }
         let block = slot.block.as_ref()?;
         self.state.epoch = epoch as u64;
@@ -341,7 +379,9 @@ impl Jit {
         if self.options.lockstep {
             return self.check_block(hart, platform, block, tlb);
         }
-        if patch != 0 && resets == self.resets {
+        // A block reaching into the next page is entered through lookups
+        // only, which check that page too.
+        if patch != 0 && resets == self.resets && slot.next_page.is_none() {
             emit::chain(patch, block);
         }
         self.jump_cache[emit::jump_index(pc)] = JumpEntry::new(pc, mode, block.entry);
@@ -378,6 +418,7 @@ impl Jit {
         &mut self,
         key: Key,
         code: &[u8],
+        next: Option<NextPage>,
         epoch: u32,
         tlb: DataTlb,
     ) -> Option<(Rc<Slot>, bool)> {
@@ -387,7 +428,7 @@ impl Jit {
             _ => {
                 let (slot, new) = match self.slots.get(&key) {
                     Some(slot) => (slot.clone(), false),
-                    None => (self.translate(key, code, epoch, tlb)?, true),
+                    None => (self.translate(key, code, next, epoch, tlb)?, true),
                 };
                 self.recent[index] = Some((key, slot.clone()));
                 if new {
@@ -396,15 +437,17 @@ impl Jit {
                 slot
             }
         };
-        if slot.epoch.get() == epoch {
+        // The next page (mapped or written anew) is checked whatever the epoch.
+        let next_same = slot.next_page.is_none() || slot.next_page == next;
+        if slot.epoch.get() == epoch && next_same {
             return Some((slot, false));
         }
-        if code.starts_with(&slot.bytes) {
+        if code.starts_with(&slot.bytes) && next_same {
             slot.set_epoch(epoch);
             return Some((slot, true));
         }
         let resets = self.resets;
-        let fresh = self.translate(key, code, epoch, tlb)?;
+        let fresh = self.translate(key, code, next, epoch, tlb)?;
         if let (Some(old), Some(new), true) = (&slot.block, &fresh.block, resets == self.resets) {
             old.redirect(new);
         }
@@ -412,9 +455,17 @@ impl Jit {
         Some((fresh, true))
     }
 
-    /// Translates the code at `key` (whose bytes are `code`) into a new
-    /// slot, replacing any earlier one.
-    fn translate(&mut self, key: Key, code: &[u8], epoch: u32, tlb: DataTlb) -> Option<Rc<Slot>> {
+    /// Translates the code at `key` (whose bytes to the end of the page are
+    /// `code`, and `next` the next page's start when it is mapped) into a
+    /// new slot, replacing any earlier one.
+    fn translate(
+        &mut self,
+        key: Key,
+        code: &[u8],
+        next: Option<NextPage>,
+        epoch: u32,
+        tlb: DataTlb,
+    ) -> Option<Rc<Slot>> {
         let (pc, _, mode) = key;
         let features = translate::Features {
             // Lock-step replays blocks, so their side effects stay interpreted.
@@ -423,8 +474,18 @@ impl Jit {
             fma: self.host_fma,
         };
         let started = std::time::Instant::now();
-        let translation = translate::translate(code, features)?;
-        let bytes = code[..translation.bytes].to_vec();
+        // The block may end with an instruction that straddles the page.
+        let with_next: Vec<u8>;
+        let extended = match next {
+            Some(next) => {
+                with_next = [code, &next.parcel].concat();
+                &with_next[..]
+            }
+            None => code,
+        };
+        let translation = translate::translate(extended, features)?;
+        let bytes = code[..translation.bytes.min(code.len())].to_vec();
+        let next_page = next.filter(|_| translation.bytes > code.len());
         let block = if translation.instructions.is_empty() {
             None
         } else {
@@ -466,6 +527,7 @@ impl Jit {
         let slot = Rc::new(Slot {
             block,
             bytes,
+            next_page,
             epoch: Cell::new(0),
         });
         slot.set_epoch(epoch);

@@ -701,3 +701,66 @@ fn generated_programs_match_the_interpreter() {
         "most of it ran translated ({translated})"
     );
 }
+
+/// A loop whose middle instruction straddles a page boundary (a c.nop puts
+/// the 32-bit ADD at 0xffe): x1 counts to 100, x3 sums it.
+fn straddling_loop() -> (Hart, GuestRam) {
+    let ram = GuestRam::new(BASE, 1 << 20).unwrap();
+    let at = |offset: u64, bytes: u8, value: u32| {
+        assert!(ram.write(BASE + offset, bytes, value as u64));
+    };
+    at(0xff0, 4, i_type(0x13, 0, 1, 0, 0));
+    at(0xff4, 4, i_type(0x13, 0, 2, 0, 100));
+    at(0xff8, 2, 0x0001); // c.nop
+    at(0xffa, 4, i_type(0x13, 0, 1, 1, 1)); // loop: x1 += 1
+    at(0xffe, 2, STRADDLING_ADD & 0xffff); // add x3, x3, x1 (low parcel)
+    at(0x1000, 2, STRADDLING_ADD >> 16); // (high parcel, next page)
+    at(0x1002, 4, b_type(1, 1, 2, -8)); // bne x1, x2, loop
+    at(0x1006, 4, WFI);
+    let mut hart = Hart::new(0, ram.clone());
+    hart.pc = BASE + 0xff0;
+    (hart, ram)
+}
+
+const STRADDLING_ADD: u32 = 0x0011_81b3; // add x3, x3, x1
+const STRADDLING_SUB_HIGH: u32 = 0x4011; // the high parcel of sub x3, x3, x1
+
+#[test]
+fn an_instruction_straddling_two_pages_runs_translated() {
+    let (mut reference, _) = straddling_loop();
+    assert_eq!(reference.run(&mut Bare, 10_000).0, RunExit::Wfi);
+    assert_eq!(reference.x[3], (1..=100).sum::<u64>());
+    let (mut hart, _) = straddling_loop();
+    let mut jit = Jit::new(JitOptions::default());
+    assert_eq!(jit.run(&mut hart, &mut Bare, 10_000).0, RunExit::Wfi);
+    assert_eq!(hart.x, reference.x);
+    assert_eq!((hart.pc, hart.instret), (reference.pc, reference.instret));
+    assert!(
+        jit.stats.translated_instructions > 250,
+        "the loop, straddling ADD included, ran translated ({})",
+        jit.stats.translated_instructions
+    );
+}
+
+#[test]
+fn a_store_to_the_next_page_half_of_a_translated_instruction_is_seen() {
+    // Run half the loop, rewrite the ADD's high parcel (in the next page)
+    // into SUB, run on: the interpreter and the JIT must agree.
+    let run_in_two_halves = |engine: &mut dyn FnMut(&mut Hart, u64) -> RunExit| {
+        let (mut hart, ram) = straddling_loop();
+        assert_eq!(engine(&mut hart, 150), RunExit::Budget);
+        assert!(ram.write(BASE + 0x1000, 2, STRADDLING_SUB_HIGH as u64));
+        assert_eq!(engine(&mut hart, 10_000), RunExit::Wfi);
+        hart
+    };
+    let reference = run_in_two_halves(&mut |hart, budget| hart.run(&mut Bare, budget).0);
+    let mut jit = Jit::new(JitOptions::default());
+    let translated = run_in_two_halves(&mut |hart, budget| jit.run(hart, &mut Bare, budget).0);
+    assert_ne!(
+        reference.x[3],
+        (1..=100).sum::<u64>(),
+        "the rewrite took effect"
+    );
+    assert_eq!(translated.x, reference.x);
+    assert_eq!(translated.pc, reference.pc);
+}
