@@ -8,42 +8,7 @@
 // cases where QEMU departs from the spec are in hyp_spec.c, which is not
 // compared. Page-table entries carry A and D already (QEMU's VS-stage does
 // not set them unless henvcfg.ADUE).
-#include "runtime.h"
-
-#define MSTATUS_MPV (1ul << 39)
-#define MSTATUS_TW (1ul << 21)
-#define HSTATUS_SPV (1ul << 7)
-#define HSTATUS_SPVP (1ul << 8)
-#define HSTATUS_HU (1ul << 9)
-#define HSTATUS_VTVM (1ul << 20)
-#define HSTATUS_VTW (1ul << 21)
-#define HSTATUS_VTSR (1ul << 22)
-#define MENVCFG_STCE (1ul << 63)
-#define SSTATUS_SIE (1ul << 1)
-#define SSTATUS_SPP (1ul << 8)
-#define MIP_SSIP (1ul << 1)
-#define MIP_STIP (1ul << 5)
-#define MIP_VSSIP (1ul << 2)
-#define MIP_VSTIP (1ul << 6)
-
-#define PTE_V 1ul
-#define PTE_R 2ul
-#define PTE_W 4ul
-#define PTE_X 8ul
-#define PTE_U 16ul
-#define PTE_A 64ul
-#define PTE_D 128ul
-#define LEAF (PTE_V | PTE_A | PTE_D)
-#define PTE(pa, flags) (((u64)(pa) >> 12) << 10 | (flags))
-#define SV39 (8ul << 60)
-#define SV39X4 (8ul << 60)
-#define VMID(n) ((u64)(n) << 44)
-
-// Hypervisor instructions (the compiler's -march has no H).
-#define HLV(op, addr) ({ u64 v_; asm volatile(".option push\n.option arch, +h\n" op " %0, (%1)\n.option pop" : "=r"(v_) : "r"(addr) : "memory"); v_; })
-#define HSV(op, addr, v) asm volatile(".option push\n.option arch, +h\n" op " %1, (%0)\n.option pop" :: "r"(addr), "r"((u64)(v)) : "memory")
-#define HFENCE_GVMA() asm volatile(".option push\n.option arch, +h\nhfence.gvma zero, zero\n.option pop" ::: "memory")
-#define HFENCE_VVMA() asm volatile(".option push\n.option arch, +h\nhfence.vvma zero, zero\n.option pop" ::: "memory")
+#include "hyp.h"
 
 // Guest physical layout: 0x8000_0000.. (this program, its data and the
 // VS-stage tables) maps 1:1 through a G-stage gigapage; 0x1_0000_0000 +
@@ -221,9 +186,6 @@ static void delegation(void) {
   csr_write(medeleg, 0);
 }
 
-// Each runs one instruction in VS or VU; M records the trap.
-#define IN_MODE(mode, insn) do { clear_trap(); goto_mode(mode); asm volatile(insn ::: "t0", "memory"); back_to_m(); } while (0)
-
 static void virtual_instructions(void) {
   IN_MODE(PRV_VS, "csrr t0, hstatus"); report("VS reads hstatus");
   check(last_trap.cause == 22, "hypervisor CSR from VS");
@@ -235,13 +197,13 @@ static void virtual_instructions(void) {
   check(last_trap.cause == 2, "writing a read-only CSR is illegal");
   IN_MODE(PRV_VS, "csrr t0, mstatus"); report("VS reads mstatus");
   check(last_trap.cause == 2, "M CSR from VS is illegal");
-  IN_MODE(PRV_VS, ".option push\n.option arch, +h\nhfence.vvma zero, zero\n.option pop"); report("VS hfence.vvma");
+  IN_MODE(PRV_VS, H_INSN("hfence.vvma zero, zero")); report("VS hfence.vvma");
   check(last_trap.cause == 22, "hfence.vvma from VS");
-  IN_MODE(PRV_VS, ".option push\n.option arch, +h\nhfence.gvma zero, zero\n.option pop"); report("VS hfence.gvma");
+  IN_MODE(PRV_VS, H_INSN("hfence.gvma zero, zero")); report("VS hfence.gvma");
   check(last_trap.cause == 22, "hfence.gvma from VS");
-  IN_MODE(PRV_VS, ".option push\n.option arch, +h\nhlv.w t0, (sp)\n.option pop"); report("VS hlv.w");
+  IN_MODE(PRV_VS, H_INSN("hlv.w t0, (sp)")); report("VS hlv.w");
   check(last_trap.cause == 22, "hlv from VS");
-  IN_MODE(PRV_VU, ".option push\n.option arch, +h\nhsv.w zero, (sp)\n.option pop"); report("VU hsv.w");
+  IN_MODE(PRV_VU, H_INSN("hsv.w zero, (sp)")); report("VU hsv.w");
   check(last_trap.cause == 22, "hsv from VU");
   IN_MODE(PRV_VU, "sfence.vma"); report("VU sfence.vma");
   check(last_trap.cause == 22, "sfence.vma from VU");

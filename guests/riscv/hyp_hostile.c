@@ -4,25 +4,9 @@
 // and page tables outside RAM, and huge htimedelta values. Every case must
 // end in the architectural fault (or, for hgatp, an ignored write); the
 // memory outside the guest's map stays untouched. Self-checked.
-#include "runtime.h"
+#include "hyp.h"
 
-#define HSTATUS_SPVP (1ul << 8)
-#define MENVCFG_STCE (1ul << 63)
-#define SSTATUS_SIE (1ul << 1)
-#define MIP_STIP (1ul << 5)
-#define MIP_VSTIP (1ul << 6)
-
-#define PTE_V 1ul
-#define PTE_R 2ul
-#define PTE_W 4ul
-#define PTE_X 8ul
-#define PTE_U 16ul
-#define PTE_A 64ul
-#define PTE_D 128ul
 #define RWXU (PTE_V | PTE_R | PTE_W | PTE_X | PTE_U | PTE_A | PTE_D)
-#define PTE(pa, flags) (((u64)(pa) >> 12) << 10 | (flags))
-#define SV39X4 (8ul << 60)
-#define HFENCE_GVMA() asm volatile(".option push\n.option arch, +h\nhfence.gvma zero, zero\n.option pop" ::: "memory")
 
 // The guest's world: GPA 0x8000_0000 + 2 MiB, 1:1 (this program's code,
 // data and stack). Everything else is outside it, the secret page first.
@@ -128,12 +112,12 @@ int main(void) {
   HFENCE_GVMA();
   csr_set(hstatus, HSTATUS_SPVP);
   clear_trap();
-  asm volatile(".option push\n.option arch, +h\nhlv.d %0, (%1)\n.option pop" : "=r"(vs_value) : "r"(GUEST_BASE) : "memory");
+  asm volatile(H_INSN("hlv.d %0, (%1)") : "=r"(vs_value) : "r"(GUEST_BASE) : "memory");
   expect_fault("G-stage root outside RAM", 5, GUEST_BASE);
   csr_write(hgatp, SV39X4 | 0xc000000ul >> 12);                      // the PLIC: not page tables
   HFENCE_GVMA();
   clear_trap();
-  asm volatile(".option push\n.option arch, +h\nhlv.d %0, (%1)\n.option pop" : "=r"(vs_value) : "r"(GUEST_BASE) : "memory");
+  asm volatile(H_INSN("hlv.d %0, (%1)") : "=r"(vs_value) : "r"(GUEST_BASE) : "memory");
   expect_fault("G-stage root on a device", 5, GUEST_BASE);
   csr_clear(hstatus, HSTATUS_SPVP);
   map_guest();

@@ -1,31 +1,7 @@
 // The H extension where QEMU 10.0 departs from the spec: each case checks
 // what the spec says, so this program is self-checked only, not compared
 // with QEMU (the README lists the differences).
-#include "runtime.h"
-
-#define MSTATUS_TW (1ul << 21)
-#define MSTATUS_TSR (1ul << 22)
-#define MSTATUS_GVA (1ul << 38)
-#define HSTATUS_GVA (1ul << 6)
-#define HSTATUS_SPVP (1ul << 8)
-#define SSTATUS_SPP (1ul << 8)
-#define MIP_VSSIP (1ul << 2)
-#define MIP_VSTIP (1ul << 6)
-#define MIP_VSEIP (1ul << 10)
-
-#define PTE_V 1ul
-#define PTE_R 2ul
-#define PTE_W 4ul
-#define PTE_X 8ul
-#define PTE_U 16ul
-#define PTE_A 64ul
-#define PTE_D 128ul
-#define PTE(pa, flags) (((u64)(pa) >> 12) << 10 | (flags))
-#define SV39 (8ul << 60)
-
-#define HLV(op, addr) ({ u64 v_; asm volatile(".option push\n.option arch, +h\n" op " %0, (%1)\n.option pop" : "=r"(v_) : "r"(addr) : "memory"); v_; })
-#define HFENCE_GVMA() asm volatile(".option push\n.option arch, +h\nhfence.gvma zero, zero\n.option pop" ::: "memory")
-#define IN_MODE(mode, insn) do { clear_trap(); goto_mode(mode); asm volatile(insn ::: "t0", "memory"); back_to_m(); } while (0)
+#include "hyp.h"
 
 static u64 g_root[2048] __attribute__((aligned(16384)));
 static u64 g_l1[512] __attribute__((aligned(4096)));

@@ -5,7 +5,7 @@
 // Prints, for cargo xtask bench hypervisor:
 //   bench WORKLOAD MODE TICKS CHECKSUM     (TICKS of the 10 MHz time CSR)
 //   bench trap-roundtrip COUNT TICKS
-#include "runtime.h"
+#include "hyp.h"
 #include <stddef.h>
 
 struct workload {
@@ -16,17 +16,6 @@ extern const struct workload workloads[];
 extern const size_t workload_count;
 u64 run_workload(size_t w);
 
-#define PTE_V 1ul
-#define PTE_R 2ul
-#define PTE_W 4ul
-#define PTE_X 8ul
-#define PTE_U 16ul
-#define PTE_A 64ul
-#define PTE_D 128ul
-#define LEAF (PTE_V | PTE_A | PTE_D)
-#define PTE(pa, flags) (((u64)(pa) >> 12) << 10 | (flags))
-#define SV39 (8ul << 60)
-#define MENVCFG_STCE (1ul << 63)
 #define TRAP_ROUNDTRIPS 200000
 
 // 1:1 gigapages: 0..1 GiB (devices) and the RAM gigapage.
@@ -66,8 +55,9 @@ int main(void) {
   g_root[2] = PTE(0x80000000ul, LEAF | PTE_R | PTE_W | PTE_X | PTE_U);
   csr_write(satp, SV39 | (u64)s_root >> 12);
   csr_write(vsatp, SV39 | (u64)s_root >> 12);
-  csr_write(hgatp, SV39 | (u64)g_root >> 12);   // Sv39x4 shares Sv39's mode number
-  asm volatile("sfence.vma\n.option push\n.option arch, +h\nhfence.gvma\n.option pop" ::: "memory");
+  csr_write(hgatp, SV39X4 | (u64)g_root >> 12);
+  asm volatile("sfence.vma" ::: "memory");
+  HFENCE_GVMA();
   csr_write(vsstatus, 1ul << 13);   // FS for VS-mode's FP (start.S set mstatus.FS)
 
   for (current = 0; current < workload_count; current++) {

@@ -186,8 +186,8 @@ pub fn run(root: &Path, images: &Images, args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// visor's interpreter and JIT against QEMU TCG: Linux boot and a CPU-bound program.
-fn engine(root: &Path, images: &Images) -> Result<()> {
+/// Builds the bare-metal RISC-V programs (guests/riscv) and returns their directory.
+pub(crate) fn riscv_guests(root: &Path) -> Result<PathBuf> {
     let guests = root.join("target/guests/riscv");
     crate::run({
         let mut c = Command::new("make");
@@ -197,6 +197,12 @@ fn engine(root: &Path, images: &Images) -> Result<()> {
             .arg(format!("OUT={}", guests.display()));
         c
     })?;
+    Ok(guests)
+}
+
+/// visor's interpreter and JIT against QEMU TCG: Linux boot and a CPU-bound program.
+fn engine(root: &Path, images: &Images) -> Result<()> {
+    let guests = riscv_guests(root)?;
     let visor_bin = root.join("target/release/visor");
     let visor = |engine: &str| {
         let mut c = Command::new(&visor_bin);

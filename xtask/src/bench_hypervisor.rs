@@ -58,15 +58,7 @@ fn run_once(mut command: Command) -> Result<Run> {
 }
 
 pub fn run(root: &Path) -> Result<()> {
-    let guests = root.join("target/guests/riscv");
-    crate::run({
-        let mut c = Command::new("make");
-        c.arg("-s")
-            .arg("-C")
-            .arg(root.join("guests/riscv"))
-            .arg(format!("OUT={}", guests.display()));
-        c
-    })?;
+    let guests = crate::bench::riscv_guests(root)?;
     let program = guests.join("vs_bench.elf");
     let visor = || {
         let mut c = Command::new(root.join("target/release/visor"));
