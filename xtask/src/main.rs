@@ -38,6 +38,37 @@ fn install_deps(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The Rust target the Type 1 hypervisor (hypervisor/) builds for.
+const HYPERVISOR_TARGET: &str = "riscv64gc-unknown-none-elf";
+
+/// Builds the Type 1 hypervisor (its own workspace, another target),
+/// adding the rustup target first if it is missing, and returns the ELF.
+fn build_hypervisor(root: &Path) -> Result<PathBuf> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("running rustup (the hypervisor needs the riscv64gc-unknown-none-elf target)")?;
+    if !String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|t| t == HYPERVISOR_TARGET)
+    {
+        eprintln!("[xtask] rustup target add {HYPERVISOR_TARGET}");
+        run({
+            let mut c = Command::new("rustup");
+            c.args(["target", "add", HYPERVISOR_TARGET]);
+            c
+        })?;
+    }
+    let dir = root.join("hypervisor");
+    run({
+        let mut c = cargo();
+        // The hypervisor's .cargo/config.toml (its target) applies from its directory.
+        c.current_dir(&dir).args(["build", "--release", "--quiet"]);
+        c
+    })?;
+    Ok(dir.join(format!("target/{HYPERVISOR_TARGET}/release/visor-hv")))
+}
+
 /// Guest images every engine test and benchmark uses.
 pub struct Images {
     pub linux: PathBuf,
@@ -46,6 +77,8 @@ pub struct Images {
     pub rootfs: PathBuf,
     /// The KVM selftests (a cpio archive for `/kvm`).
     pub kvm_selftests: PathBuf,
+    /// The Type 1 hypervisor's ELF.
+    pub hypervisor: PathBuf,
     /// x86-64 vmlinux for the KVM VMM's Linux test: built only where the host
     /// CPU has hardware virtualization, the only place that test can run.
     pub linux_x86_64: Option<PathBuf>,
@@ -71,6 +104,7 @@ fn prepare(root: &Path) -> Result<Images> {
         initramfs: images::ensure(root, &images::INITRAMFS_RISCV64)?,
         rootfs: images::ensure(root, &images::ROOTFS_RISCV64)?,
         kvm_selftests: images::ensure(root, &images::KVM_SELFTESTS_RISCV64)?,
+        hypervisor: build_hypervisor(root)?,
         linux_x86_64: if hardware_virtualization() {
             Some(images::ensure(root, &images::LINUX_X86_64)?)
         } else {
@@ -159,7 +193,8 @@ fn xtask() -> Result<()> {
                 .env("VISOR_LINUX_IMAGE", &images.linux)
                 .env("VISOR_INITRAMFS", &images.initramfs)
                 .env("VISOR_ROOTFS", &images.rootfs)
-                .env("VISOR_KVM_SELFTESTS", &images.kvm_selftests);
+                .env("VISOR_KVM_SELFTESTS", &images.kvm_selftests)
+                .env("VISOR_HYPERVISOR", &images.hypervisor);
             if let Some(vmlinux) = &images.linux_x86_64 {
                 c.env("VISOR_LINUX_X86_64", vmlinux);
             }

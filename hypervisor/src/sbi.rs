@@ -1,0 +1,48 @@
+//! Calls into OpenSBI (the SBI implementation beneath the hypervisor), and
+//! the SBI numbers guests use.
+
+/// Extension IDs.
+pub const EID_LEGACY_PUTCHAR: usize = 0x01;
+pub const EID_BASE: usize = 0x10;
+pub const EID_DBCN: usize = 0x4442_434e;
+pub const EID_SRST: usize = 0x5352_5354;
+
+/// SBI error codes.
+pub const SUCCESS: isize = 0;
+pub const ERR_NOT_SUPPORTED: isize = -2;
+pub const ERR_INVALID_PARAM: isize = -3;
+
+/// SBI 2.0, as `get_spec_version` encodes it (major << 24 | minor).
+pub const SPEC_VERSION: usize = 2 << 24;
+
+fn call(eid: usize, fid: usize, a0: usize, a1: usize, a2: usize) -> (isize, usize) {
+    let (error, value): (usize, usize);
+    // SAFETY: an SBI call: OpenSBI reads the arguments and writes a0/a1.
+    unsafe {
+        core::arch::asm!("ecall",
+            inlateout("a0") a0 => error, inlateout("a1") a1 => value,
+            in("a2") a2, in("a6") fid, in("a7") eid);
+    }
+    (error as isize, value)
+}
+
+/// Writes `bytes` (at a physical address: the hypervisor runs untranslated)
+/// to the debug console.
+pub fn console_write(bytes: &[u8]) {
+    let (error, _) = call(EID_DBCN, 0, bytes.len(), bytes.as_ptr() as usize, 0);
+    if error != SUCCESS {
+        // An SBI without DBCN: the legacy putchar.
+        for &b in bytes {
+            call(EID_LEGACY_PUTCHAR, 0, b as usize, 0, 0);
+        }
+    }
+}
+
+/// Powers the machine off (SRST shutdown).
+pub fn shutdown() -> ! {
+    call(EID_SRST, 0, 0, 0, 0);
+    loop {
+        // SAFETY: waiting for an interrupt has no other effect.
+        unsafe { core::arch::asm!("wfi") };
+    }
+}

@@ -1,0 +1,127 @@
+//! Entering a guest and coming back: a vCPU's registers, and the switch
+//! between HS-mode and VS-mode. `run_guest` saves the hypervisor's
+//! callee-saved registers, loads the guest's and SRETs into VS-mode; the
+//! next trap into HS-mode lands in `guest_exit`, which saves the guest's
+//! registers and returns from `run_guest`.
+
+use core::mem::offset_of;
+
+/// A vCPU's general registers and pc, as the switch code lays them out.
+#[repr(C)]
+pub struct GuestRegs {
+    /// x0..x31 (x0 unused).
+    pub x: [usize; 32],
+    pub pc: usize,
+    /// The hypervisor's stack pointer while the guest runs.
+    host_sp: usize,
+}
+
+const X_OFFSET: usize = 0;
+const PC_OFFSET: usize = 32 * 8;
+const HOST_SP_OFFSET: usize = 33 * 8;
+const _: () = assert!(offset_of!(GuestRegs, x) == X_OFFSET);
+const _: () = assert!(offset_of!(GuestRegs, pc) == PC_OFFSET);
+const _: () = assert!(offset_of!(GuestRegs, host_sp) == HOST_SP_OFFSET);
+
+impl GuestRegs {
+    pub const fn new(pc: usize) -> GuestRegs {
+        GuestRegs {
+            x: [0; 32],
+            pc,
+            host_sp: 0,
+        }
+    }
+}
+
+core::arch::global_asm!(
+    ".balign 4",
+    ".globl run_guest",
+    "run_guest:",
+    "  addi sp, sp, -14*8",
+    "  sd ra, 0*8(sp)",
+    "  .irp r, 0,1,2,3,4,5,6,7,8,9,10,11",
+    "  sd s\\r, (\\r+1)*8(sp)",
+    "  .endr",
+    "  sd sp, {host_sp}(a0)",
+    "  csrw sscratch, a0",
+    "  la t0, guest_exit",
+    "  csrw stvec, t0",
+    "  ld t0, {pc}(a0)",
+    "  csrw sepc, t0",
+    "  .irp r, 1,2,3,4,5,6,7,8,9,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31",
+    "  ld x\\r, \\r*8(a0)",
+    "  .endr",
+    "  ld a0, 10*8(a0)",
+    "  sret",
+    ".balign 4",
+    "guest_exit:",
+    "  csrrw a0, sscratch, a0",
+    "  .irp r, 1,2,3,4,5,6,7,8,9,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31",
+    "  sd x\\r, \\r*8(a0)",
+    "  .endr",
+    "  csrr t0, sscratch",
+    "  sd t0, 10*8(a0)",
+    "  csrr t0, sepc",
+    "  sd t0, {pc}(a0)",
+    "  ld sp, {host_sp}(a0)",
+    "  la t0, hs_trap",
+    "  csrw stvec, t0",
+    "  ld ra, 0*8(sp)",
+    "  .irp r, 0,1,2,3,4,5,6,7,8,9,10,11",
+    "  ld s\\r, (\\r+1)*8(sp)",
+    "  .endr",
+    "  addi sp, sp, 14*8",
+    "  ret",
+    // A trap taken in HS-mode itself: a hypervisor bug.
+    ".balign 4",
+    "hs_trap:",
+    "  csrr a0, scause",
+    "  csrr a1, sepc",
+    "  csrr a2, stval",
+    "  j hs_fault",
+    host_sp = const HOST_SP_OFFSET,
+    pc = const PC_OFFSET,
+);
+
+extern "C" {
+    fn run_guest(regs: *mut GuestRegs);
+    fn hs_trap();
+}
+
+/// Why a guest came back to the hypervisor.
+pub struct Exit {
+    pub cause: usize,
+    pub stval: usize,
+    /// Guest physical address >> 2 of a guest-page fault.
+    pub htval: usize,
+}
+
+/// Runs the guest whose registers are `regs` (with the VM's hgatp and VS
+/// state already in place) until it traps into HS-mode.
+pub fn enter(regs: &mut GuestRegs) -> Exit {
+    use crate::csr::{csr_read, csr_write, HSTATUS_SPV, HSTATUS_SPVP, SSTATUS_SPP};
+    // Return into VS-mode.
+    csr_write!("hstatus", csr_read!("hstatus") | HSTATUS_SPV | HSTATUS_SPVP);
+    csr_write!("sstatus", csr_read!("sstatus") | SSTATUS_SPP);
+    // SAFETY: run_guest saves and restores every register the Rust ABI
+    // expects preserved, and returns here on the guest's next trap.
+    unsafe { run_guest(regs) };
+    Exit {
+        cause: csr_read!("scause"),
+        stval: csr_read!("stval"),
+        htval: csr_read!("htval"),
+    }
+}
+
+/// Points stvec at the handler for traps in HS-mode itself.
+pub fn install_trap_handler() {
+    crate::csr::csr_write!("stvec", hs_trap as *const () as usize);
+}
+
+#[no_mangle]
+extern "C" fn hs_fault(cause: usize, pc: usize, tval: usize) -> ! {
+    crate::println!(
+        "visor-hv: trap in the hypervisor: cause {cause:#x} at {pc:#x}, tval {tval:#x}"
+    );
+    crate::sbi::shutdown()
+}
