@@ -258,6 +258,19 @@ static void virtual_instructions(void) {
   IN_MODE(PRV_VS, "csrr t0, stimecmp"); report("VS stimecmp");
   check(last_trap.count == 0, "vstimecmp allowed");
 
+  // What HS-mode could not access either is illegal, not virtual: stimecmp
+  // from VU with menvcfg.STCE clear.
+  csr_write(menvcfg, 0);
+  IN_MODE(PRV_VU, "csrr t0, stimecmp"); report("VU stimecmp, menvcfg.STCE clear");
+  check(last_trap.cause == 2, "Sstc off: illegal even from VU");
+  csr_write(menvcfg, MENVCFG_STCE);
+  csr_write(henvcfg, MENVCFG_STCE);
+  // HFENCE stays illegal in U-mode even with hstatus.HU (which opens HLV/HSV only).
+  csr_set(hstatus, HSTATUS_HU);
+  IN_MODE(PRV_U, H_INSN("hfence.gvma zero, zero")); report("U hfence.gvma with HU");
+  check(last_trap.cause == 2, "HU does not open HFENCE");
+  csr_clear(hstatus, HSTATUS_HU);
+
   // Virtual-instruction exceptions delegated to HS, where KVM takes them.
   csr_write(medeleg, 1ul << 22);
   IN_MODE(PRV_VS, "csrr t0, hstatus"); report("VS reads hstatus, to HS");

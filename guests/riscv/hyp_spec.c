@@ -76,6 +76,25 @@ int main(void) {
   csr_write(medeleg, 0);
   csr_write(hedeleg, 0);
   csr_write(hstatus, 0);
+  // A misaligned AMO in VS, taken in HS: its tval is a guest virtual
+  // address, so GVA is set (QEMU reports the fault as a load, cause 4).
+  csr_write(medeleg, 1ul << 6);
+  static volatile u64 word[2];
+  u64 misaligned = (u64)&word[0] + 4;
+  clear_trap();
+  goto_mode(PRV_VS);
+  asm volatile("amoadd.d zero, zero, (%0)" :: "r"(misaligned) : "memory");
+  back_to_m();
+  report("misaligned AMO in VS, to HS");
+  check(last_trap.mode == PRV_S && last_trap.cause == 6 && last_trap.gva, "misaligned AMO sets GVA");
+  csr_write(medeleg, 0);
+  // henvcfg.STCE written while menvcfg.STCE is clear stays zero (QEMU keeps it).
+  csr_write(menvcfg, 0);
+  csr_write(henvcfg, MENVCFG_STCE);
+  csr_write(menvcfg, MENVCFG_STCE);
+  check((csr_read(henvcfg) & MENVCFG_STCE) == 0, "henvcfg.STCE read-only zero while menvcfg.STCE is");
+  csr_write(menvcfg, 0);
+
   // htinst is writable (QEMU ignores writes).
   csr_write(htinst, 0x3000);
   check(csr_read(htinst) == 0x3000, "htinst writable");

@@ -503,11 +503,19 @@ impl Hart {
         if !virt && !allowed_in_hs || virt && level == 3 {
             return illegal;
         }
+        let c = &self.csr;
+        let tm = 1 << (TIME - CYCLE);
+        // Sstc's timers: what HS-mode itself may not access is illegal in
+        // every mode below M, before any virtual-instruction rule.
+        if matches!(csr, STIMECMP | VSTIMECMP)
+            && privilege != Privilege::Machine
+            && (c.mcounteren & tm == 0 || !c.sstc_enabled())
+        {
+            return illegal;
+        }
         if virt && (level == 2 || (level == 1 && privilege == Privilege::User)) {
             return virtual_instruction;
         }
-        let c = &self.csr;
-        let tm = 1 << (TIME - CYCLE);
         match csr {
             FFLAGS | FRM | FCSR if !c.fp_enabled(virt) => return illegal,
             CYCLE..=0xc1f => return self.counter_check(csr - CYCLE, raw),
@@ -522,13 +530,8 @@ impl Hart {
             HGATP if privilege == Privilege::Supervisor && c.mstatus & MSTATUS_TVM != 0 => {
                 return illegal
             }
-            STIMECMP | VSTIMECMP if privilege != Privilege::Machine => {
-                if c.mcounteren & tm == 0 || !c.sstc_enabled() {
-                    return illegal;
-                }
-                if virt && (c.hcounteren & tm == 0 || !c.vs_sstc_enabled()) {
-                    return virtual_instruction;
-                }
+            STIMECMP if virt && (c.hcounteren & tm == 0 || !c.vs_sstc_enabled()) => {
+                return virtual_instruction
             }
             _ => {}
         }
@@ -648,8 +651,7 @@ impl Hart {
             HVIP => c.hvip,
             HTIMEDELTA => c.htimedelta,
             HCOUNTEREN => c.hcounteren,
-            // henvcfg.STCE reads as zero while menvcfg.STCE is clear.
-            HENVCFG => c.henvcfg & (c.menvcfg | !MENVCFG_STCE),
+            HENVCFG => c.henvcfg,
             HTVAL => c.htval,
             HTINST => c.htinst,
             HGATP => c.hgatp,
@@ -744,6 +746,7 @@ impl Hart {
             MCOUNTEREN => c.mcounteren = value & 0xffff_ffff,
             MENVCFG => {
                 c.menvcfg = value & MENVCFG_WRITABLE;
+                c.henvcfg &= c.menvcfg | !MENVCFG_STCE;
                 self.interrupt_check = true;
             }
             MCOUNTINHIBIT => c.mcountinhibit = value & 0xffff_fffd,
@@ -804,7 +807,8 @@ impl Hart {
             }
             HCOUNTEREN => c.hcounteren = value & 0xffff_ffff,
             HENVCFG => {
-                c.henvcfg = value & MENVCFG_WRITABLE;
+                // henvcfg.STCE is read-only zero while menvcfg.STCE is clear.
+                c.henvcfg = value & MENVCFG_WRITABLE & (c.menvcfg | !MENVCFG_STCE);
                 self.interrupt_check = true;
             }
             HTVAL => c.htval = value,

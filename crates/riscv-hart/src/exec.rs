@@ -272,7 +272,11 @@ impl Hart {
                 self.tlb.flush();
             }
             I::HfenceVvma { .. } | I::HfenceGvma { .. } => {
+                // Unlike HLV/HSV, hstatus.HU never opens HFENCE to U-mode.
                 self.check_hypervisor_instruction(raw)?;
+                if self.privilege == Privilege::User {
+                    return Err(Exception::illegal(raw));
+                }
                 let gvma = matches!(inst, I::HfenceGvma { .. });
                 if gvma
                     && self.privilege == Privilege::Supervisor

@@ -585,14 +585,18 @@ impl Hart {
             } else {
                 ExceptionCause::StoreMisaligned
             };
-            return Err(Exception::new(cause, vaddr));
+            let mut e = Exception::new(cause, vaddr);
+            e.values.gva = self.data_mode().virt;
+            return Err(e);
         }
         let mode = self.data_mode();
         let paddr = self.translate(vaddr, access, mode)?;
         if !self.ram.contains(paddr, size as u64)
             || !self.pmp_allows(paddr, size as u64, access, mode.privilege)
         {
-            return Err(Exception::new(access.access_fault(), vaddr));
+            let mut e = Exception::new(access.access_fault(), vaddr);
+            e.values.gva = mode.virt;
+            return Err(e);
         }
         Ok(paddr)
     }

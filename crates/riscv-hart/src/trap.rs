@@ -75,7 +75,8 @@ impl Exception {
 pub fn vector(tvec: u64, interrupt: bool, code: u64) -> u64 {
     let base = tvec & !3;
     if interrupt && tvec & 3 == 1 {
-        base + 4 * code
+        // A guest may write any base: wrap around as the hardware would.
+        base.wrapping_add(4 * code)
     } else {
         base
     }
@@ -147,4 +148,16 @@ pub(crate) fn transformed_instruction(
     };
     let word = if compressed { word & !2 } else { word };
     word as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vector_near_the_top_of_the_address_space_wraps() {
+        // Vectored mode, base 0xffff_ffff_ffff_fffc: a guest can write it.
+        assert_eq!(vector(u64::MAX - 2, true, 5), 0x10);
+        assert_eq!(vector(u64::MAX - 2, false, 5), u64::MAX - 3);
+    }
 }

@@ -175,6 +175,9 @@ struct NextPage {
     parcel: [u8; PARCEL],
 }
 
+/// A code epoch that never occurs (epochs start at 1 and skip 0).
+const STALE_EPOCH: u32 = 0;
+
 /// Bytes of an instruction parcel: what a 32-bit instruction that starts
 /// 2 bytes before a page's end takes from the next page.
 const PARCEL: usize = 2;
@@ -355,9 +358,10 @@ impl Jit {
         }
         let key = (pc, hart.code_at(pc)?.as_ptr() as usize, mode);
         let next_page_start = (pc & !(PAGE_SIZE - 1)).wrapping_add(PAGE_SIZE);
-        if !self.slots.contains_key(&key) && hart.code_at(next_page_start).is_none() {
-            // About to translate: map the next page too, in case the
-            // block's last instruction straddles into it.
+        let may_straddle = self.slots.get(&key).is_none_or(|s| s.next_page.is_some());
+        if may_straddle && hart.code_at(next_page_start).is_none() {
+            // About to translate, or about to run a block that reaches
+            // into the next page: map that page too (after a TLB flush).
             hart.fill_code_tlb(next_page_start);
         }
         let code = hart.code_at(pc)?;
@@ -449,7 +453,14 @@ impl Jit {
         let resets = self.resets;
         let fresh = self.translate(key, code, next, epoch, tlb)?;
         if let (Some(old), Some(new), true) = (&slot.block, &fresh.block, resets == self.resets) {
-            old.redirect(new);
+            if fresh.next_page.is_none() {
+                old.redirect(new);
+            } else {
+                // Chains into the old block must not reach a block that
+                // needs its next page checked: an epoch that never occurs
+                // sends them to the dispatcher instead.
+                old.set_epoch(STALE_EPOCH);
+            }
         }
         self.recent[index] = Some((key, fresh.clone()));
         Some((fresh, true))
