@@ -12,6 +12,8 @@ pub struct Machine {
     pub uart: Option<usize>,
     pub plic: Option<usize>,
     pub virtio_slots: usize,
+    /// Ticks per second of the `time` CSR.
+    pub timebase: usize,
 }
 
 impl Machine {
@@ -24,6 +26,11 @@ impl Machine {
         let region = memory.regions().next().ok_or("no memory node")?;
         let ram_base = region.starting_address as usize;
         let ram_size = region.size.ok_or("memory without a size")?;
+        let timebase = fdt
+            .find_node("/cpus")
+            .and_then(|n| n.property("timebase-frequency"))
+            .and_then(|p| p.as_usize())
+            .ok_or("no timebase-frequency")?;
         let mut harts = 0;
         let mut has_h = true;
         for cpu in fdt.cpus() {
@@ -51,6 +58,7 @@ impl Machine {
             ram_size,
             harts,
             has_h: harts > 0 && has_h,
+            timebase,
             uart: first_reg("ns16550a"),
             plic: first_reg("sifive,plic-1.0.0").or_else(|| first_reg("riscv,plic0")),
             virtio_slots: fdt

@@ -3,8 +3,10 @@
 //! it owns the machine and runs guests in VS-mode, each behind its own
 //! G-stage page tables (Sv39x4) and VMID, answering their SBI calls.
 //!
-//! Today: one built-in demo VM (guest_demo.S) on the boot hart; the packed
-//! image with several VMs, the scheduler and virtual devices follow.
+//! The VMs come from the package `visor hv pack` appends to the image
+//! (hv-image), or, for a bare hypervisor, one built-in demo VM; they share
+//! the boot hart in time slices. Several vCPUs and harts, weights and caps,
+//! and virtual devices follow.
 #![no_std]
 #![no_main]
 
@@ -13,19 +15,39 @@ mod csr;
 mod gstage;
 mod machine;
 mod sbi;
+mod sched;
 mod vcpu;
 mod vm;
+mod vms;
 
 use core::panic::PanicInfo;
 
 core::arch::global_asm!(
     ".section .text.entry",
     ".globl _start",
+    // A RISC-V Linux Image header, so firmware and `-kernel` load the
+    // image at 0x8020_0000 (hv-image describes the format).
+    "  .option push",
+    "  .option norvc",
     "_start:",
-    // A stack per hart, 16 KiB each, from stacks_start.
+    "  j 4f",
+    "  .word 0",
+    "  .dword 0x200000",        // text_offset from the start of RAM
+    "  .dword hv_end - _start", // image_size: the whole footprint
+    "  .dword 0",               // flags
+    "  .word 2, 0",             // header version 0.2
+    "  .dword 0",
+    "  .ascii \"RISCV\\0\\0\\0\"",
+    "  .ascii \"RSC\\x05\"",
+    "  .word 0",
+    "  .option pop",
+    "4:",
+    // A stack per hart, 64 KiB each, from stacks_start (harts 0 to 7).
+    "  li t0, 8",
+    "  bgeu a0, t0, 3f",
     "  la sp, stacks_start",
     "  addi t0, a0, 1",
-    "  slli t0, t0, 14",
+    "  slli t0, t0, 16",
     "  add sp, sp, t0",
     // Clear .bss (only the boot hart comes here from OpenSBI).
     "  la t0, bss_start",
@@ -52,13 +74,17 @@ extern "C" fn hv_main(hart: usize, fdt: usize) -> ! {
             "the harts lack the H extension (riscv,isa has no 'h')"
         ));
     }
-    vcpu::install_trap_handler();
-    let mut vm = match vm::Vm::demo(&machine) {
-        Ok(vm) => vm,
-        Err(e) => stop(format_args!("cannot create the demo VM: {e}")),
+    vcpu::configure_hs_mode();
+    // FP on in HS-mode too: the guests' FP state is switched with them.
+    csr::csr_write!(
+        "sstatus",
+        csr::csr_read!("sstatus") | csr::SSTATUS_FS_INITIAL
+    );
+    let vms = match vms::from_image(&machine) {
+        Ok(vms) => vms,
+        Err(e) => stop(format_args!("{e}")),
     };
-    let end = vm.run();
-    println!("visor-hv: VM {} {end}", vm.name);
+    sched::run(&machine, vms);
     println!("visor-hv: all VMs stopped");
     sbi::shutdown()
 }

@@ -6,6 +6,7 @@ pub const EID_LEGACY_PUTCHAR: usize = 0x01;
 pub const EID_BASE: usize = 0x10;
 pub const EID_DBCN: usize = 0x4442_434e;
 pub const EID_SRST: usize = 0x5352_5354;
+pub const EID_TIME: usize = 0x5449_4d45;
 
 /// SBI error codes.
 pub const SUCCESS: isize = 0;
@@ -45,4 +46,9 @@ pub fn shutdown() -> ! {
         // SAFETY: waiting for an interrupt has no other effect.
         unsafe { core::arch::asm!("wfi") };
     }
+}
+
+/// Programs the supervisor timer for `time` (clears a pending one).
+pub fn set_timer(time: u64) {
+    call(EID_TIME, 0, time as usize, 0, 0);
 }

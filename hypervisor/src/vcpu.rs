@@ -113,9 +113,15 @@ pub fn enter(regs: &mut GuestRegs) -> Exit {
     }
 }
 
-/// Points stvec at the handler for traps in HS-mode itself.
-pub fn install_trap_handler() {
-    crate::csr::csr_write!("stvec", hs_trap as *const () as usize);
+/// Sets HS-mode up for running guests: stvec at the handler for traps in
+/// HS-mode itself; the exceptions guests handle themselves delegated to
+/// VS-mode; no VS interrupts delegated yet; every counter readable.
+pub fn configure_hs_mode() {
+    use crate::csr::{csr_write, GUEST_EXCEPTIONS};
+    csr_write!("stvec", hs_trap as *const () as usize);
+    csr_write!("hedeleg", GUEST_EXCEPTIONS);
+    csr_write!("hideleg", 0);
+    csr_write!("hcounteren", usize::MAX);
 }
 
 #[no_mangle]
@@ -124,4 +130,52 @@ extern "C" fn hs_fault(cause: usize, pc: usize, tval: usize) -> ! {
         "visor-hv: trap in the hypervisor: cause {cause:#x} at {pc:#x}, tval {tval:#x}"
     );
     crate::sbi::shutdown()
+}
+
+/// A vCPU's FP registers and fcsr, switched with it.
+#[repr(C)]
+#[derive(Default)]
+pub struct FpRegs {
+    f: [u64; 32],
+    fcsr: u64,
+}
+
+const _: () = assert!(offset_of!(FpRegs, fcsr) == 32 * 8);
+
+core::arch::global_asm!(
+    ".option push",
+    ".option arch, +d",
+    ".balign 4",
+    "fp_save:",
+    "  .irp r, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31",
+    "  fsd f\\r, \\r*8(a0)",
+    "  .endr",
+    "  frcsr t0",
+    "  sd t0, 32*8(a0)",
+    "  ret",
+    "fp_restore:",
+    "  .irp r, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31",
+    "  fld f\\r, \\r*8(a0)",
+    "  .endr",
+    "  ld t0, 32*8(a0)",
+    "  fscsr t0",
+    "  ret",
+    ".option pop",
+);
+
+extern "C" {
+    fn fp_save(regs: *mut FpRegs);
+    fn fp_restore(regs: *const FpRegs);
+}
+
+/// Saves the hart's FP registers (the running guest's) into `regs`.
+pub fn save_fp(regs: &mut FpRegs) {
+    // SAFETY: writes the 33 words of `regs`; sstatus.FS is on (main).
+    unsafe { fp_save(regs) }
+}
+
+/// Loads `regs` into the hart's FP registers.
+pub fn restore_fp(regs: &FpRegs) {
+    // SAFETY: reads the 33 words of `regs`; sstatus.FS is on (main).
+    unsafe { fp_restore(regs) }
 }

@@ -1,34 +1,28 @@
 //! A virtual machine: its memory (carved out of the machine's RAM, mapped
-//! at guest physical 0x8000_0000 by its own G-stage), its VMID, one vCPU,
-//! and the SBI it answers.
+//! at guest physical 0x8000_0000 by its own G-stage), its VMID, its vCPU
+//! with the VS-level state that is switched with it, and the SBI it
+//! answers.
 
 use crate::console::Console;
-use crate::csr::{self, csr_write};
+use crate::csr::{self, csr_read, csr_write};
 use crate::gstage::{self, GStage};
-use crate::machine::Machine;
 use crate::sbi;
-use crate::vcpu::{self, GuestRegs};
+use crate::vcpu::{self, FpRegs, GuestRegs};
 use core::fmt;
+use hv_image::{OnCrash, GUEST_RAM_BASE, NAME_BYTES};
 
-/// Where a guest finds its RAM, as on QEMU's virt machine.
-const GUEST_RAM_BASE: usize = 0x8000_0000;
-const DEMO_RAM: usize = 2 << 20;
 /// visor-hv's SBI implementation ID (`get_impl_id`), 'visr'.
 const IMPL_ID: usize = 0x7669_7372;
-
-core::arch::global_asm!(include_str!("guest_demo.S"));
-
-extern "C" {
-    static guest_demo_start: u8;
-    static guest_demo_end: u8;
-    static hv_end: u8;
-}
+/// The interrupt bit of scause, and the supervisor timer's code.
+const INTERRUPT: usize = 1 << 63;
+const SUPERVISOR_TIMER: usize = 5;
 
 /// How a VM ended.
+#[derive(Clone, Copy)]
 pub enum End {
     /// It asked to (SBI SRST).
     Shutdown,
-    /// It did something no VM may; the VM is stopped.
+    /// It did something no VM may.
     Crashed {
         cause: usize,
         pc: usize,
@@ -42,89 +36,156 @@ impl fmt::Display for End {
             End::Shutdown => write!(f, "shut down"),
             End::Crashed { cause, pc, address } => write!(
                 f,
-                "stopped: exception {cause} at pc {pc:#x} (address {address:#x})"
+                "faulted: exception {cause} at pc {pc:#x} (address {address:#x})"
             ),
         }
     }
 }
 
+/// The VS CSRs a vCPU owns (hardware holds the running one's).
+#[derive(Default)]
+struct VsCsrs {
+    vsstatus: usize,
+    vsie: usize,
+    vstvec: usize,
+    vsscratch: usize,
+    vsepc: usize,
+    vscause: usize,
+    vstval: usize,
+    vsatp: usize,
+    hvip: usize,
+}
+
 pub struct Vm {
-    pub name: &'static str,
+    name: [u8; NAME_BYTES],
     vmid: usize,
     gstage: GStage,
-    /// Machine physical address of the VM's RAM.
+    /// Machine physical address and size of the VM's RAM.
     host_base: usize,
     size: usize,
+    /// The kernel, copied to the start of RAM at every (re)start.
+    kernel: &'static [u8],
+    pub on_crash: OnCrash,
     regs: GuestRegs,
+    fp: FpRegs,
+    vs: VsCsrs,
     console: Console,
     line_start: bool,
+    pub restarts: u32,
 }
 
 impl Vm {
-    /// The built-in demo VM, in the first RAM past the hypervisor.
-    pub fn demo(machine: &Machine) -> Result<Vm, &'static str> {
-        // SAFETY: linker symbols; only their addresses are used.
-        let (start, end, host_base) = unsafe {
-            (
-                &guest_demo_start as *const u8,
-                &guest_demo_end as *const u8,
-                &hv_end as *const u8 as usize,
-            )
-        };
-        if host_base + DEMO_RAM > machine.ram_base + machine.ram_size {
-            return Err("not enough RAM for the VM");
-        }
-        let len = end as usize - start as usize;
-        // SAFETY: the VM's memory lies past the hypervisor's image and
-        // stacks, inside RAM (checked above); the demo is `len` bytes.
-        unsafe {
-            core::ptr::write_bytes(host_base as *mut u8, 0, DEMO_RAM);
-            core::ptr::copy_nonoverlapping(start, host_base as *mut u8, len);
+    /// A VM whose RAM is `[host_base, host_base + size)` (2 MiB aligned,
+    /// the caller's to give), started with `kernel` at its beginning.
+    pub fn new(
+        name: &[u8; NAME_BYTES],
+        vmid: usize,
+        host_base: usize,
+        size: usize,
+        kernel: &'static [u8],
+        on_crash: OnCrash,
+    ) -> Result<Vm, &'static str> {
+        if kernel.len() > size {
+            return Err("the kernel is larger than the VM's memory");
         }
         let mut gstage = GStage::new()?;
-        gstage.map(GUEST_RAM_BASE, host_base, DEMO_RAM, gstage::RAM)?;
-        Ok(Vm {
-            name: "demo",
-            vmid: 1,
+        gstage.map(GUEST_RAM_BASE as usize, host_base, size, gstage::RAM)?;
+        let mut vm = Vm {
+            name: *name,
+            vmid,
             gstage,
             host_base,
-            size: DEMO_RAM,
-            regs: GuestRegs::new(GUEST_RAM_BASE),
+            size,
+            kernel,
+            on_crash,
+            regs: GuestRegs::new(0),
+            fp: FpRegs::default(),
+            vs: VsCsrs::default(),
             console: Console::new(),
             line_start: true,
-        })
+            restarts: 0,
+        };
+        vm.reset();
+        Ok(vm)
     }
 
-    /// Runs the VM's vCPU until the VM ends.
-    pub fn run(&mut self) -> End {
+    pub fn name(&self) -> &str {
+        let len = self.name.iter().position(|&c| c == 0).unwrap_or(NAME_BYTES);
+        core::str::from_utf8(&self.name[..len]).unwrap_or("?")
+    }
+
+    /// Back to the power-on state: zeroed RAM holding the kernel, the vCPU
+    /// at the kernel's first byte with a0 = its hart id (0).
+    pub fn reset(&mut self) {
+        // SAFETY: [host_base, host_base + size) is this VM's RAM alone,
+        // and the kernel fits in it (checked in `new`).
+        unsafe {
+            core::ptr::write_bytes(self.host_base as *mut u8, 0, self.size);
+            core::ptr::copy_nonoverlapping(
+                self.kernel.as_ptr(),
+                self.host_base as *mut u8,
+                self.kernel.len(),
+            );
+        }
+        self.regs = GuestRegs::new(GUEST_RAM_BASE as usize);
+        self.fp = FpRegs::default();
+        self.vs = VsCsrs {
+            vsstatus: csr::SSTATUS_FS_INITIAL,
+            ..VsCsrs::default()
+        };
+        self.line_start = true;
+    }
+
+    /// Puts this VM's state into the hart (G-stage, VS CSRs, FP).
+    fn switch_in(&mut self) {
         csr_write!(
             "hgatp",
             csr::HGATP_MODE_SV39X4 | self.vmid << csr::HGATP_VMID_SHIFT | self.gstage.root() >> 12
         );
-        // SAFETY: orders the new G-stage tables before the guest uses them.
-        unsafe {
-            core::arch::asm!(
-                ".option push",
-                ".option arch, +h",
-                "hfence.gvma",
-                ".option pop"
-            )
+        let vs = &self.vs;
+        csr_write!("vsstatus", vs.vsstatus);
+        csr_write!("vsie", vs.vsie);
+        csr_write!("vstvec", vs.vstvec);
+        csr_write!("vsscratch", vs.vsscratch);
+        csr_write!("vsepc", vs.vsepc);
+        csr_write!("vscause", vs.vscause);
+        csr_write!("vstval", vs.vstval);
+        csr_write!("vsatp", vs.vsatp);
+        csr_write!("hvip", vs.hvip);
+        vcpu::restore_fp(&self.fp);
+    }
+
+    /// Takes this VM's state out of the hart.
+    fn switch_out(&mut self) {
+        self.vs = VsCsrs {
+            vsstatus: csr_read!("vsstatus"),
+            vsie: csr_read!("vsie"),
+            vstvec: csr_read!("vstvec"),
+            vsscratch: csr_read!("vsscratch"),
+            vsepc: csr_read!("vsepc"),
+            vscause: csr_read!("vscause"),
+            vstval: csr_read!("vstval"),
+            vsatp: csr_read!("vsatp"),
+            hvip: csr_read!("hvip"),
         };
-        csr_write!("vsatp", 0);
-        csr_write!("vsstatus", csr::SSTATUS_FS_INITIAL);
-        csr_write!("hedeleg", csr::GUEST_EXCEPTIONS);
-        csr_write!("hideleg", 0);
-        csr_write!("hcounteren", usize::MAX);
-        loop {
+        vcpu::save_fp(&mut self.fp);
+    }
+
+    /// Runs the VM until the hypervisor's timer ends its slice (`None`) or
+    /// the VM ends.
+    pub fn run_slice(&mut self) -> Option<End> {
+        self.switch_in();
+        let end = loop {
             let exit = vcpu::enter(&mut self.regs);
             match exit.cause {
+                c if c == INTERRUPT | SUPERVISOR_TIMER => break None,
                 csr::CAUSE_ECALL_FROM_VS => {
                     let (error, value, stop) = self.sbi_call();
                     self.regs.x[10] = error as usize;
                     self.regs.x[11] = value;
                     self.regs.pc += 4;
                     if stop {
-                        return End::Shutdown;
+                        break Some(End::Shutdown);
                     }
                 }
                 cause => {
@@ -134,14 +195,17 @@ impl Vm {
                         | csr::CAUSE_STORE_GUEST_PAGE_FAULT => exit.htval << 2,
                         _ => exit.stval,
                     };
-                    return End::Crashed {
+                    self.flush_console();
+                    break Some(End::Crashed {
                         cause,
                         pc: self.regs.pc,
                         address,
-                    };
+                    });
                 }
             }
-        }
+        };
+        self.switch_out();
+        end
     }
 
     /// Answers the guest's SBI call: (error, value, whether the VM stops).
@@ -187,7 +251,7 @@ impl Vm {
     /// The machine physical range of `len` guest bytes at guest physical
     /// `lo | hi << 64`, if all of it is the VM's RAM.
     fn guest_bytes(&self, lo: usize, hi: usize, len: usize) -> Option<(usize, usize)> {
-        let offset = lo.checked_sub(GUEST_RAM_BASE)?;
+        let offset = lo.checked_sub(GUEST_RAM_BASE as usize)?;
         (hi == 0 && offset.checked_add(len)? <= self.size).then(|| (self.host_base + offset, len))
     }
 
@@ -195,7 +259,12 @@ impl Vm {
     fn put(&mut self, b: u8) {
         if self.line_start {
             self.console.push(b'[');
-            self.name.bytes().for_each(|c| self.console.push(c));
+            for i in 0..NAME_BYTES {
+                match self.name[i] {
+                    0 => break,
+                    c => self.console.push(c),
+                }
+            }
             self.console.push(b']');
             self.console.push(b' ');
         }

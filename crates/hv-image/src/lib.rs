@@ -8,10 +8,18 @@
 //! a [`PackageHeader`], `vm_count` [`VmDescriptor`]s, and the blobs (kernels,
 //! initrds) they point at. A checksum over everything after the header
 //! lets the hypervisor refuse a corrupted image with a message.
-#![no_std]
+#![cfg_attr(not(feature = "pack"), no_std)]
+
+#[cfg(feature = "pack")]
+pub mod pack;
 
 /// Where firmware loads the image (RAM base + 2 MiB, as for Linux).
 pub const LOAD_ADDRESS: u64 = 0x8020_0000;
+/// Where each VM finds its RAM (and its kernel's first byte, its entry).
+pub const GUEST_RAM_BASE: u64 = 0x8000_0000;
+/// The offset of the RISC-V Linux `Image` magic "RSC\x05" in the header.
+pub const IMAGE_MAGIC_OFFSET: usize = 0x38;
+pub const IMAGE_MAGIC: [u8; 4] = *b"RSC\x05";
 /// The package starts at a multiple of this from the image's start.
 pub const PACKAGE_ALIGN: u64 = 2 << 20;
 pub const PACKAGE_MAGIC: [u8; 8] = *b"VISORHV\0";

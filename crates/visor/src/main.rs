@@ -23,6 +23,30 @@ struct Cli {
 enum Command {
     /// Boot a guest.
     Run(RunArgs),
+    /// The Type 1 hypervisor's tools.
+    #[command(subcommand)]
+    Hv(HvCommand),
+}
+
+#[derive(Subcommand)]
+enum HvCommand {
+    /// Pack the hypervisor and the VMs a configuration names into one
+    /// bootable image (`visor run --kernel IMAGE`, `qemu-system-riscv64
+    /// -kernel IMAGE`).
+    Pack(PackArgs),
+}
+
+#[derive(Parser)]
+struct PackArgs {
+    /// The configuration (TOML: [machine] and [[vm]] tables).
+    config: PathBuf,
+    /// Where to write the image.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// The hypervisor's ELF (hypervisor/, built by `cargo xtask`); default:
+    /// $VISOR_HYPERVISOR.
+    #[arg(long)]
+    hypervisor: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -187,6 +211,7 @@ fn main() {
     };
     let code = match cli.command {
         Command::Run(args) => run(args),
+        Command::Hv(HvCommand::Pack(args)) => pack(args),
     };
     match code {
         Ok(code) => std::process::exit(code),
@@ -195,6 +220,23 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// `visor hv pack`: writes the packed image.
+fn pack(args: PackArgs) -> Result<i32> {
+    let hypervisor = args
+        .hypervisor
+        .or_else(|| std::env::var_os("VISOR_HYPERVISOR").map(PathBuf::from))
+        .context("no hypervisor given: pass --hypervisor PATH or set VISOR_HYPERVISOR")?;
+    let image = hv_image::pack::pack(&args.config, &hypervisor)?;
+    std::fs::write(&args.output, &image)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    eprintln!(
+        "visor: wrote {} ({} KiB)",
+        args.output.display(),
+        image.len() >> 10
+    );
+    Ok(0)
 }
 
 /// `--accel kvm`: an x86-64 PVH kernel on KVM.

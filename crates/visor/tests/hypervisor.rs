@@ -1,59 +1,268 @@
 //! The Type 1 hypervisor (hypervisor/, built by `cargo xtask`) as
 //! OpenSBI's next stage, on visor's machine and on `qemu-system-riscv64 -M
-//! virt` (QEMU 10): it reads the device tree, runs its VM in VS-mode behind
-//! a G-stage, answers the VM's SBI calls, and powers off when the VM shuts
-//! itself down. The VM's output must be the same on both machines.
+//! virt` (QEMU 10): it reads the device tree, runs its VMs in VS-mode behind
+//! their own G-stages, shares the hart between them in time slices, answers
+//! their SBI calls, stops (or restarts) a VM that reaches outside its
+//! memory while the others run on, and powers off when every VM has ended.
+//! `visor hv pack` builds the image from a TOML configuration and refuses
+//! bad ones with one line; a corrupted image is refused at boot.
 
 mod common;
 use common::*;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// The lines a VM printed (prefixed with its name) and the hypervisor's own.
-fn lines(stdout: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .filter(|l| l.starts_with("[") || l.starts_with("visor-hv: VM") || l.contains("all VMs"))
-        .map(str::to_owned)
-        .collect()
+/// Builds guests/hv once and returns its output folder.
+fn hv_guests() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = workspace_root();
+        let out = root.join("target/guests/hv");
+        let status = Command::new("make")
+            .args(["-s", "-C"])
+            .arg(root.join("guests/hv"))
+            .arg(format!("OUT={}", out.display()))
+            .status()
+            .expect("running make for guests/hv");
+        assert!(status.success(), "building guests/hv failed");
+        out
+    })
 }
 
-#[test]
-fn the_hypervisor_runs_its_vm_on_visor_and_on_qemu() {
-    let hv = image("VISOR_HYPERVISOR");
+/// `visor hv pack` of `config` (kernels named relative to guests/hv's output).
+fn pack(name: &str, config: &str) -> (Output, PathBuf) {
+    let dir = hv_guests();
+    let config_path = dir.join(format!("{name}.toml"));
+    std::fs::write(&config_path, config).unwrap();
+    let image = dir.join(format!("{name}.img"));
     let mut v = visor();
-    v.args(["run", "--kernel"]).arg(&hv);
-    let ours = run_with_timeout(v, LIMIT);
+    v.args(["hv", "pack"])
+        .arg(&config_path)
+        .arg("-o")
+        .arg(&image)
+        .arg("--hypervisor")
+        .arg(image_path());
+    (run_with_timeout(v, LIMIT), image)
+}
+
+fn image_path() -> PathBuf {
+    image("VISOR_HYPERVISOR")
+}
+
+fn boot_visor(kernel: &Path) -> Output {
+    let mut v = visor();
+    v.args(["run", "--kernel"]).arg(kernel);
+    run_with_timeout(v, LIMIT)
+}
+
+fn boot_qemu(kernel: &Path) -> Output {
     let firmware = riscv_virt::loader::find_firmware("fw_dynamic.bin").unwrap();
     let mut q = Command::new("qemu-system-riscv64");
     q.args(["-M", "virt", "-nographic", "-bios"])
         .arg(&firmware)
         .arg("-kernel")
-        .arg(&hv);
-    let theirs = run_with_timeout(q, LIMIT);
+        .arg(kernel);
+    run_with_timeout(q, LIMIT)
+}
+
+/// The lines of VM `name` (its console, prefixed `[name]`, and the
+/// hypervisor's reports about it), in order.
+fn vm_lines(stdout: &[u8], name: &str) -> Vec<String> {
+    let prefix = format!("[{name}] ");
+    let report = format!("visor-hv: VM {name} ");
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter(|l| (l.starts_with(&prefix) || l.starts_with(&report)) && !l.contains(" MiB at "))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_bare_hypervisor_runs_its_demo_vm_on_visor_and_on_qemu() {
+    let (ours, theirs) = (boot_visor(&image_path()), boot_qemu(&image_path()));
     let text = String::from_utf8_lossy(&ours.stdout);
-    assert!(
-        text.contains("1 hart(s) with the H extension"),
-        "the hypervisor read the device tree:\n{text}"
-    );
-    assert_eq!(
-        lines(&ours.stdout),
-        [
-            "[demo] hello from a VM",
-            "[demo] 1",
-            "[demo] 2",
-            "[demo] 3",
-            "visor-hv: VM demo shut down",
-            "visor-hv: all VMs stopped",
-        ],
-        "{text}"
-    );
-    assert_eq!(
-        lines(&ours.stdout),
-        lines(&theirs.stdout),
-        "visor and QEMU agree"
-    );
+    assert!(text.contains("1 hart(s) with the H extension"), "{text}");
+    let expected = [
+        "[demo] hello from a VM",
+        "[demo] 1",
+        "[demo] 2",
+        "[demo] 3",
+        "visor-hv: VM demo shut down",
+    ];
+    assert_eq!(vm_lines(&ours.stdout, "demo"), expected, "{text}");
+    assert_eq!(vm_lines(&theirs.stdout, "demo"), expected);
+    assert!(text.contains("visor-hv: all VMs stopped"));
     assert_eq!(ours.status.code(), Some(0), "the machine powered off");
+}
+
+const FIVE_VMS: &str = r#"
+[machine]
+memory = "128M"
+
+[[vm]]
+name = "alpha"
+memory = "16M"
+kernel = "counter.elf"
+
+[[vm]]
+name = "beta"
+memory = "16M"
+kernel = "counter.elf"
+
+[[vm]]
+name = "intruder"
+memory = "16M"
+kernel = "hostile_ram.elf"
+on_crash = "restart"
+
+[[vm]]
+name = "plic"
+memory = "8M"
+kernel = "hostile_plic.elf"
+
+[[vm]]
+name = "virtio"
+memory = "8M"
+kernel = "hostile_virtio.elf"
+"#;
+
+#[test]
+fn several_vms_share_the_hart_and_a_hostile_one_is_stopped() {
+    let (packed, image) = pack("five", FIVE_VMS);
+    assert!(
+        packed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&packed.stderr)
+    );
+    for (who, out) in [("visor", boot_visor(&image)), ("QEMU", boot_qemu(&image))] {
+        let text = String::from_utf8_lossy(&out.stdout);
+        let counting: Vec<String> = (1..=5).map(|n| format!("count {n}")).collect();
+        for name in ["alpha", "beta"] {
+            let mut expected: Vec<String> =
+                counting.iter().map(|c| format!("[{name}] {c}")).collect();
+            expected.push(format!("visor-hv: VM {name} shut down"));
+            assert_eq!(vm_lines(&out.stdout, name), expected, "{who}:\n{text}");
+        }
+        // Time slices: beta counted before alpha finished.
+        let position = |line: &str| text.find(line).unwrap();
+        assert!(
+            position("[beta] count 1") < position("[alpha] count 5"),
+            "{who}: the VMs share the hart:\n{text}"
+        );
+        // Each intruder is stopped at its first write; the restarting one
+        // three more times, then for good.
+        for (name, address) in [("plic", "0xc000000"), ("virtio", "0x10001000")] {
+            let lines = vm_lines(&out.stdout, name);
+            assert_eq!(lines.len(), 2, "{who}: {lines:?}");
+            assert!(
+                lines[1].contains("faulted: exception 23") && lines[1].contains(address),
+                "{who}: {lines:?}"
+            );
+        }
+        let intruder = vm_lines(&out.stdout, "intruder");
+        assert_eq!(
+            intruder.iter().filter(|l| l.contains("faulted")).count(),
+            4,
+            "{who}: {intruder:?}"
+        );
+        assert_eq!(
+            intruder.iter().filter(|l| l.contains("restarting")).count(),
+            3,
+            "{who}: {intruder:?}"
+        );
+        assert!(
+            !text.contains("FAIL"),
+            "{who}: a write went through:\n{text}"
+        );
+        assert!(text.contains("visor-hv: all VMs stopped"), "{who}:\n{text}");
+        assert_eq!(out.status.code(), Some(0), "{who}: the machine powered off");
+    }
+}
+
+#[test]
+fn a_corrupted_image_is_refused_at_boot_with_a_message() {
+    let (packed, image) = pack("corrupt", FIVE_VMS);
+    assert!(packed.status.success());
+    let mut bytes = std::fs::read(&image).unwrap();
+    let last = bytes.len() - 100;
+    bytes[last] ^= 0x40;
+    let damaged = image.with_file_name("corrupted.img");
+    std::fs::write(&damaged, bytes).unwrap();
+    for (who, out) in [
+        ("visor", boot_visor(&damaged)),
+        ("QEMU", boot_qemu(&damaged)),
+    ] {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(
+                "visor-hv: error: the image is not usable: the package's checksum does not match"
+            ),
+            "{who}:\n{text}"
+        );
+        assert!(!text.contains("[alpha]"), "{who}: no VM ran");
+        assert_eq!(out.status.code(), Some(0), "{who}: powered off, no hang");
+    }
+}
+
+#[test]
+fn bad_configurations_are_refused_by_pack_with_one_line() {
+    let vm = |extra: &str| {
+        format!("[[vm]]\nname = \"a\"\nmemory = \"16M\"\nkernel = \"counter.elf\"\n{extra}\n")
+    };
+    let cases = [
+        (vm("colour = \"red\""), "unknown field `colour`"),
+        (
+            "[[vm]]\nname = \"a\"\nmemory = \"3M\"\nkernel = \"counter.elf\"\n".to_string(),
+            "multiple of 2M",
+        ),
+        (
+            format!(
+                "[machine]\nmemory = \"64M\"\n{}{}",
+                vm(""),
+                vm("").replace("\"a\"", "\"b\"").replace("16M", "64M")
+            ),
+            "more than the machine's 64 MiB",
+        ),
+        (vm("devices = [\"virtio-mmio@20000000\"]"), "unknown device"),
+        (
+            format!(
+                "{}{}",
+                vm("devices = [\"virtio-mmio@10001000\"]"),
+                vm("devices = [\"virtio-mmio@10001000\"]").replace("\"a\"", "\"b\"")
+            ),
+            "already given to VM \"a\"",
+        ),
+        (format!("{}{}", vm(""), vm("")), "two VMs have this name"),
+        (
+            vm("on_crash = \"explode\""),
+            "neither \"stop\" nor \"restart\"",
+        ),
+        (
+            vm("").replace("counter.elf", "missing.elf"),
+            "missing.elf: No such file",
+        ),
+        (vm("cap = 150"), "more than one hart"),
+        ("".to_string(), "no [[vm]]"),
+        ("[[vm]\n".to_string(), "line 1"),
+    ];
+    for (i, (config, needle)) in cases.iter().enumerate() {
+        let (out, image) = pack(&format!("bad{i}"), config);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "case {i} packed:\n{config}");
+        assert!(
+            stderr.contains(needle),
+            "case {i}: {needle:?} not in {stderr:?}"
+        );
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "case {i}: one line: {stderr:?}"
+        );
+        assert!(!stderr.contains("panicked"));
+        let _ = std::fs::remove_file(image);
+    }
 }
