@@ -1,52 +1,135 @@
-//! Sharing the hart between VMs: each runnable VM gets a time slice in
-//! turn, ended by the supervisor timer (an HS-level interrupt, which the
-//! hart takes whenever a guest runs). A VM that ends is reported and, with
-//! `on_crash = "restart"` after a fault, started anew; the others run on.
+//! Sharing the hart between VMs, in the manner of Xen's credit scheduler
+//! (ESXi's shares and limits): the runnable VM that has used the least CPU
+//! time for its weight runs next, for a slice that the supervisor timer ends
+//! (an HS-level interrupt, which the hart takes whenever a guest runs); a
+//! VM with a cap may use at most that percent of each scheduling period,
+//! after which it waits for the next. A VM that ends is reported (with
+//! every VM's CPU time so far) and, with `on_crash = "restart"` after a
+//! fault, started anew; the others run on.
 
 use crate::csr::{csr_read, csr_write};
 use crate::machine::Machine;
+use crate::println;
 use crate::sbi;
 use crate::vm::End;
 use crate::vms::Vms;
 use hv_image::{OnCrash, MAX_VMS};
 
-/// A slice: 10 ms.
-const SLICES_PER_SECOND: usize = 100;
+/// A slice: 10 ms; a period (over which caps hold): 100 ms.
+const SLICES_PER_SECOND: u64 = 100;
+const PERIODS_PER_SECOND: u64 = 10;
 /// sie.STIE: the supervisor timer interrupt.
 const SIE_STIE: usize = 1 << 5;
 /// How often a crashing VM is restarted before it stays stopped.
 const MAX_RESTARTS: u32 = 3;
 
+/// What the scheduler knows of each VM.
+#[derive(Clone, Copy, Default)]
+struct Account {
+    stopped: bool,
+    /// CPU time used in all, and in the current period (ticks).
+    used: u64,
+    period_used: u64,
+}
+
+fn now() -> u64 {
+    csr_read!("time") as u64
+}
+
 pub fn run(machine: &Machine, vms: &mut Vms) {
-    let slice = (machine.timebase / SLICES_PER_SECOND) as u64;
+    let timebase = machine.timebase as u64;
+    let slice = timebase / SLICES_PER_SECOND;
+    let period = timebase / PERIODS_PER_SECOND;
     csr_write!("sie", csr_read!("sie") | SIE_STIE);
-    let mut stopped = [false; MAX_VMS];
     let count = vms.len();
-    while stopped.iter().take(count).any(|s| !s) {
-        for (i, vm) in vms.iter_mut().enumerate() {
-            if stopped[i] {
+    let mut accounts = [Account::default(); MAX_VMS];
+    let mut period_start = now();
+    let began = period_start;
+    while accounts[..count].iter().any(|a| !a.stopped) {
+        if now() - period_start >= period {
+            period_start = now();
+            accounts.iter_mut().for_each(|a| a.period_used = 0);
+        }
+        // The runnable VM furthest behind its share; its slice ends early
+        // where its cap would.
+        let mut next: Option<(usize, u64)> = None;
+        for (i, account) in accounts[..count].iter().enumerate() {
+            let vm = vms.get(i).unwrap();
+            let budget = match vm.cap {
+                0 => slice,
+                cap => (period * cap as u64 / 100)
+                    .saturating_sub(account.period_used)
+                    .min(slice),
+            };
+            if account.stopped || budget == 0 {
                 continue;
             }
-            sbi::set_timer(csr_read!("time") as u64 + slice);
-            let Some(end) = vm.run_slice() else {
-                continue;
-            };
-            crate::println!("visor-hv: VM {} {end}", vm.name());
-            let restart = matches!(end, End::Crashed { .. })
-                && vm.on_crash == OnCrash::Restart
-                && vm.restarts < MAX_RESTARTS;
-            if restart {
-                vm.restarts += 1;
-                crate::println!(
-                    "visor-hv: VM {} restarting ({} of {MAX_RESTARTS})",
-                    vm.name(),
-                    vm.restarts
-                );
-                vm.reset();
-            } else {
-                stopped[i] = true;
+            // Virtual time: CPU time scaled by the inverse of the weight.
+            let virtual_time = |a: &Account, w: u32| a.used / w as u64;
+            let behind = next.is_none_or(|(j, _)| {
+                virtual_time(account, vm.weight)
+                    < virtual_time(&accounts[j], vms.get(j).unwrap().weight)
+            });
+            if behind {
+                next = Some((i, budget));
             }
         }
+        let Some((i, budget)) = next else {
+            // Every VM left has spent its cap: idle to the next period.
+            sbi::set_timer(period_start + period);
+            // SAFETY: waits for the timer (sie.STIE); HS interrupts stay
+            // globally off, so it is not taken, only ends the wait.
+            unsafe { core::arch::asm!("wfi") };
+            continue;
+        };
+        let vm = vms.get_mut(i).unwrap();
+        let started = now();
+        sbi::set_timer(started + budget);
+        let end = vm.run_slice();
+        let ran = now() - started;
+        accounts[i].used += ran;
+        accounts[i].period_used += ran;
+        let Some(end) = end else {
+            continue;
+        };
+        println!("visor-hv: VM {} {end}", vm.name());
+        let restart = matches!(end, End::Crashed { .. })
+            && vm.on_crash == OnCrash::Restart
+            && vm.restarts < MAX_RESTARTS;
+        if restart {
+            vm.restarts += 1;
+            println!(
+                "visor-hv: VM {} restarting ({} of {MAX_RESTARTS})",
+                vm.name(),
+                vm.restarts
+            );
+            vm.reset();
+        } else {
+            accounts[i].stopped = true;
+        }
+        report_cpu_time(vms, &accounts[..count], timebase, now() - began);
     }
     sbi::set_timer(u64::MAX);
+}
+
+/// "visor-hv: CPU time in 1800 ms: alpha 1200 ms, beta 600 ms": every
+/// VM's so far, and the time since the VMs started.
+fn report_cpu_time(vms: &Vms, accounts: &[Account], timebase: u64, elapsed: u64) {
+    let mut console = crate::console::Console::new();
+    use core::fmt::Write;
+    let _ = write!(
+        console,
+        "visor-hv: CPU time in {} ms:",
+        elapsed * 1000 / timebase
+    );
+    for (i, account) in accounts.iter().enumerate() {
+        let ms = account.used * 1000 / timebase;
+        let separator = if i == 0 { "" } else { "," };
+        let _ = write!(
+            console,
+            "{separator} {} {ms} ms",
+            vms.get(i).unwrap().name()
+        );
+    }
+    let _ = writeln!(console);
 }

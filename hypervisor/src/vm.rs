@@ -66,6 +66,10 @@ pub struct Vm {
     /// The kernel, copied to the start of RAM at every (re)start.
     kernel: &'static [u8],
     pub on_crash: OnCrash,
+    /// Share of the hart relative to the other VMs, and the most of it
+    /// the VM may use (percent; 0 for no cap).
+    pub weight: u32,
+    pub cap: u32,
     regs: GuestRegs,
     fp: FpRegs,
     vs: VsCsrs,
@@ -84,6 +88,8 @@ impl Vm {
         size: usize,
         kernel: &'static [u8],
         on_crash: OnCrash,
+        weight: u32,
+        cap: u32,
     ) -> Result<Vm, &'static str> {
         if kernel.len() > size {
             return Err("the kernel is larger than the VM's memory");
@@ -98,6 +104,8 @@ impl Vm {
             size,
             kernel,
             on_crash,
+            weight,
+            cap,
             regs: GuestRegs::new(0),
             fp: FpRegs::default(),
             vs: VsCsrs::default(),

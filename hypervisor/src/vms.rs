@@ -49,12 +49,16 @@ static VMS: VmTable = VmTable(core::cell::UnsafeCell::new(Vms {
 }));
 
 impl Vms {
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Vm> {
-        self.vms.iter_mut().flatten()
-    }
-
     pub fn len(&self) -> usize {
         self.vms.iter().flatten().count()
+    }
+
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut Vm> {
+        self.vms.get_mut(i)?.as_mut()
+    }
+
+    pub fn get(&self, i: usize) -> Option<&Vm> {
+        self.vms.get(i)?.as_ref()
     }
 }
 
@@ -88,7 +92,17 @@ pub fn from_image(machine: &Machine) -> Result<&'static mut Vms, Error> {
             return Err(Error::NoRoom { vm: i });
         }
         let kernel = package.blob(d.kernel);
-        let vm = Vm::new(&d.name, i + 1, next, size, kernel, d.on_crash).map_err(Error::Vm)?;
+        let vm = Vm::new(
+            &d.name,
+            i + 1,
+            next,
+            size,
+            kernel,
+            d.on_crash,
+            d.weight,
+            d.cap,
+        )
+        .map_err(Error::Vm)?;
         crate::println!(
             "visor-hv: VM {} with {} MiB at {next:#x}, {} vCPU(s), weight {}",
             vm.name(),
@@ -114,6 +128,7 @@ fn demo(machine: &Machine, at: usize, vms: &'static mut Vms) -> Result<&'static 
     };
     let mut name = [0; NAME_BYTES];
     name[..4].copy_from_slice(b"demo");
-    vms.vms[0] = Some(Vm::new(&name, 1, at, DEMO_RAM, kernel, OnCrash::Stop).map_err(Error::Vm)?);
+    let vm = Vm::new(&name, 1, at, DEMO_RAM, kernel, OnCrash::Stop, 1, 0).map_err(Error::Vm)?;
+    vms.vms[0] = Some(vm);
     Ok(vms)
 }

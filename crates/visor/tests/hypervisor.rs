@@ -266,3 +266,76 @@ fn bad_configurations_are_refused_by_pack_with_one_line() {
         let _ = std::fs::remove_file(image);
     }
 }
+
+/// The first "CPU time" report after `line`: (elapsed ms, [(vm, ms)]).
+fn cpu_time_after(stdout: &[u8], line: &str) -> (u64, Vec<(String, u64)>) {
+    let text = String::from_utf8_lossy(stdout);
+    let report = text
+        .lines()
+        .skip_while(|l| *l != line)
+        .find_map(|l| l.strip_prefix("visor-hv: CPU time in "))
+        .unwrap_or_else(|| panic!("no CPU time report after {line:?}:\n{text}"));
+    let (elapsed, vms) = report.split_once(" ms: ").unwrap();
+    let vms = vms
+        .split(", ")
+        .map(|vm| {
+            let (name, ms) = vm.split_once(' ').unwrap();
+            (name.to_owned(), ms.trim_end_matches(" ms").parse().unwrap())
+        })
+        .collect();
+    (elapsed.parse().unwrap(), vms)
+}
+
+#[test]
+fn weights_share_the_hart_two_to_one_to_one() {
+    let config = r#"
+[[vm]]
+name = "heavy"
+memory = "8M"
+kernel = "spinner.elf"
+weight = 512
+
+[[vm]]
+name = "light1"
+memory = "8M"
+kernel = "spinner.elf"
+weight = 256
+
+[[vm]]
+name = "light2"
+memory = "8M"
+kernel = "spinner.elf"
+weight = 256
+"#;
+    let (packed, image) = pack("weights", config);
+    assert!(packed.status.success());
+    for (who, out) in [("visor", boot_visor(&image)), ("QEMU", boot_qemu(&image))] {
+        // While all three ran (until heavy ended), CPU time went 2:1:1.
+        let (_, used) = cpu_time_after(&out.stdout, "visor-hv: VM heavy shut down");
+        let ms = |name: &str| used.iter().find(|(n, _)| n == name).unwrap().1 as f64;
+        for light in ["light1", "light2"] {
+            let ratio = ms("heavy") / ms(light);
+            assert!(
+                (1.8..=2.2).contains(&ratio),
+                "{who}: heavy/{light} = {ratio:.2}: {used:?}"
+            );
+        }
+        assert_eq!(out.status.code(), Some(0));
+    }
+}
+
+#[test]
+fn a_cap_of_25_percent_holds() {
+    let config = "[[vm]]\nname = \"capped\"\nmemory = \"8M\"\nkernel = \"spinner.elf\"\ncap = 25\n";
+    let (packed, image) = pack("cap", config);
+    assert!(packed.status.success());
+    for (who, out) in [("visor", boot_visor(&image)), ("QEMU", boot_qemu(&image))] {
+        let (elapsed, used) = cpu_time_after(&out.stdout, "visor-hv: VM capped shut down");
+        let share = used[0].1 as f64 / elapsed as f64;
+        assert!(
+            (0.20..=0.30).contains(&share),
+            "{who}: {:.1}% of {elapsed} ms",
+            share * 100.0
+        );
+    }
+}
