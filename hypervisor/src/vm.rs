@@ -9,7 +9,7 @@ use crate::gstage::{self, GStage};
 use crate::sbi;
 use crate::vcpu::{self, FpRegs, GuestRegs};
 use core::fmt;
-use hv_image::{OnCrash, GUEST_RAM_BASE, NAME_BYTES};
+use hv_image::{OnCrash, VmDescriptor, GUEST_RAM_BASE, NAME_BYTES};
 
 /// visor-hv's SBI implementation ID (`get_impl_id`), 'visr'.
 const IMPL_ID: usize = 0x7669_7372;
@@ -79,33 +79,31 @@ pub struct Vm {
 }
 
 impl Vm {
-    /// A VM whose RAM is `[host_base, host_base + size)` (2 MiB aligned,
-    /// the caller's to give), started with `kernel` at its beginning.
+    /// The VM `d` describes, with RAM at `[host_base, host_base +
+    /// d.memory)` (2 MiB aligned, the caller's to give), started with
+    /// `kernel` at its beginning.
     pub fn new(
-        name: &[u8; NAME_BYTES],
+        d: &VmDescriptor,
         vmid: usize,
         host_base: usize,
-        size: usize,
         kernel: &'static [u8],
-        on_crash: OnCrash,
-        weight: u32,
-        cap: u32,
     ) -> Result<Vm, &'static str> {
+        let size = d.memory as usize;
         if kernel.len() > size {
             return Err("the kernel is larger than the VM's memory");
         }
         let mut gstage = GStage::new()?;
         gstage.map(GUEST_RAM_BASE as usize, host_base, size, gstage::RAM)?;
         let mut vm = Vm {
-            name: *name,
+            name: d.name,
             vmid,
             gstage,
             host_base,
             size,
             kernel,
-            on_crash,
-            weight,
-            cap,
+            on_crash: d.on_crash,
+            weight: d.weight,
+            cap: d.cap,
             regs: GuestRegs::new(0),
             fp: FpRegs::default(),
             vs: VsCsrs::default(),

@@ -5,7 +5,10 @@
 use crate::machine::Machine;
 use crate::vm::Vm;
 use core::fmt;
-use hv_image::{ImageError, OnCrash, Package, MAX_VMS, NAME_BYTES, PACKAGE_ALIGN};
+use hv_image::{
+    Blob, ImageError, OnCrash, Package, VmDescriptor, BOOTARGS_BYTES, MAX_DEVICES, MAX_VMS,
+    NAME_BYTES, PACKAGE_ALIGN,
+};
 
 core::arch::global_asm!(include_str!("guest_demo.S"));
 
@@ -92,17 +95,7 @@ pub fn from_image(machine: &Machine) -> Result<&'static mut Vms, Error> {
             return Err(Error::NoRoom { vm: i });
         }
         let kernel = package.blob(d.kernel);
-        let vm = Vm::new(
-            &d.name,
-            i + 1,
-            next,
-            size,
-            kernel,
-            d.on_crash,
-            d.weight,
-            d.cap,
-        )
-        .map_err(Error::Vm)?;
+        let vm = Vm::new(&d, i + 1, next, kernel).map_err(Error::Vm)?;
         crate::println!(
             "visor-hv: VM {} with {} MiB at {next:#x}, {} vCPU(s), weight {}",
             vm.name(),
@@ -128,7 +121,20 @@ fn demo(machine: &Machine, at: usize, vms: &'static mut Vms) -> Result<&'static 
     };
     let mut name = [0; NAME_BYTES];
     name[..4].copy_from_slice(b"demo");
-    let vm = Vm::new(&name, 1, at, DEMO_RAM, kernel, OnCrash::Stop, 1, 0).map_err(Error::Vm)?;
+    let demo = VmDescriptor {
+        name,
+        memory: DEMO_RAM as u64,
+        vcpus: 1,
+        weight: 1,
+        cap: 0,
+        on_crash: OnCrash::Stop,
+        kernel: Blob::default(),
+        initrd: Blob::default(),
+        bootargs: [0; BOOTARGS_BYTES],
+        devices: [0; MAX_DEVICES],
+        device_count: 0,
+    };
+    let vm = Vm::new(&demo, 1, at, kernel).map_err(Error::Vm)?;
     vms.vms[0] = Some(vm);
     Ok(vms)
 }
