@@ -21,6 +21,12 @@ pub(crate) use {csr_read, csr_write};
 
 pub const HSTATUS_SPV: usize = 1 << 7;
 pub const HSTATUS_SPVP: usize = 1 << 8;
+/// hstatus.VTW: a guest's WFI traps (so the hypervisor can run another VM).
+pub const HSTATUS_VTW: usize = 1 << 21;
+/// henvcfg.STCE: guests have their own Sstc timer, vstimecmp.
+pub const HENVCFG_STCE: usize = 1 << 63;
+/// The VS-level interrupts (software, timer, external), all delegated to guests.
+pub const VS_INTERRUPTS: usize = 1 << 2 | 1 << 6 | 1 << 10;
 pub const SSTATUS_SPP: usize = 1 << 8;
 /// sstatus.FS = Initial, so guests may use the FPU.
 pub const SSTATUS_FS_INITIAL: usize = 1 << 13;
@@ -32,6 +38,7 @@ pub const HGATP_VMID_SHIFT: u32 = 44;
 pub const CAUSE_ECALL_FROM_VS: usize = 10;
 pub const CAUSE_INSTRUCTION_GUEST_PAGE_FAULT: usize = 20;
 pub const CAUSE_LOAD_GUEST_PAGE_FAULT: usize = 21;
+pub const CAUSE_VIRTUAL_INSTRUCTION: usize = 22;
 pub const CAUSE_STORE_GUEST_PAGE_FAULT: usize = 23;
 /// The exceptions a guest handles itself (hedeleg): misaligned accesses,
 /// access faults, illegal instructions, breakpoints, ecalls from VU, and

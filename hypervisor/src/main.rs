@@ -74,7 +74,11 @@ extern "C" fn hv_main(hart: usize, fdt: usize) -> ! {
             "the harts lack the H extension (riscv,isa has no 'h')"
         ));
     }
-    vcpu::configure_hs_mode();
+    if !vcpu::configure_hs_mode() {
+        stop(format_args!(
+            "the machine lacks Sstc (guests need their own timer)"
+        ));
+    }
     // FP on in HS-mode too: the guests' FP state is switched with them.
     csr::csr_write!(
         "sstatus",

@@ -11,7 +11,7 @@ use crate::csr::{csr_read, csr_write};
 use crate::machine::Machine;
 use crate::println;
 use crate::sbi;
-use crate::vm::End;
+use crate::vm::{End, Slice};
 use crate::vms::Vms;
 use hv_image::{OnCrash, MAX_VMS};
 
@@ -30,6 +30,8 @@ struct Account {
     /// CPU time used in all, and in the current period (ticks).
     used: u64,
     period_used: u64,
+    /// Idle (WFI) until its timer fires at this time.
+    waiting_until: Option<u64>,
 }
 
 fn now() -> u64 {
@@ -61,7 +63,8 @@ pub fn run(machine: &Machine, vms: &mut Vms) {
                     .saturating_sub(account.period_used)
                     .min(slice),
             };
-            if account.stopped || budget == 0 {
+            let waiting = account.waiting_until.is_some_and(|t| now() < t);
+            if account.stopped || budget == 0 || waiting {
                 continue;
             }
             // Virtual time: CPU time scaled by the inverse of the weight.
@@ -75,8 +78,14 @@ pub fn run(machine: &Machine, vms: &mut Vms) {
             }
         }
         let Some((i, budget)) = next else {
-            // Every VM left has spent its cap: idle to the next period.
-            sbi::set_timer(period_start + period);
+            // Every VM left waits or has spent its cap: idle until the
+            // first timer or the next period.
+            let wake = accounts[..count]
+                .iter()
+                .filter(|a| !a.stopped)
+                .filter_map(|a| a.waiting_until)
+                .fold(period_start + period, u64::min);
+            sbi::set_timer(wake);
             // SAFETY: waits for the timer (sie.STIE); HS interrupts stay
             // globally off, so it is not taken, only ends the wait.
             unsafe { core::arch::asm!("wfi") };
@@ -85,12 +94,18 @@ pub fn run(machine: &Machine, vms: &mut Vms) {
         let vm = vms.get_mut(i).unwrap();
         let started = now();
         sbi::set_timer(started + budget);
-        let end = vm.run_slice();
+        accounts[i].waiting_until = None;
+        let slice = vm.run_slice();
         let ran = now() - started;
         accounts[i].used += ran;
         accounts[i].period_used += ran;
-        let Some(end) = end else {
-            continue;
+        let end = match slice {
+            Slice::Preempted => continue,
+            Slice::Idle { until } => {
+                accounts[i].waiting_until = Some(until);
+                continue;
+            }
+            Slice::Ended(end) => end,
         };
         println!("visor-hv: VM {} {end}", vm.name());
         let restart = matches!(end, End::Crashed { .. })

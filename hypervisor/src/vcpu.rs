@@ -114,14 +114,19 @@ pub fn enter(regs: &mut GuestRegs) -> Exit {
 }
 
 /// Sets HS-mode up for running guests: stvec at the handler for traps in
-/// HS-mode itself; the exceptions guests handle themselves delegated to
-/// VS-mode; no VS interrupts delegated yet; every counter readable.
-pub fn configure_hs_mode() {
-    use crate::csr::{csr_write, GUEST_EXCEPTIONS};
+/// HS-mode itself; the exceptions and VS interrupts guests handle
+/// themselves delegated to VS-mode; every counter readable; guests' WFI
+/// trapped; guests' own Sstc timer on. False when the machine lacks Sstc
+/// (henvcfg.STCE stays zero).
+pub fn configure_hs_mode() -> bool {
+    use crate::csr::*;
     csr_write!("stvec", hs_trap as *const () as usize);
     csr_write!("hedeleg", GUEST_EXCEPTIONS);
-    csr_write!("hideleg", 0);
+    csr_write!("hideleg", VS_INTERRUPTS);
     csr_write!("hcounteren", usize::MAX);
+    csr_write!("hstatus", csr_read!("hstatus") | HSTATUS_VTW);
+    csr_write!("henvcfg", csr_read!("henvcfg") | HENVCFG_STCE);
+    csr_read!("henvcfg") & HENVCFG_STCE != 0
 }
 
 #[no_mangle]

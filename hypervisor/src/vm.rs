@@ -17,6 +17,20 @@ const IMPL_ID: usize = 0x7669_7372;
 const INTERRUPT: usize = 1 << 63;
 const SUPERVISOR_TIMER: usize = 5;
 
+/// Why a VM's slice ended.
+pub enum Slice {
+    /// The hypervisor's timer: its time is up.
+    Preempted,
+    /// It executed WFI: nothing to do until its timer (`vstimecmp`) fires.
+    Idle {
+        until: u64,
+    },
+    Ended(End),
+}
+
+/// WFI's encoding (trapped by hstatus.VTW).
+const WFI: usize = 0x1050_0073;
+
 /// How a VM ended.
 #[derive(Clone, Copy)]
 pub enum End {
@@ -54,6 +68,8 @@ struct VsCsrs {
     vstval: usize,
     vsatp: usize,
     hvip: usize,
+    /// The VM's timer (Sstc), compared with time + htimedelta (0).
+    vstimecmp: usize,
 }
 
 pub struct Vm {
@@ -137,6 +153,7 @@ impl Vm {
         self.fp = FpRegs::default();
         self.vs = VsCsrs {
             vsstatus: csr::SSTATUS_FS_INITIAL,
+            vstimecmp: usize::MAX,
             ..VsCsrs::default()
         };
         self.line_start = true;
@@ -158,6 +175,7 @@ impl Vm {
         csr_write!("vstval", vs.vstval);
         csr_write!("vsatp", vs.vsatp);
         csr_write!("hvip", vs.hvip);
+        csr_write!("vstimecmp", vs.vstimecmp);
         vcpu::restore_fp(&self.fp);
     }
 
@@ -173,25 +191,35 @@ impl Vm {
             vstval: csr_read!("vstval"),
             vsatp: csr_read!("vsatp"),
             hvip: csr_read!("hvip"),
+            vstimecmp: csr_read!("vstimecmp"),
         };
         vcpu::save_fp(&mut self.fp);
     }
 
-    /// Runs the VM until the hypervisor's timer ends its slice (`None`) or
-    /// the VM ends.
-    pub fn run_slice(&mut self) -> Option<End> {
+    /// Runs the VM until its slice ends: the hypervisor's timer, a WFI, or
+    /// the VM's end.
+    pub fn run_slice(&mut self) -> Slice {
         self.switch_in();
         let end = loop {
             let exit = vcpu::enter(&mut self.regs);
             match exit.cause {
-                c if c == INTERRUPT | SUPERVISOR_TIMER => break None,
+                c if c == INTERRUPT | SUPERVISOR_TIMER => break Slice::Preempted,
                 csr::CAUSE_ECALL_FROM_VS => {
                     let (error, value, stop) = self.sbi_call();
                     self.regs.x[10] = error as usize;
                     self.regs.x[11] = value;
                     self.regs.pc += 4;
                     if stop {
-                        break Some(End::Shutdown);
+                        break Slice::Ended(End::Shutdown);
+                    }
+                }
+                csr::CAUSE_VIRTUAL_INSTRUCTION if exit.stval == WFI => {
+                    self.regs.pc += 4;
+                    // Pending already (a timer that fired meanwhile): go on.
+                    if csr_read!("hip") & csr_read!("hie") & csr::VS_INTERRUPTS == 0 {
+                        break Slice::Idle {
+                            until: csr_read!("vstimecmp") as u64,
+                        };
                     }
                 }
                 cause => {
@@ -202,7 +230,7 @@ impl Vm {
                         _ => exit.stval,
                     };
                     self.flush_console();
-                    break Some(End::Crashed {
+                    break Slice::Ended(End::Crashed {
                         cause,
                         pc: self.regs.pc,
                         address,
@@ -227,6 +255,7 @@ impl Vm {
                     sbi::EID_BASE,
                     sbi::EID_DBCN,
                     sbi::EID_SRST,
+                    sbi::EID_TIME,
                     sbi::EID_LEGACY_PUTCHAR,
                 ];
                 (sbi::SUCCESS, known.contains(&a0) as usize, false)
@@ -244,6 +273,11 @@ impl Vm {
             },
             (sbi::EID_DBCN, 2) | (sbi::EID_LEGACY_PUTCHAR, _) => {
                 self.put(a0 as u8);
+                (sbi::SUCCESS, 0, false)
+            }
+            (sbi::EID_TIME, 0) => {
+                // The VM's own timer: vstimecmp, which raises its VSTIP.
+                csr_write!("vstimecmp", a0);
                 (sbi::SUCCESS, 0, false)
             }
             (sbi::EID_SRST, 0) => {

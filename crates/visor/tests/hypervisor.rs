@@ -339,3 +339,41 @@ fn a_cap_of_25_percent_holds() {
         );
     }
 }
+
+#[test]
+fn a_sleeping_vm_gets_its_timer_while_another_spins_with_interrupts_off() {
+    let config = r#"
+[[vm]]
+name = "ticker"
+memory = "8M"
+kernel = "ticker.elf"
+
+[[vm]]
+name = "spinner"
+memory = "8M"
+kernel = "spinner.elf"
+"#;
+    let (packed, image) = pack("ticker", config);
+    assert!(packed.status.success());
+    for (who, out) in [("visor", boot_visor(&image)), ("QEMU", boot_qemu(&image))] {
+        let text = String::from_utf8_lossy(&out.stdout);
+        // Five 10 ms ticks through SBI TIME and WFI, on time although the
+        // spinner never yields: the hypervisor's timer preempts it.
+        let ms: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("[ticker] 5 ticks in "))
+            .and_then(|rest| rest.strip_suffix(" ms"))
+            .unwrap_or_else(|| panic!("{who}: no ticks:\n{text}"))
+            .parse()
+            .unwrap();
+        assert!((50..100).contains(&ms), "{who}: five ticks took {ms} ms");
+        // WFI gave the hart away: the ticker used little of it.
+        let (_, used) = cpu_time_after(&out.stdout, "visor-hv: VM ticker shut down");
+        assert!(
+            used[0].1 < 20,
+            "{who}: the sleeping VM used {} ms",
+            used[0].1
+        );
+        assert!(text.contains("[spinner] done"), "{who}:\n{text}");
+    }
+}
