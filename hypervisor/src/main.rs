@@ -12,13 +12,18 @@
 
 mod console;
 mod csr;
+mod fdt_writer;
 mod gstage;
 mod machine;
+mod plic;
 mod sbi;
 mod sched;
 mod vcpu;
 mod vm;
+mod vm_tree;
 mod vms;
+mod vplic;
+mod vuart;
 
 use core::panic::PanicInfo;
 
@@ -64,7 +69,7 @@ core::arch::global_asm!(
 #[no_mangle]
 extern "C" fn hv_main(hart: usize, fdt: usize) -> ! {
     println!("visor-hv: hart {hart}, device tree at {fdt:#x}");
-    let machine = match machine::Machine::from_fdt(fdt) {
+    let machine = match machine::Machine::from_fdt(fdt, hart) {
         Ok(m) => m,
         Err(e) => stop(format_args!("cannot read the device tree: {e}")),
     };

@@ -7,6 +7,11 @@ pub const EID_BASE: usize = 0x10;
 pub const EID_DBCN: usize = 0x4442_434e;
 pub const EID_SRST: usize = 0x5352_5354;
 pub const EID_TIME: usize = 0x5449_4d45;
+pub const EID_IPI: usize = 0x0073_5049;
+pub const EID_RFENCE: usize = 0x5246_4e43;
+pub const EID_HSM: usize = 0x0048_534d;
+/// HSM's hart state: started.
+pub const HART_STARTED: usize = 0;
 
 /// SBI error codes.
 pub const SUCCESS: isize = 0;
@@ -36,6 +41,17 @@ pub fn console_write(bytes: &[u8]) {
         for &b in bytes {
             call(EID_LEGACY_PUTCHAR, 0, b as usize, 0, 0);
         }
+    }
+}
+
+/// Reads what the machine's console has for us into `buffer` (without
+/// waiting); how many bytes.
+pub fn console_read(buffer: &mut [u8]) -> usize {
+    let (error, count) = call(EID_DBCN, 1, buffer.len(), buffer.as_mut_ptr() as usize, 0);
+    if error == SUCCESS {
+        count.min(buffer.len())
+    } else {
+        0
     }
 }
 

@@ -18,10 +18,14 @@ use hv_image::{OnCrash, MAX_VMS};
 /// A slice: 10 ms; a period (over which caps hold): 100 ms.
 const SLICES_PER_SECOND: u64 = 100;
 const PERIODS_PER_SECOND: u64 = 10;
-/// sie.STIE: the supervisor timer interrupt.
+/// sie.STIE and sie.SEIE: the supervisor timer and external interrupts
+/// (the scheduler's and the passed-through devices').
 const SIE_STIE: usize = 1 << 5;
+const SIE_SEIE: usize = 1 << 9;
 /// How often a crashing VM is restarted before it stays stopped.
 const MAX_RESTARTS: u32 = 3;
+/// Ctrl-\ on the console sends keyboard input to the next VM.
+const SWITCH_INPUT: u8 = 0x1c;
 
 /// What the scheduler knows of each VM.
 #[derive(Clone, Copy, Default)]
@@ -42,12 +46,19 @@ pub fn run(machine: &Machine, vms: &mut Vms) {
     let timebase = machine.timebase as u64;
     let slice = timebase / SLICES_PER_SECOND;
     let period = timebase / PERIODS_PER_SECOND;
-    csr_write!("sie", csr_read!("sie") | SIE_STIE);
+    csr_write!("sie", csr_read!("sie") | SIE_STIE | SIE_SEIE);
     let count = vms.len();
     let mut accounts = [Account::default(); MAX_VMS];
     let mut period_start = now();
     let began = period_start;
+    let mut focus = 0;
+    // A VM an interrupt woke runs next (Xen's BOOST).
+    let mut boosted = None;
     while accounts[..count].iter().any(|a| !a.stopped) {
+        focus = route_input(vms, &accounts[..count], focus);
+        if let Some(woken) = route_interrupts(vms, &mut accounts[..count]) {
+            boosted = boosted.or(Some(woken));
+        }
         if now() - period_start >= period {
             period_start = now();
             accounts.iter_mut().for_each(|a| a.period_used = 0);
@@ -77,6 +88,9 @@ pub fn run(machine: &Machine, vms: &mut Vms) {
                 next = Some((i, budget));
             }
         }
+        if let Some(b) = boosted.take().filter(|&b| !accounts[b].stopped) {
+            next = Some((b, slice));
+        }
         let Some((i, budget)) = next else {
             // Every VM left waits or has spent its cap: idle until the
             // first timer or the next period.
@@ -84,7 +98,8 @@ pub fn run(machine: &Machine, vms: &mut Vms) {
                 .iter()
                 .filter(|a| !a.stopped)
                 .filter_map(|a| a.waiting_until)
-                .fold(period_start + period, u64::min);
+                .fold(period_start + period, u64::min)
+                .min(now() + slice); // and look at the keyboard meanwhile
             sbi::set_timer(wake);
             // SAFETY: waits for the timer (sie.STIE); HS interrupts stay
             // globally off, so it is not taken, only ends the wait.
@@ -100,7 +115,7 @@ pub fn run(machine: &Machine, vms: &mut Vms) {
         accounts[i].used += ran;
         accounts[i].period_used += ran;
         let end = match slice {
-            Slice::Preempted => continue,
+            Slice::Preempted | Slice::External => continue,
             Slice::Idle { until } => {
                 accounts[i].waiting_until = Some(until);
                 continue;
@@ -108,6 +123,10 @@ pub fn run(machine: &Machine, vms: &mut Vms) {
             Slice::Ended(end) => end,
         };
         println!("visor-hv: VM {} {end}", vm.name());
+        if let End::Reboot = end {
+            vm.reset();
+            continue;
+        }
         let restart = matches!(end, End::Crashed { .. })
             && vm.on_crash == OnCrash::Restart
             && vm.restarts < MAX_RESTARTS;
@@ -120,11 +139,69 @@ pub fn run(machine: &Machine, vms: &mut Vms) {
             );
             vm.reset();
         } else {
+            vm.release_devices();
             accounts[i].stopped = true;
         }
         report_cpu_time(vms, &accounts[..count], timebase, now() - began);
     }
     sbi::set_timer(u64::MAX);
+}
+
+/// Takes the machine's pending device interrupts to the VMs owning them;
+/// the first waiting VM they wake, if any.
+fn route_interrupts(vms: &mut Vms, accounts: &mut [Account]) -> Option<usize> {
+    let plic = vms.plic?;
+    if csr_read!("sip") & SIE_SEIE == 0 {
+        return None;
+    }
+    let mut woken = None;
+    loop {
+        let irq = plic.claim();
+        if irq == 0 {
+            return woken;
+        }
+        let owner = (0..accounts.len())
+            .find(|&i| !accounts[i].stopped && vms.get(i).is_some_and(|vm| vm.owns_irq(irq)));
+        let Some(i) = owner else {
+            // Its VM has stopped: nobody will complete it; leave it claimed,
+            // so the device stays quiet.
+            continue;
+        };
+        let vm = vms.get_mut(i).unwrap();
+        vm.raise(irq);
+        if accounts[i].waiting_until.is_some() && vm.interrupt_pending() {
+            accounts[i].waiting_until = None;
+            woken = woken.or(Some(i));
+        }
+    }
+}
+
+/// Hands what was typed on the machine's console to the VM that has the
+/// keyboard (`focus`); Ctrl-\ moves it to the next running VM. Returns
+/// the VM that has it now.
+fn route_input(vms: &mut Vms, accounts: &[Account], mut focus: usize) -> usize {
+    // Only what the VM can take: the rest waits in the machine's UART.
+    let room = vms.get(focus).map_or(0, |vm| vm.input_room());
+    if room == 0 {
+        return focus;
+    }
+    let mut typed = [0u8; 16];
+    let n = sbi::console_read(&mut typed[..room.min(16)]);
+    for &byte in &typed[..n] {
+        if byte == SWITCH_INPUT {
+            let running = |i: &usize| !accounts[*i].stopped;
+            if let Some(next) = (focus + 1..accounts.len()).chain(0..=focus).find(running) {
+                focus = next;
+                println!(
+                    "visor-hv: keyboard to VM {}",
+                    vms.get(focus).unwrap().name()
+                );
+            }
+        } else if let Some(vm) = vms.get_mut(focus) {
+            vm.input(byte);
+        }
+    }
+    focus
 }
 
 /// "visor-hv: CPU time in 1800 ms: alpha 1200 ms, beta 600 ms": every

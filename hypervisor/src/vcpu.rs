@@ -14,6 +14,8 @@ pub struct GuestRegs {
     pub pc: usize,
     /// The hypervisor's stack pointer while the guest runs.
     host_sp: usize,
+    /// The guest runs in VS-mode (else VU-mode).
+    pub supervisor: bool,
 }
 
 const X_OFFSET: usize = 0;
@@ -29,6 +31,7 @@ impl GuestRegs {
             x: [0; 32],
             pc,
             host_sp: 0,
+            supervisor: true,
         }
     }
 }
@@ -74,6 +77,7 @@ core::arch::global_asm!(
     "  ret",
     // A trap taken in HS-mode itself: a hypervisor bug.
     ".balign 4",
+    ".globl hs_trap",
     "hs_trap:",
     "  csrr a0, scause",
     "  csrr a1, sepc",
@@ -94,22 +98,33 @@ pub struct Exit {
     pub stval: usize,
     /// Guest physical address >> 2 of a guest-page fault.
     pub htval: usize,
+    /// The transformed trapping instruction, or 0.
+    pub htinst: usize,
 }
 
 /// Runs the guest whose registers are `regs` (with the VM's hgatp and VS
 /// state already in place) until it traps into HS-mode.
 pub fn enter(regs: &mut GuestRegs) -> Exit {
     use crate::csr::{csr_read, csr_write, HSTATUS_SPV, HSTATUS_SPVP, SSTATUS_SPP};
-    // Return into VS-mode.
-    csr_write!("hstatus", csr_read!("hstatus") | HSTATUS_SPV | HSTATUS_SPVP);
-    csr_write!("sstatus", csr_read!("sstatus") | SSTATUS_SPP);
+    // Return into the guest's mode: VS, or VU where it was interrupted.
+    let (hstatus, sstatus) = (csr_read!("hstatus"), csr_read!("sstatus"));
+    if regs.supervisor {
+        csr_write!("hstatus", hstatus | HSTATUS_SPV | HSTATUS_SPVP);
+        csr_write!("sstatus", sstatus | SSTATUS_SPP);
+    } else {
+        csr_write!("hstatus", (hstatus | HSTATUS_SPV) & !HSTATUS_SPVP);
+        csr_write!("sstatus", sstatus & !SSTATUS_SPP);
+    }
     // SAFETY: run_guest saves and restores every register the Rust ABI
     // expects preserved, and returns here on the guest's next trap.
     unsafe { run_guest(regs) };
+    // The trap recorded the mode it came from in SPP.
+    regs.supervisor = csr_read!("sstatus") & SSTATUS_SPP != 0;
     Exit {
         cause: csr_read!("scause"),
         stval: csr_read!("stval"),
         htval: csr_read!("htval"),
+        htinst: csr_read!("htinst"),
     }
 }
 
@@ -183,4 +198,37 @@ pub fn save_fp(regs: &mut FpRegs) {
 pub fn restore_fp(regs: &FpRegs) {
     // SAFETY: reads the 33 words of `regs`; sstatus.FS is on (main).
     unsafe { fp_restore(regs) }
+}
+
+core::arch::global_asm!(
+    ".option push",
+    ".option arch, +h",
+    ".balign 4",
+    // a0: a guest virtual address; returns the 16 bits there read as the
+    // guest would fetch them (HLVX), or -1 if that faults.
+    "guest_parcel:",
+    "  la t0, 1f",
+    "  csrrw t1, stvec, t0",
+    "  hlvx.hu a0, (a0)",
+    "  csrw stvec, t1",
+    "  ret",
+    ".balign 4",
+    "1:",
+    "  csrw stvec, t1",
+    "  li a0, -1",
+    "  ret",
+    ".option pop",
+);
+
+extern "C" {
+    fn guest_parcel(address: usize) -> isize;
+}
+
+/// The instruction parcel at the running guest's virtual `address` (its
+/// translation, hstatus.SPVP's privilege), or `None` if it is not mapped.
+pub fn guest_instruction_parcel(address: usize) -> Option<u32> {
+    // SAFETY: HLVX reads guest memory only; a fault returns -1 through the
+    // local handler, which restores stvec.
+    let parcel = unsafe { guest_parcel(address) };
+    (parcel >= 0).then_some(parcel as u32)
 }

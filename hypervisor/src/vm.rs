@@ -6,21 +6,48 @@
 use crate::console::Console;
 use crate::csr::{self, csr_read, csr_write};
 use crate::gstage::{self, GStage};
+use crate::machine::{Device, Machine};
+use crate::plic::Plic;
 use crate::sbi;
 use crate::vcpu::{self, FpRegs, GuestRegs};
+use crate::vplic::{self, Vplic};
+use crate::vuart::{self, Vuart};
 use core::fmt;
-use hv_image::{OnCrash, VmDescriptor, GUEST_RAM_BASE, NAME_BYTES};
+use hv_image::{OnCrash, VmDescriptor, BOOTARGS_BYTES, GUEST_RAM_BASE, MAX_DEVICES, NAME_BYTES};
+
+/// hvip.VSSIP: the guest's supervisor software interrupt (an IPI).
+const VSSIP: usize = 1 << 2;
+/// hvip.VSEIP: the guest's supervisor external interrupt (its PLIC's).
+const VSEIP: usize = 1 << 10;
+/// virtio-mmio's Status register: writing 0 resets the device.
+const VIRTIO_STATUS: usize = 0x70;
+
+/// Whether an SBI hart mask (`mask` of harts from `base`; base -1: all)
+/// names hart 0, the VM's one vCPU.
+fn targets_hart_zero(mask: usize, base: usize) -> bool {
+    base == usize::MAX || (base == 0 && mask & 1 != 0)
+}
+
+/// Guest RAM kept at its end for the device tree the VM boots with.
+const DEVICE_TREE_ROOM: usize = 64 << 10;
+const PAGE: usize = 4096;
 
 /// visor-hv's SBI implementation ID (`get_impl_id`), 'visr'.
 const IMPL_ID: usize = 0x7669_7372;
 /// The interrupt bit of scause, and the supervisor timer's code.
 const INTERRUPT: usize = 1 << 63;
 const SUPERVISOR_TIMER: usize = 5;
+const SUPERVISOR_EXTERNAL: usize = 9;
+/// SBI SRST reset types: shutdown, cold and warm reboot.
+const SRST_SHUTDOWN: usize = 0;
+const SRST_WARM_REBOOT: usize = 2;
 
 /// Why a VM's slice ended.
 pub enum Slice {
     /// The hypervisor's timer: its time is up.
     Preempted,
+    /// A machine device interrupted (for this VM or another).
+    External,
     /// It executed WFI: nothing to do until its timer (`vstimecmp`) fires.
     Idle {
         until: u64,
@@ -31,11 +58,20 @@ pub enum Slice {
 /// WFI's encoding (trapped by hstatus.VTW).
 const WFI: usize = 0x1050_0073;
 
+/// A virtual device's register: its offset in the window.
+#[derive(Clone, Copy)]
+enum Mmio {
+    Uart(usize),
+    Plic(usize),
+}
+
 /// How a VM ended.
 #[derive(Clone, Copy)]
 pub enum End {
-    /// It asked to (SBI SRST).
+    /// It asked to (SBI SRST shutdown).
     Shutdown,
+    /// It asked to start again (SBI SRST reboot).
+    Reboot,
     /// It did something no VM may.
     Crashed {
         cause: usize,
@@ -48,6 +84,7 @@ impl fmt::Display for End {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match self {
             End::Shutdown => write!(f, "shut down"),
+            End::Reboot => write!(f, "rebooting"),
             End::Crashed { cause, pc, address } => write!(
                 f,
                 "faulted: exception {cause} at pc {pc:#x} (address {address:#x})"
@@ -76,11 +113,27 @@ pub struct Vm {
     name: [u8; NAME_BYTES],
     vmid: usize,
     gstage: GStage,
-    /// Machine physical address and size of the VM's RAM.
+    /// Machine physical address and size of the VM's RAM, and where the
+    /// guest sees it: 0x8000_0000, or the same address (identity mapped)
+    /// for a VM that owns devices, whose DMA uses guest physical addresses
+    /// (there is no IOMMU).
     host_base: usize,
+    guest_base: usize,
     size: usize,
-    /// The kernel, copied to the start of RAM at every (re)start.
+    /// The machine devices passed through to it, and the machine's PLIC
+    /// that their interrupts come from.
+    devices: [Device; MAX_DEVICES],
+    device_count: usize,
+    plic: Option<Plic>,
+    vplic: Vplic,
+    /// The kernel, copied to `load_offset` in RAM at every (re)start, and
+    /// the initrd, copied near its end.
     kernel: &'static [u8],
+    load_offset: usize,
+    initrd: &'static [u8],
+    bootargs: [u8; BOOTARGS_BYTES],
+    timebase: usize,
+    uart: Vuart,
     pub on_crash: OnCrash,
     /// Share of the hart relative to the other VMs, and the most of it
     /// the VM may use (percent; 0 for no cap).
@@ -103,20 +156,59 @@ impl Vm {
         vmid: usize,
         host_base: usize,
         kernel: &'static [u8],
+        initrd: &'static [u8],
+        machine: &Machine,
+        plic: Option<Plic>,
     ) -> Result<Vm, &'static str> {
         let size = d.memory as usize;
+        let contents = d.load_offset as usize + kernel.len() + initrd.len() + DEVICE_TREE_ROOM;
+        if contents > size {
+            return Err("the kernel, initrd and device tree do not fit in the VM's memory");
+        }
         if kernel.len() > size {
             return Err("the kernel is larger than the VM's memory");
         }
         let mut gstage = GStage::new()?;
-        gstage.map(GUEST_RAM_BASE as usize, host_base, size, gstage::RAM)?;
+        let device_count = (d.device_count as usize).min(MAX_DEVICES);
+        let mut devices = [Device::default(); MAX_DEVICES];
+        for (slot, &base) in d.devices[..device_count].iter().enumerate() {
+            let device = machine
+                .virtio_at(base as usize)
+                .ok_or("a device it owns is not on this machine")?;
+            if plic.is_none() || device.irq == 0 || device.irq >= vplic::SOURCES {
+                return Err("a device it owns has no interrupt the hypervisor can route");
+            }
+            gstage.map(
+                device.base,
+                device.base,
+                device.size.max(PAGE),
+                gstage::DEVICE,
+            )?;
+            devices[slot] = device;
+        }
+        let guest_base = if device_count > 0 {
+            host_base
+        } else {
+            GUEST_RAM_BASE as usize
+        };
+        gstage.map(guest_base, host_base, size, gstage::RAM)?;
         let mut vm = Vm {
             name: d.name,
             vmid,
             gstage,
             host_base,
+            guest_base,
             size,
+            devices,
+            device_count,
+            plic,
+            vplic: Vplic::default(),
             kernel,
+            load_offset: d.load_offset as usize,
+            initrd,
+            bootargs: d.bootargs,
+            timebase: machine.timebase,
+            uart: Vuart::default(),
             on_crash: d.on_crash,
             weight: d.weight,
             cap: d.cap,
@@ -136,20 +228,34 @@ impl Vm {
         core::str::from_utf8(&self.name[..len]).unwrap_or("?")
     }
 
-    /// Back to the power-on state: zeroed RAM holding the kernel, the vCPU
-    /// at the kernel's first byte with a0 = its hart id (0).
+    /// Back to the power-on state: zeroed RAM holding the kernel, the
+    /// initrd and a device tree describing the VM; the vCPU at the kernel's
+    /// first byte with a0 = its hart id (0) and a1 = the device tree.
     pub fn reset(&mut self) {
-        // SAFETY: [host_base, host_base + size) is this VM's RAM alone,
-        // and the kernel fits in it (checked in `new`).
-        unsafe {
-            core::ptr::write_bytes(self.host_base as *mut u8, 0, self.size);
-            core::ptr::copy_nonoverlapping(
-                self.kernel.as_ptr(),
-                self.host_base as *mut u8,
-                self.kernel.len(),
-            );
+        self.release_devices();
+        let ram = self.guest_base;
+        let tree_at = self.size - DEVICE_TREE_ROOM;
+        let initrd_at = (tree_at - self.initrd.len()) & !(PAGE - 1);
+        // SAFETY: [host_base, host_base + size) is this VM's RAM alone, and
+        // kernel, initrd and tree fit in it apart (checked in `new`).
+        let tree = unsafe {
+            let base = self.host_base as *mut u8;
+            core::ptr::write_bytes(base, 0, self.size);
+            let kernel = base.add(self.load_offset);
+            core::ptr::copy_nonoverlapping(self.kernel.as_ptr(), kernel, self.kernel.len());
+            let initrd = base.add(initrd_at);
+            core::ptr::copy_nonoverlapping(self.initrd.as_ptr(), initrd, self.initrd.len());
+            core::slice::from_raw_parts_mut(base.add(tree_at), DEVICE_TREE_ROOM)
+        };
+        let initrd = (!self.initrd.is_empty())
+            .then(|| (ram + initrd_at, ram + initrd_at + self.initrd.len()));
+        if crate::vm_tree::write(self, tree, initrd).is_none() {
+            crate::println!("visor-hv: VM {}: its device tree does not fit", self.name());
         }
-        self.regs = GuestRegs::new(GUEST_RAM_BASE as usize);
+        self.regs = GuestRegs::new(ram + self.load_offset);
+        self.regs.x[11] = ram + tree_at;
+        self.uart = Vuart::default();
+        self.vplic = Vplic::default();
         self.fp = FpRegs::default();
         self.vs = VsCsrs {
             vsstatus: csr::SSTATUS_FS_INITIAL,
@@ -157,6 +263,49 @@ impl Vm {
             ..VsCsrs::default()
         };
         self.line_start = true;
+    }
+
+    /// Stops the VM's devices (a virtio reset ends their DMA) and lets
+    /// the machine interrupts it had not completed come again.
+    pub fn release_devices(&mut self) {
+        let outstanding = self.vplic.outstanding();
+        for device in &self.devices[..self.device_count] {
+            // SAFETY: the device's register window, which the hypervisor may
+            // reach (it runs untranslated) and this VM alone owns.
+            unsafe { core::ptr::write_volatile((device.base + VIRTIO_STATUS) as *mut u32, 0) };
+            if outstanding & 1 << device.irq != 0 {
+                self.plic.unwrap().complete(device.irq);
+            }
+        }
+    }
+
+    /// Whether the machine interrupt `irq` belongs to one of its devices.
+    pub fn owns_irq(&self, irq: usize) -> bool {
+        self.devices[..self.device_count]
+            .iter()
+            .any(|d| d.irq == irq)
+    }
+
+    /// Its device's machine interrupt `irq` (claimed at the machine's
+    /// PLIC): pending in its virtual PLIC until the guest completes it.
+    pub fn raise(&mut self, irq: usize) {
+        self.vplic.raise(irq);
+        self.vs.hvip = self.with_external(self.vs.hvip);
+    }
+
+    /// `hvip` with VSEIP as the virtual PLIC has it for vCPU 0.
+    fn with_external(&self, hvip: usize) -> usize {
+        if self.vplic.interrupting(0) {
+            hvip | VSEIP
+        } else {
+            hvip & !VSEIP
+        }
+    }
+
+    /// Whether it has an interrupt to take (which ends a WFI).
+    pub fn interrupt_pending(&self) -> bool {
+        // vsie's bits are hvip's, one place lower.
+        self.vs.hvip & self.vs.vsie << 1 & csr::VS_INTERRUPTS != 0
     }
 
     /// Puts this VM's state into the hart (G-stage, VS CSRs, FP).
@@ -174,7 +323,7 @@ impl Vm {
         csr_write!("vscause", vs.vscause);
         csr_write!("vstval", vs.vstval);
         csr_write!("vsatp", vs.vsatp);
-        csr_write!("hvip", vs.hvip);
+        csr_write!("hvip", self.with_external(vs.hvip));
         csr_write!("vstimecmp", vs.vstimecmp);
         vcpu::restore_fp(&self.fp);
     }
@@ -204,13 +353,14 @@ impl Vm {
             let exit = vcpu::enter(&mut self.regs);
             match exit.cause {
                 c if c == INTERRUPT | SUPERVISOR_TIMER => break Slice::Preempted,
+                c if c == INTERRUPT | SUPERVISOR_EXTERNAL => break Slice::External,
                 csr::CAUSE_ECALL_FROM_VS => {
                     let (error, value, stop) = self.sbi_call();
                     self.regs.x[10] = error as usize;
                     self.regs.x[11] = value;
                     self.regs.pc += 4;
-                    if stop {
-                        break Slice::Ended(End::Shutdown);
+                    if let Some(end) = stop {
+                        break Slice::Ended(end);
                     }
                 }
                 csr::CAUSE_VIRTUAL_INSTRUCTION if exit.stval == WFI => {
@@ -222,6 +372,8 @@ impl Vm {
                         };
                     }
                 }
+                csr::CAUSE_LOAD_GUEST_PAGE_FAULT | csr::CAUSE_STORE_GUEST_PAGE_FAULT
+                    if self.emulate_mmio(&exit) => {}
                 cause => {
                     let address = match cause {
                         csr::CAUSE_INSTRUCTION_GUEST_PAGE_FAULT
@@ -239,59 +391,205 @@ impl Vm {
             }
         };
         self.switch_out();
+        // A partial line (a shell's prompt) shows at the end of a turn.
+        self.console.flush();
         end
     }
 
-    /// Answers the guest's SBI call: (error, value, whether the VM stops).
-    fn sbi_call(&mut self) -> (isize, usize, bool) {
+    /// A load or store to one of the VM's virtual devices (UART, PLIC):
+    /// emulated, the vCPU moved past the instruction. False when the
+    /// address is no device of the VM's, or the instruction is not a load
+    /// or store.
+    fn emulate_mmio(&mut self, exit: &vcpu::Exit) -> bool {
+        use riscv_isa::{decode, Instruction, LoadWidth};
+        // htval has the address >> 2; the page offset's low bits are stval's.
+        let gpa = exit.htval << 2 | exit.stval & 3;
+        let device = if let Some(o) = gpa.checked_sub(vuart::BASE).filter(|&o| o < vuart::SIZE) {
+            Mmio::Uart(o)
+        } else if let Some(o) = gpa.checked_sub(vplic::BASE).filter(|&o| o < vplic::SIZE) {
+            Mmio::Plic(o & !3)
+        } else {
+            return false;
+        };
+        let Some(raw) = self.trapped_instruction(exit.htinst) else {
+            return false;
+        };
+        let (instruction, len) = decode(raw);
+        // A transformed compressed instruction has bit 1 clear.
+        let len = if exit.htinst != 0 && exit.htinst & 2 == 0 {
+            2
+        } else {
+            len as usize
+        };
+        match instruction {
+            Instruction::Load { width, rd, .. } => {
+                let value = match device {
+                    Mmio::Uart(o) => self.uart.read(o) as u32,
+                    Mmio::Plic(o) => self.vplic.read(o),
+                };
+                let value = match width {
+                    LoadWidth::B => value as i8 as i64 as u64,
+                    LoadWidth::H => value as i16 as i64 as u64,
+                    LoadWidth::W => value as i32 as i64 as u64,
+                    _ => value as u64,
+                };
+                if rd != 0 {
+                    self.regs.x[rd as usize] = value as usize;
+                }
+            }
+            Instruction::Store { rs2, .. } => {
+                let value = self.regs.x[rs2 as usize];
+                match device {
+                    Mmio::Uart(o) => {
+                        if let Some(b) = self.uart.write(o, value as u8) {
+                            self.put(b);
+                        }
+                    }
+                    Mmio::Plic(o) => {
+                        let completed = self.vplic.write(o, value as u32);
+                        if let Some(irq) = completed.filter(|&irq| self.owns_irq(irq)) {
+                            self.plic.unwrap().complete(irq);
+                        }
+                    }
+                }
+            }
+            _ => return false,
+        }
+        if matches!(device, Mmio::Plic(_)) {
+            csr_write!("hvip", self.with_external(csr_read!("hvip")));
+        }
+        self.regs.pc += len;
+        true
+    }
+
+    /// The trapping instruction's bits: htinst's transformation (as a
+    /// 32-bit encoding) when the hart gave one, else read from the guest's
+    /// memory with HLVX (QEMU may leave htinst zero).
+    fn trapped_instruction(&self, htinst: usize) -> Option<u32> {
+        if htinst != 0 {
+            return Some(htinst as u32 | 2);
+        }
+        let low = vcpu::guest_instruction_parcel(self.regs.pc)?;
+        if low & 3 != 3 {
+            return Some(low);
+        }
+        let high = vcpu::guest_instruction_parcel(self.regs.pc + 2)?;
+        Some(low | high << 16)
+    }
+
+    pub fn bootargs(&self) -> &str {
+        let len = self
+            .bootargs
+            .iter()
+            .position(|&c| c == 0)
+            .unwrap_or(BOOTARGS_BYTES);
+        core::str::from_utf8(&self.bootargs[..len]).unwrap_or("")
+    }
+
+    pub fn memory_size(&self) -> usize {
+        self.size
+    }
+
+    /// Where the guest sees its RAM.
+    pub fn memory_base(&self) -> usize {
+        self.guest_base
+    }
+
+    /// The machine devices it owns.
+    pub fn devices(&self) -> &[Device] {
+        &self.devices[..self.device_count]
+    }
+
+    pub fn timebase(&self) -> usize {
+        self.timebase
+    }
+
+    /// Answers the guest's SBI call: (error, value, how the VM ends if it
+    /// asked to).
+    fn sbi_call(&mut self) -> (isize, usize, Option<End>) {
         let x = &self.regs.x;
         let (eid, fid, a0, a1, a2) = (x[17], x[16], x[10], x[11], x[12]);
         match (eid, fid) {
-            (sbi::EID_BASE, 0) => (sbi::SUCCESS, sbi::SPEC_VERSION, false),
-            (sbi::EID_BASE, 1) => (sbi::SUCCESS, IMPL_ID, false),
-            (sbi::EID_BASE, 2) => (sbi::SUCCESS, 1, false),
+            (sbi::EID_BASE, 0) => (sbi::SUCCESS, sbi::SPEC_VERSION, None),
+            (sbi::EID_BASE, 1) => (sbi::SUCCESS, IMPL_ID, None),
+            (sbi::EID_BASE, 2) => (sbi::SUCCESS, 1, None),
             (sbi::EID_BASE, 3) => {
                 let known = [
                     sbi::EID_BASE,
                     sbi::EID_DBCN,
                     sbi::EID_SRST,
                     sbi::EID_TIME,
+                    sbi::EID_IPI,
+                    sbi::EID_RFENCE,
+                    sbi::EID_HSM,
                     sbi::EID_LEGACY_PUTCHAR,
                 ];
-                (sbi::SUCCESS, known.contains(&a0) as usize, false)
+                (sbi::SUCCESS, known.contains(&a0) as usize, None)
             }
-            (sbi::EID_BASE, 4..=6) => (sbi::SUCCESS, 0, false),
+            (sbi::EID_BASE, 4..=6) => (sbi::SUCCESS, 0, None),
             (sbi::EID_DBCN, 0) => match self.guest_bytes(a1, a2, a0) {
                 Some((start, len)) => {
                     for i in 0..len {
                         // SAFETY: guest_bytes checked the range lies in the VM's RAM.
                         self.put(unsafe { *((start + i) as *const u8) });
                     }
-                    (sbi::SUCCESS, len, false)
+                    (sbi::SUCCESS, len, None)
                 }
-                None => (sbi::ERR_INVALID_PARAM, 0, false),
+                None => (sbi::ERR_INVALID_PARAM, 0, None),
             },
             (sbi::EID_DBCN, 2) | (sbi::EID_LEGACY_PUTCHAR, _) => {
                 self.put(a0 as u8);
-                (sbi::SUCCESS, 0, false)
+                (sbi::SUCCESS, 0, None)
             }
             (sbi::EID_TIME, 0) => {
                 // The VM's own timer: vstimecmp, which raises its VSTIP.
                 csr_write!("vstimecmp", a0);
-                (sbi::SUCCESS, 0, false)
+                (sbi::SUCCESS, 0, None)
             }
-            (sbi::EID_SRST, 0) => {
+            // One vCPU: IPIs and remote fences concern only itself.
+            (sbi::EID_IPI, 0) => {
+                if targets_hart_zero(a0, a1) {
+                    csr_write!("hvip", csr_read!("hvip") | VSSIP);
+                }
+                (sbi::SUCCESS, 0, None)
+            }
+            (sbi::EID_RFENCE, 0) => {
+                // SAFETY: orders the guest's instruction fetches after its stores.
+                unsafe { core::arch::asm!("fence.i") };
+                (sbi::SUCCESS, 0, None)
+            }
+            (sbi::EID_RFENCE, 1 | 2) => {
+                // SAFETY: flushes the running guest's VS-stage translations.
+                unsafe {
+                    core::arch::asm!(
+                        ".option push",
+                        ".option arch, +h",
+                        "hfence.vvma",
+                        ".option pop"
+                    )
+                };
+                (sbi::SUCCESS, 0, None)
+            }
+            (sbi::EID_HSM, 2) if a0 == 0 => (sbi::SUCCESS, sbi::HART_STARTED, None),
+            (sbi::EID_HSM, _) => (sbi::ERR_INVALID_PARAM, 0, None),
+            (sbi::EID_SRST, 0) if a0 <= SRST_WARM_REBOOT => {
                 self.flush_console();
-                (sbi::SUCCESS, 0, true)
+                let end = if a0 == SRST_SHUTDOWN {
+                    End::Shutdown
+                } else {
+                    End::Reboot
+                };
+                (sbi::SUCCESS, 0, Some(end))
             }
-            _ => (sbi::ERR_NOT_SUPPORTED, 0, false),
+            (sbi::EID_SRST, 0) => (sbi::ERR_INVALID_PARAM, 0, None),
+            _ => (sbi::ERR_NOT_SUPPORTED, 0, None),
         }
     }
 
     /// The machine physical range of `len` guest bytes at guest physical
     /// `lo | hi << 64`, if all of it is the VM's RAM.
     fn guest_bytes(&self, lo: usize, hi: usize, len: usize) -> Option<(usize, usize)> {
-        let offset = lo.checked_sub(GUEST_RAM_BASE as usize)?;
+        let offset = lo.checked_sub(self.guest_base)?;
         (hi == 0 && offset.checked_add(len)? <= self.size).then(|| (self.host_base + offset, len))
     }
 
@@ -310,6 +608,16 @@ impl Vm {
         }
         self.console.push(b);
         self.line_start = b == b'\n';
+    }
+
+    /// How many keyboard bytes its UART can take now.
+    pub fn input_room(&self) -> usize {
+        self.uart.room()
+    }
+
+    /// A keyboard byte for the VM's UART.
+    pub fn input(&mut self, byte: u8) {
+        self.uart.receive(byte);
     }
 
     fn flush_console(&mut self) {

@@ -3,6 +3,7 @@
 //! image carries no package. A damaged package is refused with a message.
 
 use crate::machine::Machine;
+use crate::plic::Plic;
 use crate::vm::Vm;
 use core::fmt;
 use hv_image::{
@@ -42,6 +43,8 @@ impl fmt::Display for Error {
 /// not on the boot hart's small stack).
 pub struct Vms {
     vms: [Option<Vm>; MAX_VMS],
+    /// The machine's PLIC, when a VM owns devices whose interrupts it routes.
+    pub plic: Option<Plic>,
 }
 
 struct VmTable(core::cell::UnsafeCell<Vms>);
@@ -49,6 +52,7 @@ struct VmTable(core::cell::UnsafeCell<Vms>);
 unsafe impl Sync for VmTable {}
 static VMS: VmTable = VmTable(core::cell::UnsafeCell::new(Vms {
     vms: [const { None }; MAX_VMS],
+    plic: None,
 }));
 
 impl Vms {
@@ -86,6 +90,17 @@ pub fn from_image(machine: &Machine) -> Result<&'static mut Vms, Error> {
         Err(e) => return Err(Error::Image(e)),
         Ok(p) => p,
     };
+    let owns_devices = (0..package.vm_count()).any(|i| package.vm(i).device_count > 0);
+    if owns_devices {
+        vms.plic = match (machine.plic, machine.plic_context) {
+            (Some(base), Some(context)) => Some(Plic::new(base, context)),
+            _ => {
+                return Err(Error::Vm(
+                    "VMs own devices but the machine's PLIC is not usable",
+                ))
+            }
+        };
+    }
     let mut next = align_up(package_at + package.header.size as usize);
     for i in 0..package.vm_count() {
         let d = package.vm(i);
@@ -95,7 +110,11 @@ pub fn from_image(machine: &Machine) -> Result<&'static mut Vms, Error> {
             return Err(Error::NoRoom { vm: i });
         }
         let kernel = package.blob(d.kernel);
-        let vm = Vm::new(&d, i + 1, next, kernel).map_err(Error::Vm)?;
+        let initrd = package.blob(d.initrd);
+        let vm = Vm::new(&d, i + 1, next, kernel, initrd, machine, vms.plic).map_err(Error::Vm)?;
+        for device in vm.devices() {
+            vms.plic.unwrap().enable(device.irq);
+        }
         crate::println!(
             "visor-hv: VM {} with {} MiB at {next:#x}, {} vCPU(s), weight {}",
             vm.name(),
@@ -133,8 +152,9 @@ fn demo(machine: &Machine, at: usize, vms: &'static mut Vms) -> Result<&'static 
         bootargs: [0; BOOTARGS_BYTES],
         devices: [0; MAX_DEVICES],
         device_count: 0,
+        load_offset: 0,
     };
-    let vm = Vm::new(&demo, 1, at, kernel).map_err(Error::Vm)?;
+    let vm = Vm::new(&demo, 1, at, kernel, &[], machine, None).map_err(Error::Vm)?;
     vms.vms[0] = Some(vm);
     Ok(vms)
 }

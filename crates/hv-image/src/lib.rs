@@ -73,6 +73,9 @@ pub struct VmDescriptor {
     /// MMIO base addresses of the machine devices passed through.
     pub devices: [u64; MAX_DEVICES],
     pub device_count: u32,
+    /// Where in guest RAM the kernel goes (and starts): 0 for bare-metal
+    /// programs, the Image header's text_offset (2 MiB) for Linux.
+    pub load_offset: u32,
 }
 
 /// Why an image was refused.
@@ -144,8 +147,8 @@ impl PackageHeader {
 }
 
 // Descriptor layout: name 0..16, memory 16, vcpus 24, weight 28, cap 32,
-// on_crash 36, kernel 40/48, initrd 56/64, device_count 72, devices 80..144,
-// bootargs 144..400.
+// on_crash 36, kernel 40/48, initrd 56/64, device_count 72, load_offset 76,
+// devices 80..144, bootargs 144..400.
 const D_DEVICES: usize = 80;
 const D_BOOTARGS: usize = D_DEVICES + 8 * MAX_DEVICES;
 
@@ -163,6 +166,7 @@ impl VmDescriptor {
         put_u64(&mut b, 56, self.initrd.offset);
         put_u64(&mut b, 64, self.initrd.size);
         put_u32(&mut b, 72, self.device_count);
+        put_u32(&mut b, 76, self.load_offset);
         for (i, d) in self.devices.iter().enumerate() {
             put_u64(&mut b, D_DEVICES + 8 * i, *d);
         }
@@ -251,6 +255,12 @@ impl<'a> Package<'a> {
         if vm.kernel.size == 0 {
             return bad("no kernel");
         }
+        let contents = (vm.load_offset as u64)
+            .checked_add(vm.kernel.size)
+            .and_then(|k| k.checked_add(vm.initrd.size));
+        if contents.is_none_or(|c| c > vm.memory) {
+            return bad("the kernel and initrd do not fit in its memory");
+        }
         Ok(())
     }
 
@@ -285,6 +295,7 @@ impl<'a> Package<'a> {
                 size: u64_at(b, 64),
             },
             device_count: u32_at(b, 72),
+            load_offset: u32_at(b, 76),
             devices,
             bootargs: b[D_BOOTARGS..].try_into().unwrap(),
         }
@@ -315,6 +326,7 @@ mod tests {
             bootargs: [0; BOOTARGS_BYTES],
             devices: [0; MAX_DEVICES],
             device_count: 1,
+            load_offset: 0,
         };
         d.name[..name.len()].copy_from_slice(name.as_bytes());
         d.bootargs[..13].copy_from_slice(b"console=hvc0 ");

@@ -283,6 +283,19 @@ pub fn pack(config_path: &Path, hypervisor: &Path) -> Result<Vec<u8>, PackError>
         }
         let kernel_path = folder.join(&vm.kernel);
         let kernel_bytes = read(&kernel_path)?;
+        // A RISC-V Linux Image goes where its header says (text_offset).
+        let load_offset = match kernel_bytes.get(IMAGE_MAGIC_OFFSET..IMAGE_MAGIC_OFFSET + 4) {
+            Some(magic) if magic == IMAGE_MAGIC => {
+                u64::from_le_bytes(kernel_bytes[8..16].try_into().unwrap())
+            }
+            _ => 0,
+        };
+        if load_offset % PACKAGE_ALIGN != 0 || load_offset >= memory {
+            return Err(bad(format!(
+                "kernel {}: text_offset {load_offset:#x} is not usable",
+                kernel_path.display()
+            )));
+        }
         let kernel = match flatten_elf(&kernel_bytes, GUEST_RAM_BASE) {
             Some(Ok((flat, entry))) if entry == GUEST_RAM_BASE => flat,
             Some(Ok((_, entry))) => {
@@ -301,7 +314,7 @@ pub fn pack(config_path: &Path, hypervisor: &Path) -> Result<Vec<u8>, PackError>
         if kernel.is_empty() {
             return Err(bad(format!("kernel {} is empty", kernel_path.display())));
         }
-        if (kernel.len() + initrd.len()) as u64 > memory {
+        if load_offset + (kernel.len() + initrd.len()) as u64 > memory {
             return Err(bad(format!(
                 "kernel and initrd ({} bytes) do not fit in its memory",
                 kernel.len() + initrd.len()
@@ -323,6 +336,7 @@ pub fn pack(config_path: &Path, hypervisor: &Path) -> Result<Vec<u8>, PackError>
             bootargs,
             devices,
             device_count: vm.devices.len() as u32,
+            load_offset: load_offset as u32,
         });
         blobs.push(kernel);
         blobs.push(initrd);
