@@ -27,6 +27,8 @@ pub const HSTATUS_VTW: usize = 1 << 21;
 pub const HENVCFG_STCE: usize = 1 << 63;
 /// The VS-level interrupts (software, timer, external), all delegated to guests.
 pub const VS_INTERRUPTS: usize = 1 << 2 | 1 << 6 | 1 << 10;
+/// hie.VSTIE: the guest has its timer interrupt enabled.
+pub const VSTIE: usize = 1 << 6;
 pub const SSTATUS_SPP: usize = 1 << 8;
 /// sstatus.FS = Initial, so guests may use the FPU.
 pub const SSTATUS_FS_INITIAL: usize = 1 << 13;

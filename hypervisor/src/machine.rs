@@ -3,6 +3,8 @@
 
 use fdt::Fdt;
 
+/// The most harts the hypervisor runs on (it has a stack for each).
+pub const MAX_HARTS: usize = 8;
 /// The most virtio-mmio slots the hypervisor looks at (QEMU virt has 8).
 pub const MAX_VIRTIO: usize = 8;
 /// The supervisor external interrupt, as a PLIC context's target names it.
@@ -20,6 +22,8 @@ pub struct Machine {
     pub ram_base: usize,
     pub ram_size: usize,
     pub harts: usize,
+    /// Their ids (the first MAX_HARTS).
+    pub hart_ids: [usize; MAX_HARTS],
     /// Every hart has the H extension (`h` in its ISA).
     pub has_h: bool,
     pub uart: Option<usize>,
@@ -50,8 +54,12 @@ impl Machine {
             .and_then(|p| p.as_usize())
             .ok_or("no timebase-frequency")?;
         let mut harts = 0;
+        let mut hart_ids = [0; MAX_HARTS];
         let mut has_h = true;
         for cpu in fdt.cpus() {
+            if harts < MAX_HARTS {
+                hart_ids[harts] = cpu.ids().first();
+            }
             harts += 1;
             let isa = cpu
                 .property("riscv,isa")
@@ -110,6 +118,7 @@ impl Machine {
             ram_base,
             ram_size,
             harts,
+            hart_ids,
             has_h: harts > 0 && has_h,
             timebase,
             uart: first_reg("ns16550a"),

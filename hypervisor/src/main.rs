@@ -18,6 +18,7 @@ mod machine;
 mod plic;
 mod sbi;
 mod sched;
+mod signals;
 mod vcpu;
 mod vm;
 mod vm_tree;
@@ -64,6 +65,16 @@ core::arch::global_asm!(
     "2: call hv_main",
     "3: wfi",
     "  j 3b",
+    // Other harts, started by the boot hart (SBI HSM): a0 = hart id.
+    ".globl secondary_start",
+    "secondary_start:",
+    "  li t0, 8",
+    "  bgeu a0, t0, 3b",
+    "  la sp, stacks_start",
+    "  addi t0, a0, 1",
+    "  slli t0, t0, 16",
+    "  add sp, sp, t0",
+    "  call hv_secondary",
 );
 
 #[no_mangle]
@@ -93,9 +104,46 @@ extern "C" fn hv_main(hart: usize, fdt: usize) -> ! {
         Ok(vms) => vms,
         Err(e) => stop(format_args!("{e}")),
     };
-    sched::run(&machine, vms);
+    sched::init(&machine, vms);
+    sched::configure_hart();
+    start_other_harts(&machine, hart);
+    sched::run(hart, true);
     println!("visor-hv: all VMs stopped");
     sbi::shutdown()
+}
+
+extern "C" {
+    fn secondary_start();
+}
+
+/// Starts the machine's other harts (SBI HSM) at `secondary_start`, each
+/// on its own stack, to run vCPUs too.
+fn start_other_harts(machine: &machine::Machine, boot: usize) {
+    let others = machine.hart_ids[..machine.harts.min(machine::MAX_HARTS)]
+        .iter()
+        .filter(|&&h| h != boot && h < machine::MAX_HARTS);
+    for &hart in others {
+        if !sbi::hart_start(hart, secondary_start as *const () as usize, 0) {
+            println!("visor-hv: hart {hart} did not start");
+        }
+    }
+}
+
+/// A secondary hart, once started: HS-mode set up as on the boot hart,
+/// then vCPUs until every VM has stopped.
+#[no_mangle]
+extern "C" fn hv_secondary(hart: usize) -> ! {
+    vcpu::configure_hs_mode();
+    csr::csr_write!(
+        "sstatus",
+        csr::csr_read!("sstatus") | csr::SSTATUS_FS_INITIAL
+    );
+    sched::configure_hart();
+    sched::run(hart, false);
+    loop {
+        // SAFETY: parks the hart; the boot hart powers the machine off.
+        unsafe { core::arch::asm!("wfi") };
+    }
 }
 
 /// Reports a fatal condition on the console and powers the machine off.

@@ -10,13 +10,18 @@ pub const EID_TIME: usize = 0x5449_4d45;
 pub const EID_IPI: usize = 0x0073_5049;
 pub const EID_RFENCE: usize = 0x5246_4e43;
 pub const EID_HSM: usize = 0x0048_534d;
-/// HSM's hart state: started.
+/// HSM's functions, and its hart states.
+pub const HSM_HART_START: usize = 0;
+pub const HSM_HART_STOP: usize = 1;
+pub const HSM_HART_GET_STATUS: usize = 2;
 pub const HART_STARTED: usize = 0;
+pub const HART_STOPPED: usize = 1;
 
 /// SBI error codes.
 pub const SUCCESS: isize = 0;
 pub const ERR_NOT_SUPPORTED: isize = -2;
 pub const ERR_INVALID_PARAM: isize = -3;
+pub const ERR_ALREADY_AVAILABLE: isize = -6;
 
 /// SBI 2.0, as `get_spec_version` encodes it (major << 24 | minor).
 pub const SPEC_VERSION: usize = 2 << 24;
@@ -67,4 +72,14 @@ pub fn shutdown() -> ! {
 /// Programs the supervisor timer for `time` (clears a pending one).
 pub fn set_timer(time: u64) {
     call(EID_TIME, 0, time as usize, 0, 0);
+}
+
+/// Sends an IPI (the supervisor software interrupt) to hart `hart`.
+pub fn send_ipi(hart: usize) {
+    call(EID_IPI, 0, 1, hart, 0);
+}
+
+/// Starts hart `hart` at physical `entry` with a1 = `opaque` (SBI HSM).
+pub fn hart_start(hart: usize, entry: usize, opaque: usize) -> bool {
+    call(EID_HSM, HSM_HART_START, hart, entry, opaque).0 == SUCCESS
 }

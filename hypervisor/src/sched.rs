@@ -1,25 +1,38 @@
-//! Sharing the hart between VMs, in the manner of Xen's credit scheduler
-//! (ESXi's shares and limits): the runnable VM that has used the least CPU
-//! time for its weight runs next, for a slice that the supervisor timer ends
-//! (an HS-level interrupt, which the hart takes whenever a guest runs); a
-//! VM with a cap may use at most that percent of each scheduling period,
-//! after which it waits for the next. A VM that ends is reported (with
-//! every VM's CPU time so far) and, with `on_crash = "restart"` after a
-//! fault, started anew; the others run on.
+//! Sharing the harts between vCPUs, in the manner of Xen's credit
+//! scheduler (ESXi's shares and limits): each hart runs the started,
+//! runnable vCPU of the VM that has used the least CPU time for its weight
+//! (within the VM, its least-run vCPU), for a slice that the supervisor
+//! timer ends (an HS-level interrupt, which the hart takes whenever a
+//! guest runs); a VM with a cap may use at most that percent of one hart
+//! in each scheduling period, after which it waits for the next. A vCPU
+//! that executes WFI waits until its timer or an interrupt for it; one an
+//! interrupt wakes runs next (Xen's BOOST). A VM that ends is reported
+//! (with every VM's CPU time so far) and, with `on_crash = "restart"`
+//! after a fault, started anew; the others run on.
+//!
+//! Every hart runs [`run`]; they share the VM table under one lock, held
+//! while a hart schedules or handles an exit and released while it runs a
+//! guest, so guests run in parallel and exits are handled one at a time.
+//! The boot hart takes the machine's device interrupts and console input.
 
 use crate::csr::{csr_read, csr_write};
 use crate::machine::Machine;
 use crate::println;
 use crate::sbi;
-use crate::vm::{End, Slice};
+use crate::signals;
+use crate::vcpu;
+use crate::vm::{End, Outcome, Slice, MAX_VCPUS};
 use crate::vms::Vms;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use hv_image::{OnCrash, MAX_VMS};
 
 /// A slice: 10 ms; a period (over which caps hold): 100 ms.
 const SLICES_PER_SECOND: u64 = 100;
 const PERIODS_PER_SECOND: u64 = 10;
-/// sie.STIE and sie.SEIE: the supervisor timer and external interrupts
-/// (the scheduler's and the passed-through devices').
+/// sie's supervisor software (a kick from another hart), timer (the
+/// slice's end) and external (passed-through devices) interrupts.
+const SIE_SSIE: usize = 1 << 1;
 const SIE_STIE: usize = 1 << 5;
 const SIE_SEIE: usize = 1 << 9;
 /// How often a crashing VM is restarted before it stays stopped.
@@ -34,194 +47,468 @@ struct Account {
     /// CPU time used in all, and in the current period (ticks).
     used: u64,
     period_used: u64,
-    /// Idle (WFI) until its timer fires at this time.
+    vcpus: [VcpuAccount; MAX_VCPUS],
+}
+
+#[derive(Clone, Copy, Default)]
+struct VcpuAccount {
+    used: u64,
+    /// Idle (WFI) until its timer fires at this time, or an interrupt.
     waiting_until: Option<u64>,
+    /// A hart runs it now.
+    running: bool,
+}
+
+struct Scheduler {
+    vms: &'static mut Vms,
+    count: usize,
+    accounts: [Account; MAX_VMS],
+    timebase: u64,
+    slice: u64,
+    period: u64,
+    period_start: u64,
+    began: u64,
+    /// The VM that has the keyboard.
+    focus: usize,
+    /// The vCPU an interrupt woke, to run next.
+    boosted: Option<(usize, usize)>,
+    /// Harts waiting for work (a bit each), kicked when a vCPU wakes.
+    idle_harts: usize,
+}
+
+/// The scheduler's state, behind a ticket lock: harts get it in the order
+/// they asked, so one that schedules in a tight loop cannot starve another
+/// that waits to handle an exit. `state` is dereferenced only between
+/// `lock` and `unlock`.
+struct Shared {
+    next_ticket: AtomicUsize,
+    serving: AtomicUsize,
+    state: UnsafeCell<Option<Scheduler>>,
+}
+// SAFETY: `state` is reached only under the lock (see `lock`).
+unsafe impl Sync for Shared {}
+static SHARED: Shared = Shared {
+    next_ticket: AtomicUsize::new(0),
+    serving: AtomicUsize::new(0),
+    state: UnsafeCell::new(None),
+};
+
+/// Takes the lock; the state is the caller's until `unlock`.
+fn lock() -> &'static mut Scheduler {
+    let ticket = SHARED.next_ticket.fetch_add(1, Ordering::Relaxed);
+    while SHARED.serving.load(Ordering::Acquire) != ticket {
+        core::hint::spin_loop();
+    }
+    // SAFETY: the lock is held, so no other hart has the state; `init` put
+    // it there before any hart runs.
+    unsafe { (*SHARED.state.get()).as_mut().unwrap() }
+}
+
+/// Gives the lock back; the reference `lock` returned must not be used after.
+fn unlock() {
+    SHARED.serving.fetch_add(1, Ordering::Release);
 }
 
 fn now() -> u64 {
     csr_read!("time") as u64
 }
 
-pub fn run(machine: &Machine, vms: &mut Vms) {
+/// Prepares the scheduler for `vms` (before any hart runs it).
+pub fn init(machine: &Machine, vms: &'static mut Vms) {
     let timebase = machine.timebase as u64;
-    let slice = timebase / SLICES_PER_SECOND;
-    let period = timebase / PERIODS_PER_SECOND;
-    csr_write!("sie", csr_read!("sie") | SIE_STIE | SIE_SEIE);
+    let start = now();
     let count = vms.len();
-    let mut accounts = [Account::default(); MAX_VMS];
-    let mut period_start = now();
-    let began = period_start;
-    let mut focus = 0;
-    // A VM an interrupt woke runs next (Xen's BOOST).
-    let mut boosted = None;
-    while accounts[..count].iter().any(|a| !a.stopped) {
-        focus = route_input(vms, &accounts[..count], focus);
-        if let Some(woken) = route_interrupts(vms, &mut accounts[..count]) {
-            boosted = boosted.or(Some(woken));
+    // SAFETY: called once by the boot hart before the other harts start.
+    unsafe {
+        *SHARED.state.get() = Some(Scheduler {
+            vms,
+            count,
+            accounts: [Account::default(); MAX_VMS],
+            timebase,
+            slice: timebase / SLICES_PER_SECOND,
+            period: timebase / PERIODS_PER_SECOND,
+            period_start: start,
+            began: start,
+            focus: 0,
+            boosted: None,
+            idle_harts: 0,
+        });
+    }
+}
+
+/// Sets this hart's interrupts up for scheduling.
+pub fn configure_hart() {
+    csr_write!("sie", csr_read!("sie") | SIE_SSIE | SIE_STIE | SIE_SEIE);
+}
+
+/// Runs vCPUs on this hart until every VM has stopped.
+pub fn run(hart: usize, boot: bool) {
+    loop {
+        let s = lock();
+        if s.accounts[..s.count].iter().all(|a| a.stopped) {
+            unlock();
+            break;
         }
-        if now() - period_start >= period {
-            period_start = now();
-            accounts.iter_mut().for_each(|a| a.period_used = 0);
+        if boot {
+            s.route_input();
+            s.route_interrupts(hart);
         }
-        // The runnable VM furthest behind its share; its slice ends early
-        // where its cap would.
-        let mut next: Option<(usize, u64)> = None;
-        for (i, account) in accounts[..count].iter().enumerate() {
-            let vm = vms.get(i).unwrap();
-            let budget = match vm.cap {
-                0 => slice,
-                cap => (period * cap as u64 / 100)
-                    .saturating_sub(account.period_used)
-                    .min(slice),
-            };
-            let waiting = account.waiting_until.is_some_and(|t| now() < t);
-            if account.stopped || budget == 0 || waiting {
-                continue;
-            }
-            // Virtual time: CPU time scaled by the inverse of the weight.
-            let virtual_time = |a: &Account, w: u32| a.used / w as u64;
-            let behind = next.is_none_or(|(j, _)| {
-                virtual_time(account, vm.weight)
-                    < virtual_time(&accounts[j], vms.get(j).unwrap().weight)
-            });
-            if behind {
-                next = Some((i, budget));
-            }
+        if now() - s.period_start >= s.period {
+            s.period_start = now();
+            s.accounts.iter_mut().for_each(|a| a.period_used = 0);
         }
-        if let Some(b) = boosted.take().filter(|&b| !accounts[b].stopped) {
-            next = Some((b, slice));
-        }
-        let Some((i, budget)) = next else {
-            // Every VM left waits or has spent its cap: idle until the
-            // first timer or the next period.
-            let wake = accounts[..count]
-                .iter()
-                .filter(|a| !a.stopped)
-                .filter_map(|a| a.waiting_until)
-                .fold(period_start + period, u64::min)
-                .min(now() + slice); // and look at the keyboard meanwhile
+        let Some((i, v, budget)) = s.pick() else {
+            // Nothing to run: idle until the first timer, the next period
+            // or a kick (and look at the keyboard meanwhile).
+            let wake = s.first_wake().min(now() + s.slice);
+            s.idle_harts |= 1 << hart;
+            unlock();
             sbi::set_timer(wake);
-            // SAFETY: waits for the timer (sie.STIE); HS interrupts stay
-            // globally off, so it is not taken, only ends the wait.
+            // SAFETY: waits for an interrupt; HS interrupts stay globally
+            // off, so none is taken, they only end the wait.
             unsafe { core::arch::asm!("wfi") };
+            crate::vm::csr_clear_ssip();
+            lock().idle_harts &= !(1 << hart);
+            unlock();
             continue;
         };
-        let vm = vms.get_mut(i).unwrap();
-        let started = now();
-        sbi::set_timer(started + budget);
-        accounts[i].waiting_until = None;
-        let slice = vm.run_slice();
-        let ran = now() - started;
-        accounts[i].used += ran;
-        accounts[i].period_used += ran;
-        let end = match slice {
-            Slice::Preempted | Slice::External => continue,
-            Slice::Idle { until } => {
-                accounts[i].waiting_until = Some(until);
-                continue;
-            }
-            Slice::Ended(end) => end,
-        };
-        println!("visor-hv: VM {} {end}", vm.name());
-        if let End::Reboot = end {
-            vm.reset();
-            continue;
-        }
-        let restart = matches!(end, End::Crashed { .. })
-            && vm.on_crash == OnCrash::Restart
-            && vm.restarts < MAX_RESTARTS;
-        if restart {
-            vm.restarts += 1;
-            println!(
-                "visor-hv: VM {} restarting ({} of {MAX_RESTARTS})",
-                vm.name(),
-                vm.restarts
-            );
-            vm.reset();
-        } else {
-            vm.release_devices();
-            accounts[i].stopped = true;
-        }
-        report_cpu_time(vms, &accounts[..count], timebase, now() - began);
+        s.run_turn(hart, boot, i, v, budget);
     }
     sbi::set_timer(u64::MAX);
 }
 
-/// Takes the machine's pending device interrupts to the VMs owning them;
-/// the first waiting VM they wake, if any.
-fn route_interrupts(vms: &mut Vms, accounts: &mut [Account]) -> Option<usize> {
-    let plic = vms.plic?;
-    if csr_read!("sip") & SIE_SEIE == 0 {
-        return None;
-    }
-    let mut woken = None;
-    loop {
-        let irq = plic.claim();
-        if irq == 0 {
-            return woken;
+impl Scheduler {
+    /// Whether vCPU `v` of VM `i` may run now.
+    fn runnable(&self, i: usize, v: usize) -> bool {
+        let vm = self.vms.get(i).unwrap();
+        let account = &self.accounts[i].vcpus[v];
+        if !vm.started(v) || account.running {
+            return false;
         }
-        let owner = (0..accounts.len())
-            .find(|&i| !accounts[i].stopped && vms.get(i).is_some_and(|vm| vm.owns_irq(irq)));
-        let Some(i) = owner else {
-            // Its VM has stopped: nobody will complete it; leave it claimed,
-            // so the device stays quiet.
-            continue;
-        };
-        let vm = vms.get_mut(i).unwrap();
-        vm.raise(irq);
-        if accounts[i].waiting_until.is_some() && vm.interrupt_pending() {
-            accounts[i].waiting_until = None;
-            woken = woken.or(Some(i));
-        }
-    }
-}
-
-/// Hands what was typed on the machine's console to the VM that has the
-/// keyboard (`focus`); Ctrl-\ moves it to the next running VM. Returns
-/// the VM that has it now.
-fn route_input(vms: &mut Vms, accounts: &[Account], mut focus: usize) -> usize {
-    // Only what the VM can take: the rest waits in the machine's UART.
-    let room = vms.get(focus).map_or(0, |vm| vm.input_room());
-    if room == 0 {
-        return focus;
-    }
-    let mut typed = [0u8; 16];
-    let n = sbi::console_read(&mut typed[..room.min(16)]);
-    for &byte in &typed[..n] {
-        if byte == SWITCH_INPUT {
-            let running = |i: &usize| !accounts[*i].stopped;
-            if let Some(next) = (focus + 1..accounts.len()).chain(0..=focus).find(running) {
-                focus = next;
-                println!(
-                    "visor-hv: keyboard to VM {}",
-                    vms.get(focus).unwrap().name()
-                );
+        match account.waiting_until {
+            None => true,
+            Some(until) => {
+                now() >= until
+                    || signals::pending(i, v) & signals::INJECT_VSSIP != 0
+                    || vm.interrupt_pending(v, now() as usize)
             }
-        } else if let Some(vm) = vms.get_mut(focus) {
-            vm.input(byte);
         }
     }
-    focus
-}
 
-/// "visor-hv: CPU time in 1800 ms: alpha 1200 ms, beta 600 ms": every
-/// VM's so far, and the time since the VMs started.
-fn report_cpu_time(vms: &Vms, accounts: &[Account], timebase: u64, elapsed: u64) {
-    let mut console = crate::console::Console::new();
-    use core::fmt::Write;
-    let _ = write!(
-        console,
-        "visor-hv: CPU time in {} ms:",
-        elapsed * 1000 / timebase
-    );
-    for (i, account) in accounts.iter().enumerate() {
-        let ms = account.used * 1000 / timebase;
-        let separator = if i == 0 { "" } else { "," };
+    /// The budget VM `i` may run for now (its cap's rest of the period).
+    fn budget(&self, i: usize) -> u64 {
+        match self.vms.get(i).unwrap().cap {
+            0 => self.slice,
+            cap => (self.period * cap as u64 / 100)
+                .saturating_sub(self.accounts[i].period_used)
+                .min(self.slice),
+        }
+    }
+
+    /// The next vCPU to run and for how long: a boosted one, else the
+    /// runnable one furthest behind its VM's share.
+    fn pick(&mut self) -> Option<(usize, usize, u64)> {
+        if let Some((i, v)) = self.boosted.take() {
+            if !self.accounts[i].stopped && self.runnable(i, v) && self.budget(i) > 0 {
+                return Some((i, v, self.budget(i)));
+            }
+        }
+        let mut best: Option<(usize, usize, u64)> = None;
+        for i in 0..self.count {
+            let budget = self.budget(i);
+            if self.accounts[i].stopped || budget == 0 {
+                continue;
+            }
+            let vm = self.vms.get(i).unwrap();
+            let least_run = (0..vm.vcpu_count())
+                .filter(|&v| self.runnable(i, v))
+                .min_by_key(|&v| self.accounts[i].vcpus[v].used);
+            let Some(v) = least_run else { continue };
+            // Virtual time: CPU time scaled by the inverse of the weight.
+            let virtual_time =
+                |i: usize| self.accounts[i].used / self.vms.get(i).unwrap().weight.max(1) as u64;
+            if best.is_none_or(|(j, _, _)| virtual_time(i) < virtual_time(j)) {
+                best = Some((i, v, budget));
+            }
+        }
+        best
+    }
+
+    /// When an idle hart should look again: the first vCPU timer, or the
+    /// next period (where a capped VM may run again).
+    fn first_wake(&self) -> u64 {
+        let mut wake = self.period_start + self.period;
+        for account in self.accounts[..self.count].iter().filter(|a| !a.stopped) {
+            for vcpu in &account.vcpus {
+                if let Some(until) = vcpu.waiting_until {
+                    wake = wake.min(until);
+                }
+            }
+        }
+        wake
+    }
+
+    /// Runs vCPU `v` of VM `i` on this hart for at most `budget`; called
+    /// with the lock held, returns with it released.
+    fn run_turn(&mut self, hart: usize, boot: bool, i: usize, v: usize, budget: u64) {
+        let started = now();
+        sbi::set_timer(started + budget);
+        self.accounts[i].vcpus[v].waiting_until = None;
+        self.accounts[i].vcpus[v].running = true;
+        signals::set_running(i, v, Some(hart));
+        let vm = self.vms.get_mut(i).unwrap();
+        vm.begin_turn(v);
+        let slice = loop {
+            let regs = lock_free_entry(self, i, v);
+            let exit = vcpu::enter_raw(regs);
+            let s = lock();
+            let vm = s.vms.get_mut(i).unwrap();
+            match vm.handle_exit(v, &exit) {
+                Outcome::Resume => {}
+                Outcome::End(Slice::External) if boot => {
+                    // Stay on unless the interrupt woke a vCPU with no
+                    // idle hart to run it.
+                    if s.route_interrupts(hart) && s.idle_harts == 0 {
+                        break Slice::External;
+                    }
+                }
+                Outcome::End(slice) => break slice,
+                Outcome::Signal { targets, request } => s.signal(hart, i, v, targets, request),
+            }
+        };
+        // The lock is held again (taken after the last exit).
+        let s = lock_held();
+        let vm = s.vms.get_mut(i).unwrap();
+        vm.end_turn(v, matches!(slice, Slice::Idle { .. }));
+        signals::set_running(i, v, None);
+        let ran = now() - started;
+        let account = &mut s.accounts[i];
+        account.used += ran;
+        account.period_used += ran;
+        account.vcpus[v].used += ran;
+        account.vcpus[v].running = false;
+        match slice {
+            Slice::Preempted | Slice::External => {}
+            Slice::Idle { until } => account.vcpus[v].waiting_until = Some(until),
+            Slice::Ended(end) => s.vm_ended(i, end),
+        }
+        s.reset_when_idle(i);
+        unlock();
+    }
+
+    /// Delivers `request` from vCPU `me` to the vCPUs of VM `i` in
+    /// `targets`: kicks the harts running them, wakes waiting ones; for
+    /// fences, waits (without the lock) until the running ones have
+    /// applied them, applying meanwhile what they may ask of `me` (two
+    /// vCPUs fencing each other at once would otherwise wait forever).
+    fn signal(&mut self, hart: usize, i: usize, me: usize, targets: u32, request: usize) {
+        let vcpus = self.vms.get(i).unwrap().vcpu_count();
+        let mut awaited = 0u32;
+        for t in (0..vcpus).filter(|t| targets & 1 << t != 0) {
+            match signals::post(i, t, request) {
+                Some(h) if h != hart => {
+                    sbi::send_ipi(h);
+                    awaited |= 1 << t;
+                }
+                _ => {
+                    if request & signals::INJECT_VSSIP != 0 {
+                        self.wake(i, t);
+                    }
+                }
+            }
+        }
+        if request & signals::FENCES != 0 && awaited != 0 {
+            unlock();
+            for t in (0..vcpus).filter(|t| awaited & 1 << t != 0) {
+                while signals::awaited(i, t, request) {
+                    signals::apply(i, me);
+                    core::hint::spin_loop();
+                }
+            }
+            lock();
+        }
+    }
+
+    /// vCPU `v` of VM `i` has an interrupt: if it waits, it runs next
+    /// (on an idle hart, kicked, if there is one). Whether it waited.
+    fn wake(&mut self, i: usize, v: usize) -> bool {
+        let account = &mut self.accounts[i].vcpus[v];
+        if account.waiting_until.take().is_none() {
+            return false;
+        }
+        self.boosted = self.boosted.or(Some((i, v)));
+        if let Some(idle) = (0..usize::BITS as usize).find(|h| self.idle_harts & 1 << h != 0) {
+            sbi::send_ipi(idle);
+        }
+        true
+    }
+
+    /// Takes the machine's pending device interrupts to the VMs owning
+    /// them (kicking the harts that run their vCPUs); whether one woke a
+    /// waiting vCPU.
+    fn route_interrupts(&mut self, hart: usize) -> bool {
+        let Some(plic) = self.vms.plic else {
+            return false;
+        };
+        if csr_read!("sip") & SIE_SEIE == 0 {
+            return false;
+        }
+        let mut woke = false;
+        loop {
+            let irq = plic.claim();
+            if irq == 0 {
+                return woke;
+            }
+            let owner = (0..self.count).find(|&i| {
+                !self.accounts[i].stopped && self.vms.get(i).is_some_and(|vm| vm.owns_irq(irq))
+            });
+            let Some(i) = owner else {
+                // Its VM has stopped: nobody will complete it; leave it
+                // claimed, so the device stays quiet.
+                continue;
+            };
+            let vm = self.vms.get_mut(i).unwrap();
+            vm.raise(irq);
+            for v in 0..vm.vcpu_count() {
+                match signals::post(i, v, 0) {
+                    Some(h) if h != hart => sbi::send_ipi(h),
+                    Some(_) => {}
+                    None => {
+                        if self
+                            .vms
+                            .get(i)
+                            .unwrap()
+                            .interrupt_pending(v, now() as usize)
+                        {
+                            woke |= self.wake(i, v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// VM `i` ended as `end`: rebooted, restarted or stopped.
+    fn vm_ended(&mut self, i: usize, end: End) {
+        let vm = self.vms.get_mut(i).unwrap();
+        println!("visor-hv: VM {} {end}", vm.name());
+        let restart = match end {
+            End::Reboot => true,
+            End::Crashed { .. }
+                if vm.on_crash == OnCrash::Restart && vm.restarts < MAX_RESTARTS =>
+            {
+                vm.restarts += 1;
+                println!(
+                    "visor-hv: VM {} restarting ({} of {MAX_RESTARTS})",
+                    vm.name(),
+                    vm.restarts
+                );
+                true
+            }
+            _ => false,
+        };
+        // Its other vCPUs, running elsewhere, stop at their next exit.
+        vm.stop_all_vcpus();
+        for v in 0..MAX_VCPUS {
+            if let Some(h) = signals::post(i, v, 0) {
+                sbi::send_ipi(h);
+            }
+        }
+        if restart {
+            // Once no hart runs it any more: `reset_pending` is looked at
+            // as each turn ends.
+            vm.reset_pending = true;
+            self.reset_when_idle(i);
+        } else {
+            vm.release_devices();
+            self.accounts[i].stopped = true;
+        }
+        if !matches!(end, End::Reboot) {
+            self.report_cpu_time();
+        }
+    }
+
+    /// Resets VM `i` if none of its vCPUs runs on a hart (else the last
+    /// turn to end does it).
+    fn reset_when_idle(&mut self, i: usize) {
+        let running = self.accounts[i].vcpus.iter().any(|a| a.running);
+        let vm = self.vms.get_mut(i).unwrap();
+        if vm.reset_pending && !running {
+            vm.reset_pending = false;
+            vm.reset();
+            self.accounts[i]
+                .vcpus
+                .iter_mut()
+                .for_each(|a| a.waiting_until = None);
+        }
+    }
+
+    /// Hands what was typed on the machine's console to the VM that has
+    /// the keyboard; Ctrl-\ moves it to the next running VM.
+    fn route_input(&mut self) {
+        // Only what the VM can take: the rest waits in the machine's UART.
+        let room = self.vms.get(self.focus).map_or(0, |vm| vm.input_room());
+        if room == 0 {
+            return;
+        }
+        let mut typed = [0u8; 16];
+        let n = sbi::console_read(&mut typed[..room.min(16)]);
+        for &byte in &typed[..n] {
+            if byte == SWITCH_INPUT {
+                let accounts = &self.accounts;
+                let running = |i: &usize| !accounts[*i].stopped;
+                let (focus, count) = (self.focus, self.count);
+                if let Some(next) = (focus + 1..count).chain(0..=focus).find(running) {
+                    self.focus = next;
+                    println!(
+                        "visor-hv: keyboard to VM {}",
+                        self.vms.get(next).unwrap().name()
+                    );
+                }
+            } else if let Some(vm) = self.vms.get_mut(self.focus) {
+                vm.input(byte);
+            }
+        }
+    }
+
+    /// "visor-hv: CPU time in 1800 ms: alpha 1200 ms, beta 600 ms": every
+    /// VM's so far, and the time since the VMs started.
+    fn report_cpu_time(&self) {
+        use core::fmt::Write;
+        let mut console = crate::console::Console::new();
+        let elapsed = now() - self.began;
         let _ = write!(
             console,
-            "{separator} {} {ms} ms",
-            vms.get(i).unwrap().name()
+            "visor-hv: CPU time in {} ms:",
+            elapsed * 1000 / self.timebase
         );
+        for (i, account) in self.accounts[..self.count].iter().enumerate() {
+            let ms = account.used * 1000 / self.timebase;
+            let separator = if i == 0 { "" } else { "," };
+            let _ = write!(
+                console,
+                "{separator} {} {ms} ms",
+                self.vms.get(i).unwrap().name()
+            );
+        }
+        let _ = writeln!(console);
     }
-    let _ = writeln!(console);
+}
+
+/// The scheduler while this hart holds the lock (after an exit).
+fn lock_held() -> &'static mut Scheduler {
+    // SAFETY: called only by the hart that holds the lock (run_turn).
+    unsafe { (*SHARED.state.get()).as_mut().unwrap() }
+}
+
+/// Gets vCPU `v` of VM `i` ready to enter (VSEIP as its virtual PLIC has
+/// it), releases the lock, and applies the requests other harts posted to
+/// it; its registers, for entering.
+fn lock_free_entry(s: &mut Scheduler, i: usize, v: usize) -> *mut vcpu::GuestRegs {
+    let vm = s.vms.get_mut(i).unwrap();
+    vm.refresh_external(v);
+    let regs = vm.regs_of(v);
+    unlock();
+    signals::apply(i, v);
+    regs
 }

@@ -1,10 +1,130 @@
-//! Entering a guest and coming back: a vCPU's registers, and the switch
-//! between HS-mode and VS-mode. `run_guest` saves the hypervisor's
+//! A vCPU: its registers, FP and VS CSRs (which the hart holds while it
+//! runs and the vCPU keeps while it does not), and entering a guest and
+//! coming back: the switch between HS-mode and VS-mode. `run_guest` saves the hypervisor's
 //! callee-saved registers, loads the guest's and SRETs into VS-mode; the
 //! next trap into HS-mode lands in `guest_exit`, which saves the guest's
 //! registers and returns from `run_guest`.
 
+use crate::csr::{self, csr_read, csr_write};
 use core::mem::offset_of;
+
+/// hvip.VSSIP: the guest's supervisor software interrupt (an IPI).
+pub const VSSIP: usize = 1 << 2;
+/// hvip.VSEIP: the guest's supervisor external interrupt (its PLIC's).
+pub const VSEIP: usize = 1 << 10;
+
+/// The VS CSRs a vCPU owns (the hart holds the running one's).
+#[derive(Default)]
+pub struct VsCsrs {
+    pub vsstatus: usize,
+    pub vsie: usize,
+    pub vstvec: usize,
+    pub vsscratch: usize,
+    pub vsepc: usize,
+    pub vscause: usize,
+    pub vstval: usize,
+    pub vsatp: usize,
+    pub hvip: usize,
+    /// Its timer (Sstc), compared with time + htimedelta (0).
+    pub vstimecmp: usize,
+}
+
+/// One virtual hart of a VM.
+pub struct Vcpu {
+    pub regs: GuestRegs,
+    pub fp: FpRegs,
+    pub vs: VsCsrs,
+    /// Started (SBI HSM): it runs when scheduled; else it waits for a
+    /// hart_start.
+    pub started: bool,
+}
+
+impl Vcpu {
+    pub const fn stopped() -> Vcpu {
+        Vcpu {
+            regs: GuestRegs::new(0),
+            fp: FpRegs {
+                f: [0; 32],
+                fcsr: 0,
+            },
+            vs: VsCsrs {
+                vsstatus: 0,
+                vsie: 0,
+                vstvec: 0,
+                vsscratch: 0,
+                vsepc: 0,
+                vscause: 0,
+                vstval: 0,
+                vsatp: 0,
+                hvip: 0,
+                vstimecmp: usize::MAX,
+            },
+            started: false,
+        }
+    }
+
+    /// Starts it afresh at `pc` in VS-mode with a0 and a1 as given (the
+    /// state SBI HSM's hart_start promises: translation and interrupts off).
+    pub fn start(&mut self, pc: usize, a0: usize, a1: usize) {
+        *self = Vcpu::stopped();
+        self.regs = GuestRegs::new(pc);
+        self.regs.x[10] = a0;
+        self.regs.x[11] = a1;
+        self.vs.vsstatus = csr::SSTATUS_FS_INITIAL;
+        self.started = true;
+    }
+
+    /// Puts its VS CSRs and FP into the hart, VSEIP as `external` says.
+    pub fn switch_in(&self, external: bool) {
+        let vs = &self.vs;
+        csr_write!("vsstatus", vs.vsstatus);
+        csr_write!("vsie", vs.vsie);
+        csr_write!("vstvec", vs.vstvec);
+        csr_write!("vsscratch", vs.vsscratch);
+        csr_write!("vsepc", vs.vsepc);
+        csr_write!("vscause", vs.vscause);
+        csr_write!("vstval", vs.vstval);
+        csr_write!("vsatp", vs.vsatp);
+        csr_write!("hvip", with_external(vs.hvip, external));
+        csr_write!("vstimecmp", vs.vstimecmp);
+        restore_fp(&self.fp);
+    }
+
+    /// Takes its state out of the hart.
+    pub fn switch_out(&mut self) {
+        self.vs = VsCsrs {
+            vsstatus: csr_read!("vsstatus"),
+            vsie: csr_read!("vsie"),
+            vstvec: csr_read!("vstvec"),
+            vsscratch: csr_read!("vsscratch"),
+            vsepc: csr_read!("vsepc"),
+            vscause: csr_read!("vscause"),
+            vstval: csr_read!("vstval"),
+            vsatp: csr_read!("vsatp"),
+            hvip: csr_read!("hvip"),
+            vstimecmp: csr_read!("vstimecmp"),
+        };
+        save_fp(&mut self.fp);
+    }
+
+    /// Whether (switched out) it has an enabled interrupt to take, which
+    /// ends its WFI: an injected one, or its timer due.
+    pub fn interrupt_pending(&self, now: usize) -> bool {
+        const VSTIP: usize = 1 << 6;
+        let timer = if now >= self.vs.vstimecmp { VSTIP } else { 0 };
+        // vsie's bits are hvip's, one place lower.
+        (self.vs.hvip | timer) & self.vs.vsie << 1 & csr::VS_INTERRUPTS != 0
+    }
+}
+
+/// `hvip` with VSEIP set or clear.
+pub fn with_external(hvip: usize, external: bool) -> usize {
+    if external {
+        hvip | VSEIP
+    } else {
+        hvip & !VSEIP
+    }
+}
 
 /// A vCPU's general registers and pc, as the switch code lays them out.
 #[repr(C)]
@@ -104,8 +224,12 @@ pub struct Exit {
 
 /// Runs the guest whose registers are `regs` (with the VM's hgatp and VS
 /// state already in place) until it traps into HS-mode.
-pub fn enter(regs: &mut GuestRegs) -> Exit {
-    use crate::csr::{csr_read, csr_write, HSTATUS_SPV, HSTATUS_SPVP, SSTATUS_SPP};
+///
+/// `regs` is the vCPU's, which no other hart touches while it runs.
+pub fn enter_raw(regs: *mut GuestRegs) -> Exit {
+    // SAFETY: the scheduler gives each running vCPU to one hart only.
+    let regs = unsafe { &mut *regs };
+    use crate::csr::{HSTATUS_SPV, HSTATUS_SPVP, SSTATUS_SPP};
     // Return into the guest's mode: VS, or VU where it was interrupted.
     let (hstatus, sstatus) = (csr_read!("hstatus"), csr_read!("sstatus"));
     if regs.supervisor {
@@ -134,7 +258,7 @@ pub fn enter(regs: &mut GuestRegs) -> Exit {
 /// trapped; guests' own Sstc timer on. False when the machine lacks Sstc
 /// (henvcfg.STCE stays zero).
 pub fn configure_hs_mode() -> bool {
-    use crate::csr::*;
+    use crate::csr::{GUEST_EXCEPTIONS, HENVCFG_STCE, HSTATUS_VTW, VS_INTERRUPTS};
     csr_write!("stvec", hs_trap as *const () as usize);
     csr_write!("hedeleg", GUEST_EXCEPTIONS);
     csr_write!("hideleg", VS_INTERRUPTS);
@@ -154,7 +278,6 @@ extern "C" fn hs_fault(cause: usize, pc: usize, tval: usize) -> ! {
 
 /// A vCPU's FP registers and fcsr, switched with it.
 #[repr(C)]
-#[derive(Default)]
 pub struct FpRegs {
     f: [u64; 32],
     fcsr: u64,
@@ -189,13 +312,13 @@ extern "C" {
 }
 
 /// Saves the hart's FP registers (the running guest's) into `regs`.
-pub fn save_fp(regs: &mut FpRegs) {
+fn save_fp(regs: &mut FpRegs) {
     // SAFETY: writes the 33 words of `regs`; sstatus.FS is on (main).
     unsafe { fp_save(regs) }
 }
 
 /// Loads `regs` into the hart's FP registers.
-pub fn restore_fp(regs: &FpRegs) {
+fn restore_fp(regs: &FpRegs) {
     // SAFETY: reads the 33 words of `regs`; sstatus.FS is on (main).
     unsafe { fp_restore(regs) }
 }

@@ -9,23 +9,31 @@ use crate::gstage::{self, GStage};
 use crate::machine::{Device, Machine};
 use crate::plic::Plic;
 use crate::sbi;
-use crate::vcpu::{self, FpRegs, GuestRegs};
+use crate::signals;
+use crate::vcpu::{self, GuestRegs, Vcpu, VSSIP};
 use crate::vplic::{self, Vplic};
 use crate::vuart::{self, Vuart};
 use core::fmt;
 use hv_image::{OnCrash, VmDescriptor, BOOTARGS_BYTES, GUEST_RAM_BASE, MAX_DEVICES, NAME_BYTES};
 
-/// hvip.VSSIP: the guest's supervisor software interrupt (an IPI).
-const VSSIP: usize = 1 << 2;
-/// hvip.VSEIP: the guest's supervisor external interrupt (its PLIC's).
-const VSEIP: usize = 1 << 10;
+/// The most vCPUs a VM has: one virtual PLIC context each.
+pub const MAX_VCPUS: usize = vplic::CONTEXTS;
 /// virtio-mmio's Status register: writing 0 resets the device.
 const VIRTIO_STATUS: usize = 0x70;
 
-/// Whether an SBI hart mask (`mask` of harts from `base`; base -1: all)
-/// names hart 0, the VM's one vCPU.
-fn targets_hart_zero(mask: usize, base: usize) -> bool {
-    base == usize::MAX || (base == 0 && mask & 1 != 0)
+/// The vCPUs (of `count`) an SBI hart mask names, as a bit set: `mask`
+/// of harts from `base`, or all of them for base -1. None if it names
+/// one that does not exist.
+fn hart_mask(mask: usize, base: usize, count: usize) -> Option<u32> {
+    let all = (1usize << count) - 1;
+    if base == usize::MAX {
+        return Some(all as u32);
+    }
+    if mask == 0 {
+        return Some(0);
+    }
+    let named = (base < count && mask.leading_zeros() as usize >= base).then(|| mask << base)?;
+    (named & !all == 0).then_some(named as u32)
 }
 
 /// Guest RAM kept at its end for the device tree the VM boots with.
@@ -38,6 +46,7 @@ const IMPL_ID: usize = 0x7669_7372;
 const INTERRUPT: usize = 1 << 63;
 const SUPERVISOR_TIMER: usize = 5;
 const SUPERVISOR_EXTERNAL: usize = 9;
+const SUPERVISOR_SOFTWARE: usize = 1;
 /// SBI SRST reset types: shutdown, cold and warm reboot.
 const SRST_SHUTDOWN: usize = 0;
 const SRST_WARM_REBOOT: usize = 2;
@@ -58,11 +67,41 @@ pub enum Slice {
 /// WFI's encoding (trapped by hstatus.VTW).
 const WFI: usize = 0x1050_0073;
 
+/// Clears the hart's supervisor software interrupt (another hart's kick).
+pub fn csr_clear_ssip() {
+    // SAFETY: sip.SSIP is the hypervisor's own; clearing it only acknowledges.
+    unsafe { core::arch::asm!("csrc sip, {0}", in(reg) 1usize << SUPERVISOR_SOFTWARE) };
+}
+
+/// Flushes the hart's VS-stage translations for the VMID in hgatp.
+pub fn hfence_vvma() {
+    // SAFETY: only drops cached translations of the running VM.
+    unsafe {
+        core::arch::asm!(
+            ".option push",
+            ".option arch, +h",
+            "hfence.vvma",
+            ".option pop"
+        )
+    };
+}
+
 /// A virtual device's register: its offset in the window.
 #[derive(Clone, Copy)]
 enum Mmio {
     Uart(usize),
     Plic(usize),
+}
+
+/// What follows a vCPU's exit.
+pub enum Outcome {
+    /// Enter it again.
+    Resume,
+    /// Enter it again once the other vCPUs in `targets` have the request
+    /// (an IPI, a fence: `signals`).
+    Signal { targets: u32, request: usize },
+    /// Its turn ends.
+    End(Slice),
 }
 
 /// How a VM ended.
@@ -91,22 +130,6 @@ impl fmt::Display for End {
             ),
         }
     }
-}
-
-/// The VS CSRs a vCPU owns (hardware holds the running one's).
-#[derive(Default)]
-struct VsCsrs {
-    vsstatus: usize,
-    vsie: usize,
-    vstvec: usize,
-    vsscratch: usize,
-    vsepc: usize,
-    vscause: usize,
-    vstval: usize,
-    vsatp: usize,
-    hvip: usize,
-    /// The VM's timer (Sstc), compared with time + htimedelta (0).
-    vstimecmp: usize,
 }
 
 pub struct Vm {
@@ -139,12 +162,15 @@ pub struct Vm {
     /// the VM may use (percent; 0 for no cap).
     pub weight: u32,
     pub cap: u32,
-    regs: GuestRegs,
-    fp: FpRegs,
-    vs: VsCsrs,
+    vcpus: [Vcpu; MAX_VCPUS],
+    vcpu_count: usize,
+    /// The vCPU whose exit is being handled (vCPUs of a VM run on several
+    /// harts; each hart's handling happens under the scheduler's lock).
+    current: usize,
     console: Console,
-    line_start: bool,
     pub restarts: u32,
+    /// To be reset once no hart runs any of its vCPUs (a reboot or restart).
+    pub reset_pending: bool,
 }
 
 impl Vm {
@@ -212,13 +238,14 @@ impl Vm {
             on_crash: d.on_crash,
             weight: d.weight,
             cap: d.cap,
-            regs: GuestRegs::new(0),
-            fp: FpRegs::default(),
-            vs: VsCsrs::default(),
+            vcpus: [const { Vcpu::stopped() }; MAX_VCPUS],
+            vcpu_count: (d.vcpus as usize).clamp(1, MAX_VCPUS),
+            current: 0,
             console: Console::new(),
-            line_start: true,
             restarts: 0,
+            reset_pending: false,
         };
+        vm.console = Console::for_vm(vmid, vm.name());
         vm.reset();
         Ok(vm)
     }
@@ -252,17 +279,12 @@ impl Vm {
         if crate::vm_tree::write(self, tree, initrd).is_none() {
             crate::println!("visor-hv: VM {}: its device tree does not fit", self.name());
         }
-        self.regs = GuestRegs::new(ram + self.load_offset);
-        self.regs.x[11] = ram + tree_at;
+        // vCPU 0 starts; the others wait for SBI HSM.
+        self.vcpus = [const { Vcpu::stopped() }; MAX_VCPUS];
+        self.vcpus[0].start(ram + self.load_offset, 0, ram + tree_at);
         self.uart = Vuart::default();
         self.vplic = Vplic::default();
-        self.fp = FpRegs::default();
-        self.vs = VsCsrs {
-            vsstatus: csr::SSTATUS_FS_INITIAL,
-            vstimecmp: usize::MAX,
-            ..VsCsrs::default()
-        };
-        self.line_start = true;
+        self.console.reset();
     }
 
     /// Stops the VM's devices (a virtio reset ends their DMA) and lets
@@ -290,110 +312,133 @@ impl Vm {
     /// PLIC): pending in its virtual PLIC until the guest completes it.
     pub fn raise(&mut self, irq: usize) {
         self.vplic.raise(irq);
-        self.vs.hvip = self.with_external(self.vs.hvip);
     }
 
-    /// `hvip` with VSEIP as the virtual PLIC has it for vCPU 0.
-    fn with_external(&self, hvip: usize) -> usize {
-        if self.vplic.interrupting(0) {
-            hvip | VSEIP
-        } else {
-            hvip & !VSEIP
-        }
+    /// Marks every vCPU stopped (the VM ends): each leaves its hart at its
+    /// next exit.
+    pub fn stop_all_vcpus(&mut self) {
+        self.vcpus.iter_mut().for_each(|v| v.started = false);
     }
 
-    /// Whether it has an interrupt to take (which ends a WFI).
-    pub fn interrupt_pending(&self) -> bool {
-        // vsie's bits are hvip's, one place lower.
-        self.vs.hvip & self.vs.vsie << 1 & csr::VS_INTERRUPTS != 0
+    pub fn vcpu_count(&self) -> usize {
+        self.vcpu_count
     }
 
-    /// Puts this VM's state into the hart (G-stage, VS CSRs, FP).
-    fn switch_in(&mut self) {
+    /// Whether vCPU `v` has been started (and not stopped).
+    pub fn started(&self, v: usize) -> bool {
+        self.vcpus[v].started
+    }
+
+    /// Whether vCPU `v` (switched out) has an interrupt to take, which
+    /// ends its WFI.
+    pub fn interrupt_pending(&self, v: usize, now: usize) -> bool {
+        let vcpu = &self.vcpus[v];
+        let external = vcpu::with_external(0, self.vplic.interrupting(v));
+        vcpu.interrupt_pending(now) || external & vcpu.vs.vsie << 1 != 0
+    }
+
+    fn regs(&mut self) -> &mut GuestRegs {
+        &mut self.vcpus[self.current].regs
+    }
+
+    /// Puts vCPU `v`'s state into the hart, with the VM's G-stage. The
+    /// hart's VS-stage TLB entries may be another vCPU's of the VM (same
+    /// VMID, maybe the same ASIDs): flushed.
+    fn switch_in(&mut self, v: usize) {
+        self.current = v;
         csr_write!(
             "hgatp",
             csr::HGATP_MODE_SV39X4 | self.vmid << csr::HGATP_VMID_SHIFT | self.gstage.root() >> 12
         );
-        let vs = &self.vs;
-        csr_write!("vsstatus", vs.vsstatus);
-        csr_write!("vsie", vs.vsie);
-        csr_write!("vstvec", vs.vstvec);
-        csr_write!("vsscratch", vs.vsscratch);
-        csr_write!("vsepc", vs.vsepc);
-        csr_write!("vscause", vs.vscause);
-        csr_write!("vstval", vs.vstval);
-        csr_write!("vsatp", vs.vsatp);
-        csr_write!("hvip", self.with_external(vs.hvip));
-        csr_write!("vstimecmp", vs.vstimecmp);
-        vcpu::restore_fp(&self.fp);
+        hfence_vvma();
+        self.vcpus[v].switch_in(self.vplic.interrupting(v));
     }
 
-    /// Takes this VM's state out of the hart.
-    fn switch_out(&mut self) {
-        self.vs = VsCsrs {
-            vsstatus: csr_read!("vsstatus"),
-            vsie: csr_read!("vsie"),
-            vstvec: csr_read!("vstvec"),
-            vsscratch: csr_read!("vsscratch"),
-            vsepc: csr_read!("vsepc"),
-            vscause: csr_read!("vscause"),
-            vstval: csr_read!("vstval"),
-            vsatp: csr_read!("vsatp"),
-            hvip: csr_read!("hvip"),
-            vstimecmp: csr_read!("vstimecmp"),
-        };
-        vcpu::save_fp(&mut self.fp);
+    /// Where vCPU `v`'s registers are, for [`vcpu::enter`].
+    pub fn regs_of(&mut self, v: usize) -> *mut GuestRegs {
+        &mut self.vcpus[v].regs
     }
 
-    /// Runs the VM until its slice ends: the hypervisor's timer, a WFI, or
-    /// the VM's end.
-    pub fn run_slice(&mut self) -> Slice {
-        self.switch_in();
-        let end = loop {
-            let exit = vcpu::enter(&mut self.regs);
-            match exit.cause {
-                c if c == INTERRUPT | SUPERVISOR_TIMER => break Slice::Preempted,
-                c if c == INTERRUPT | SUPERVISOR_EXTERNAL => break Slice::External,
-                csr::CAUSE_ECALL_FROM_VS => {
-                    let (error, value, stop) = self.sbi_call();
-                    self.regs.x[10] = error as usize;
-                    self.regs.x[11] = value;
-                    self.regs.pc += 4;
-                    if let Some(end) = stop {
-                        break Slice::Ended(end);
-                    }
-                }
-                csr::CAUSE_VIRTUAL_INSTRUCTION if exit.stval == WFI => {
-                    self.regs.pc += 4;
-                    // Pending already (a timer that fired meanwhile): go on.
-                    if csr_read!("hip") & csr_read!("hie") & csr::VS_INTERRUPTS == 0 {
-                        break Slice::Idle {
-                            until: csr_read!("vstimecmp") as u64,
-                        };
-                    }
-                }
-                csr::CAUSE_LOAD_GUEST_PAGE_FAULT | csr::CAUSE_STORE_GUEST_PAGE_FAULT
-                    if self.emulate_mmio(&exit) => {}
-                cause => {
-                    let address = match cause {
-                        csr::CAUSE_INSTRUCTION_GUEST_PAGE_FAULT
-                        | csr::CAUSE_LOAD_GUEST_PAGE_FAULT
-                        | csr::CAUSE_STORE_GUEST_PAGE_FAULT => exit.htval << 2,
-                        _ => exit.stval,
+    /// Starts vCPU `v`'s turn on this hart.
+    pub fn begin_turn(&mut self, v: usize) {
+        self.switch_in(v);
+    }
+
+    /// Before the running vCPU is entered again: VSEIP as its virtual PLIC
+    /// context has it now.
+    pub fn refresh_external(&self, v: usize) {
+        let external = self.vplic.interrupting(v);
+        csr_write!("hvip", vcpu::with_external(csr_read!("hvip"), external));
+    }
+
+    /// Ends vCPU `v`'s turn: its state out of the hart; when it goes idle,
+    /// a partial line of its console (a shell's prompt) is shown.
+    pub fn end_turn(&mut self, v: usize, idle: bool) {
+        self.vcpus[v].switch_out();
+        if idle {
+            self.console.flush();
+        }
+    }
+
+    /// What the trap of vCPU `v` (running on this hart) into the
+    /// hypervisor means.
+    pub fn handle_exit(&mut self, v: usize, exit: &vcpu::Exit) -> Outcome {
+        self.current = v;
+        if !self.vcpus[self.current].started {
+            return Outcome::End(Slice::Idle { until: u64::MAX });
+        }
+        match exit.cause {
+            c if c == INTERRUPT | SUPERVISOR_TIMER => Outcome::End(Slice::Preempted),
+            c if c == INTERRUPT | SUPERVISOR_EXTERNAL => Outcome::End(Slice::External),
+            c if c == INTERRUPT | SUPERVISOR_SOFTWARE => {
+                // Another hart's kick: its requests are applied before entry.
+                csr_clear_ssip();
+                Outcome::Resume
+            }
+            csr::CAUSE_ECALL_FROM_VS => {
+                let (error, value, then) = self.sbi_call();
+                let regs = self.regs();
+                regs.x[10] = error as usize;
+                regs.x[11] = value;
+                regs.pc += 4;
+                then
+            }
+            csr::CAUSE_VIRTUAL_INSTRUCTION if exit.stval == WFI => {
+                self.regs().pc += 4;
+                // Pending already (a timer that fired meanwhile): go on.
+                if csr_read!("hip") & csr_read!("hie") & csr::VS_INTERRUPTS == 0 {
+                    // Its timer wakes it only if it has the interrupt enabled.
+                    let timer_on = csr_read!("hie") & csr::VSTIE != 0;
+                    let until = if timer_on {
+                        csr_read!("vstimecmp") as u64
+                    } else {
+                        u64::MAX
                     };
-                    self.flush_console();
-                    break Slice::Ended(End::Crashed {
-                        cause,
-                        pc: self.regs.pc,
-                        address,
-                    });
+                    Outcome::End(Slice::Idle { until })
+                } else {
+                    Outcome::Resume
                 }
             }
-        };
-        self.switch_out();
-        // A partial line (a shell's prompt) shows at the end of a turn.
-        self.console.flush();
-        end
+            csr::CAUSE_LOAD_GUEST_PAGE_FAULT | csr::CAUSE_STORE_GUEST_PAGE_FAULT
+                if self.emulate_mmio(exit) =>
+            {
+                Outcome::Resume
+            }
+            cause => {
+                let address = match cause {
+                    csr::CAUSE_INSTRUCTION_GUEST_PAGE_FAULT
+                    | csr::CAUSE_LOAD_GUEST_PAGE_FAULT
+                    | csr::CAUSE_STORE_GUEST_PAGE_FAULT => exit.htval << 2,
+                    _ => exit.stval,
+                };
+                self.flush_console();
+                Outcome::End(Slice::Ended(End::Crashed {
+                    cause,
+                    pc: self.regs().pc,
+                    address,
+                }))
+            }
+        }
     }
 
     /// A load or store to one of the VM's virtual devices (UART, PLIC):
@@ -434,11 +479,11 @@ impl Vm {
                     _ => value as u64,
                 };
                 if rd != 0 {
-                    self.regs.x[rd as usize] = value as usize;
+                    self.regs().x[rd as usize] = value as usize;
                 }
             }
             Instruction::Store { rs2, .. } => {
-                let value = self.regs.x[rs2 as usize];
+                let value = self.regs().x[rs2 as usize];
                 match device {
                     Mmio::Uart(o) => {
                         if let Some(b) = self.uart.write(o, value as u8) {
@@ -456,24 +501,26 @@ impl Vm {
             _ => return false,
         }
         if matches!(device, Mmio::Plic(_)) {
-            csr_write!("hvip", self.with_external(csr_read!("hvip")));
+            let external = self.vplic.interrupting(self.current);
+            csr_write!("hvip", vcpu::with_external(csr_read!("hvip"), external));
         }
-        self.regs.pc += len;
+        self.regs().pc += len;
         true
     }
 
     /// The trapping instruction's bits: htinst's transformation (as a
     /// 32-bit encoding) when the hart gave one, else read from the guest's
     /// memory with HLVX (QEMU may leave htinst zero).
-    fn trapped_instruction(&self, htinst: usize) -> Option<u32> {
+    fn trapped_instruction(&mut self, htinst: usize) -> Option<u32> {
         if htinst != 0 {
             return Some(htinst as u32 | 2);
         }
-        let low = vcpu::guest_instruction_parcel(self.regs.pc)?;
+        let pc = self.regs().pc;
+        let low = vcpu::guest_instruction_parcel(pc)?;
         if low & 3 != 3 {
             return Some(low);
         }
-        let high = vcpu::guest_instruction_parcel(self.regs.pc + 2)?;
+        let high = vcpu::guest_instruction_parcel(pc + 2)?;
         Some(low | high << 16)
     }
 
@@ -504,15 +551,14 @@ impl Vm {
         self.timebase
     }
 
-    /// Answers the guest's SBI call: (error, value, how the VM ends if it
-    /// asked to).
-    fn sbi_call(&mut self) -> (isize, usize, Option<End>) {
-        let x = &self.regs.x;
+    /// Answers the guest's SBI call: (error, value, what follows).
+    fn sbi_call(&mut self) -> (isize, usize, Outcome) {
+        let x = &self.vcpus[self.current].regs.x;
         let (eid, fid, a0, a1, a2) = (x[17], x[16], x[10], x[11], x[12]);
         match (eid, fid) {
-            (sbi::EID_BASE, 0) => (sbi::SUCCESS, sbi::SPEC_VERSION, None),
-            (sbi::EID_BASE, 1) => (sbi::SUCCESS, IMPL_ID, None),
-            (sbi::EID_BASE, 2) => (sbi::SUCCESS, 1, None),
+            (sbi::EID_BASE, 0) => (sbi::SUCCESS, sbi::SPEC_VERSION, Outcome::Resume),
+            (sbi::EID_BASE, 1) => (sbi::SUCCESS, IMPL_ID, Outcome::Resume),
+            (sbi::EID_BASE, 2) => (sbi::SUCCESS, 1, Outcome::Resume),
             (sbi::EID_BASE, 3) => {
                 let known = [
                     sbi::EID_BASE,
@@ -524,54 +570,97 @@ impl Vm {
                     sbi::EID_HSM,
                     sbi::EID_LEGACY_PUTCHAR,
                 ];
-                (sbi::SUCCESS, known.contains(&a0) as usize, None)
+                (sbi::SUCCESS, known.contains(&a0) as usize, Outcome::Resume)
             }
-            (sbi::EID_BASE, 4..=6) => (sbi::SUCCESS, 0, None),
+            (sbi::EID_BASE, 4..=6) => (sbi::SUCCESS, 0, Outcome::Resume),
             (sbi::EID_DBCN, 0) => match self.guest_bytes(a1, a2, a0) {
                 Some((start, len)) => {
                     for i in 0..len {
                         // SAFETY: guest_bytes checked the range lies in the VM's RAM.
                         self.put(unsafe { *((start + i) as *const u8) });
                     }
-                    (sbi::SUCCESS, len, None)
+                    (sbi::SUCCESS, len, Outcome::Resume)
                 }
-                None => (sbi::ERR_INVALID_PARAM, 0, None),
+                None => (sbi::ERR_INVALID_PARAM, 0, Outcome::Resume),
             },
             (sbi::EID_DBCN, 2) | (sbi::EID_LEGACY_PUTCHAR, _) => {
                 self.put(a0 as u8);
-                (sbi::SUCCESS, 0, None)
+                (sbi::SUCCESS, 0, Outcome::Resume)
             }
             (sbi::EID_TIME, 0) => {
                 // The VM's own timer: vstimecmp, which raises its VSTIP.
                 csr_write!("vstimecmp", a0);
-                (sbi::SUCCESS, 0, None)
+                (sbi::SUCCESS, 0, Outcome::Resume)
             }
-            // One vCPU: IPIs and remote fences concern only itself.
-            (sbi::EID_IPI, 0) => {
-                if targets_hart_zero(a0, a1) {
-                    csr_write!("hvip", csr_read!("hvip") | VSSIP);
-                }
-                (sbi::SUCCESS, 0, None)
-            }
-            (sbi::EID_RFENCE, 0) => {
-                // SAFETY: orders the guest's instruction fetches after its stores.
-                unsafe { core::arch::asm!("fence.i") };
-                (sbi::SUCCESS, 0, None)
-            }
-            (sbi::EID_RFENCE, 1 | 2) => {
-                // SAFETY: flushes the running guest's VS-stage translations.
-                unsafe {
-                    core::arch::asm!(
-                        ".option push",
-                        ".option arch, +h",
-                        "hfence.vvma",
-                        ".option pop"
+            // An IPI for the running vCPU is set here; for the others, and
+            // the remote fences, the scheduler signals their harts.
+            (sbi::EID_IPI, 0) => match hart_mask(a0, a1, self.vcpu_count) {
+                Some(targets) => {
+                    let me = 1 << self.current;
+                    if targets & me != 0 {
+                        csr_write!("hvip", csr_read!("hvip") | VSSIP);
+                    }
+                    let others = targets & !me;
+                    (
+                        sbi::SUCCESS,
+                        0,
+                        Outcome::Signal {
+                            targets: others,
+                            request: signals::INJECT_VSSIP,
+                        },
                     )
-                };
-                (sbi::SUCCESS, 0, None)
+                }
+                None => (sbi::ERR_INVALID_PARAM, 0, Outcome::Resume),
+            },
+            (sbi::EID_RFENCE, 0..=2) => match hart_mask(a0, a1, self.vcpu_count) {
+                Some(targets) => {
+                    let request = if fid == 0 {
+                        // SAFETY: orders the guest's instruction fetches after its stores.
+                        unsafe { core::arch::asm!("fence.i") };
+                        signals::FENCE_I
+                    } else {
+                        hfence_vvma();
+                        signals::FLUSH_VVMA
+                    };
+                    let others = targets & !(1 << self.current);
+                    (
+                        sbi::SUCCESS,
+                        0,
+                        Outcome::Signal {
+                            targets: others,
+                            request,
+                        },
+                    )
+                }
+                None => (sbi::ERR_INVALID_PARAM, 0, Outcome::Resume),
+            },
+            (sbi::EID_HSM, sbi::HSM_HART_START) => match self.vcpus.get_mut(a0) {
+                Some(vcpu) if a0 < self.vcpu_count => {
+                    if vcpu.started {
+                        (sbi::ERR_ALREADY_AVAILABLE, 0, Outcome::Resume)
+                    } else {
+                        vcpu.start(a1, a0, a2);
+                        (sbi::SUCCESS, 0, Outcome::Resume)
+                    }
+                }
+                _ => (sbi::ERR_INVALID_PARAM, 0, Outcome::Resume),
+            },
+            (sbi::EID_HSM, sbi::HSM_HART_STOP) => {
+                self.vcpus[self.current].started = false;
+                (sbi::SUCCESS, 0, Outcome::Resume)
             }
-            (sbi::EID_HSM, 2) if a0 == 0 => (sbi::SUCCESS, sbi::HART_STARTED, None),
-            (sbi::EID_HSM, _) => (sbi::ERR_INVALID_PARAM, 0, None),
+            (sbi::EID_HSM, sbi::HSM_HART_GET_STATUS) => match self.vcpus.get(a0) {
+                Some(vcpu) if a0 < self.vcpu_count => {
+                    let status = if vcpu.started {
+                        sbi::HART_STARTED
+                    } else {
+                        sbi::HART_STOPPED
+                    };
+                    (sbi::SUCCESS, status, Outcome::Resume)
+                }
+                _ => (sbi::ERR_INVALID_PARAM, 0, Outcome::Resume),
+            },
+            (sbi::EID_HSM, _) => (sbi::ERR_NOT_SUPPORTED, 0, Outcome::Resume),
             (sbi::EID_SRST, 0) if a0 <= SRST_WARM_REBOOT => {
                 self.flush_console();
                 let end = if a0 == SRST_SHUTDOWN {
@@ -579,10 +668,10 @@ impl Vm {
                 } else {
                     End::Reboot
                 };
-                (sbi::SUCCESS, 0, Some(end))
+                (sbi::SUCCESS, 0, Outcome::End(Slice::Ended(end)))
             }
-            (sbi::EID_SRST, 0) => (sbi::ERR_INVALID_PARAM, 0, None),
-            _ => (sbi::ERR_NOT_SUPPORTED, 0, None),
+            (sbi::EID_SRST, 0) => (sbi::ERR_INVALID_PARAM, 0, Outcome::Resume),
+            _ => (sbi::ERR_NOT_SUPPORTED, 0, Outcome::Resume),
         }
     }
 
@@ -593,21 +682,10 @@ impl Vm {
         (hi == 0 && offset.checked_add(len)? <= self.size).then(|| (self.host_base + offset, len))
     }
 
-    /// One byte of the VM's console output, each line prefixed with its name.
+    /// One byte of the VM's console output (each line prefixed with its
+    /// name).
     fn put(&mut self, b: u8) {
-        if self.line_start {
-            self.console.push(b'[');
-            for i in 0..NAME_BYTES {
-                match self.name[i] {
-                    0 => break,
-                    c => self.console.push(c),
-                }
-            }
-            self.console.push(b']');
-            self.console.push(b' ');
-        }
         self.console.push(b);
-        self.line_start = b == b'\n';
     }
 
     /// How many keyboard bytes its UART can take now.
@@ -621,7 +699,7 @@ impl Vm {
     }
 
     fn flush_console(&mut self) {
-        if !self.line_start {
+        if !self.console.at_line_start() {
             self.put(b'\n');
         }
         self.console.flush();

@@ -15,8 +15,9 @@ const GUEST_ISA: &str = "rv64imafdc_zicntr_zicsr_zifencei_sstc";
 const GUEST_ISA_EXTENSIONS: &[&str] = &[
     "i", "m", "a", "f", "d", "c", "zicntr", "zicsr", "zifencei", "sstc",
 ];
-const CPU_INTC_PHANDLE: u32 = 1;
-const PLIC_PHANDLE: u32 = 2;
+const PLIC_PHANDLE: u32 = 1;
+/// vCPU v's interrupt controller: this plus v.
+const CPU_INTC_PHANDLE: u32 = 2;
 /// The S-mode external interrupt, which a PLIC context targets.
 const SUPERVISOR_EXTERNAL: u32 = 9;
 /// The 16550's input clock, as on QEMU's virt machine.
@@ -49,28 +50,30 @@ pub fn write(vm: &Vm, buffer: &mut [u8], initrd: Option<(usize, usize)>) -> Opti
     fdt.property_u32("#address-cells", 1);
     fdt.property_u32("#size-cells", 0);
     fdt.property_u32("timebase-frequency", vm.timebase() as u32);
-    fdt.begin_node("cpu@0");
-    fdt.property_string("device_type", "cpu");
-    fdt.property_u32("reg", 0);
-    fdt.property_string("status", "okay");
-    fdt.property_string("compatible", "riscv");
-    fdt.property_string("riscv,isa", GUEST_ISA);
-    fdt.property_string("riscv,isa-base", "rv64i");
     let mut list = [0u8; 64];
     let mut len = 0;
     for ext in GUEST_ISA_EXTENSIONS {
         list[len..len + ext.len()].copy_from_slice(ext.as_bytes());
         len += ext.len() + 1;
     }
-    fdt.property("riscv,isa-extensions", &list[..len]);
-    fdt.property_string("mmu-type", "riscv,sv48");
-    fdt.begin_node("interrupt-controller");
-    fdt.property_u32("#interrupt-cells", 1);
-    fdt.property_null("interrupt-controller");
-    fdt.property_string("compatible", "riscv,cpu-intc");
-    fdt.property_u32("phandle", CPU_INTC_PHANDLE);
-    fdt.end_node();
-    fdt.end_node();
+    for v in 0..vm.vcpu_count() {
+        fdt.begin_node(node_name(&mut [0; 32], "cpu", v));
+        fdt.property_string("device_type", "cpu");
+        fdt.property_u32("reg", v as u32);
+        fdt.property_string("status", "okay");
+        fdt.property_string("compatible", "riscv");
+        fdt.property_string("riscv,isa", GUEST_ISA);
+        fdt.property_string("riscv,isa-base", "rv64i");
+        fdt.property("riscv,isa-extensions", &list[..len]);
+        fdt.property_string("mmu-type", "riscv,sv48");
+        fdt.begin_node("interrupt-controller");
+        fdt.property_u32("#interrupt-cells", 1);
+        fdt.property_null("interrupt-controller");
+        fdt.property_string("compatible", "riscv,cpu-intc");
+        fdt.property_u32("phandle", CPU_INTC_PHANDLE + v as u32);
+        fdt.end_node();
+        fdt.end_node();
+    }
     fdt.end_node();
 
     fdt.begin_node("soc");
@@ -85,10 +88,13 @@ pub fn write(vm: &Vm, buffer: &mut [u8], initrd: Option<(usize, usize)>) -> Opti
     fdt.property_null("interrupt-controller");
     fdt.property_u64s("reg", &[vplic::BASE as u64, vplic::SIZE as u64]);
     fdt.property_u32("riscv,ndev", vplic::SOURCES as u32 - 1);
-    fdt.property_u32s(
-        "interrupts-extended",
-        &[CPU_INTC_PHANDLE, SUPERVISOR_EXTERNAL],
-    );
+    // A context per vCPU: its S-mode external interrupt.
+    let mut contexts = [0u32; 2 * crate::vm::MAX_VCPUS];
+    for v in 0..vm.vcpu_count() {
+        contexts[2 * v] = CPU_INTC_PHANDLE + v as u32;
+        contexts[2 * v + 1] = SUPERVISOR_EXTERNAL;
+    }
+    fdt.property_u32s("interrupts-extended", &contexts[..2 * vm.vcpu_count()]);
     fdt.property_u32("phandle", PLIC_PHANDLE);
     fdt.end_node();
     for device in vm.devices() {

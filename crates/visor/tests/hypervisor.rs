@@ -378,10 +378,10 @@ kernel = "spinner.elf"
     }
 }
 
-/// A Linux VM whose root filesystem is the machine's first virtio-mmio
-/// slot (passed through: mapped in its G-stage, its interrupt routed
-/// through the hypervisor to the VM's virtual PLIC), beside a bare-metal
-/// VM that ticks.
+/// A Linux VM with two vCPUs whose root filesystem is the machine's first
+/// virtio-mmio slot (passed through: mapped in its G-stage, its interrupt
+/// routed through the hypervisor to the VM's virtual PLIC), beside a
+/// bare-metal VM that ticks.
 fn linux_on_disk_config() -> String {
     format!(
         r#"
@@ -391,6 +391,7 @@ memory = "256M"
 [[vm]]
 name = "linux"
 memory = "128M"
+vcpus = 2
 kernel = "{}"
 bootargs = "console=ttyS0 root=/dev/vda rw"
 devices = ["virtio-mmio@10001000"]
@@ -407,13 +408,14 @@ kernel = "metronome.elf"
 const LINUX_STEP: Duration = Duration::from_secs(120);
 
 /// Scripts the Linux VM's shell on the machine's console (which has the
-/// keyboard first): its architecture, a file written and read back after
-/// a reboot of that VM alone, while the other VM's ticks go on.
+/// keyboard first): its architecture and CPUs, a file written and read
+/// back after a reboot of that VM alone, while the other VM's ticks go on.
 fn linux_vm_with_its_own_disk(machine: Command, who: &str) {
     let mut s = Session::start(machine);
     s.expect("[linux] visor-init: ready", LINUX_STEP);
-    s.send("uname -m");
+    s.send("uname -m; echo cpus-$(nproc)");
     s.expect("[linux] riscv64", LINUX_STEP);
+    s.expect("[linux] cpus-2", LINUX_STEP);
     s.send("cat /sys/class/block/vda/size; echo mark-$((6*7)) > /root/mark; sync; reboot");
     s.expect("[linux] 131072", LINUX_STEP);
     s.expect("visor-hv: VM linux rebooting", LINUX_STEP);
@@ -434,42 +436,64 @@ fn linux_vm_with_its_own_disk(machine: Command, who: &str) {
     assert!(!s.seen.contains("faulted"), "{who}:\n{}", s.seen);
 }
 
-#[test]
-fn a_linux_vm_mounts_its_root_from_a_passed_through_disk_and_survives_its_reboot() {
-    let (packed, hv_image) = pack("linux-disk", &linux_on_disk_config());
+/// Boots the Linux-and-metronome image on visor and on QEMU with `harts`
+/// harts each (the two vCPUs multiplexed on one, or one hart each), at once.
+fn linux_vm_on_machines_with(harts: &str) {
+    let (packed, hv_image) = pack(&format!("linux-disk-{harts}"), &linux_on_disk_config());
     assert!(
         packed.status.success(),
         "{}",
         String::from_utf8_lossy(&packed.stderr)
     );
-    let dir = scratch_dir("hv-linux");
+    let dir = scratch_dir(&format!("hv-linux-{harts}"));
     let (ours, theirs) = (dir.join("visor.ext4"), dir.join("qemu.ext4"));
     for disk in [&ours, &theirs] {
         std::fs::copy(image("VISOR_ROOTFS"), disk).unwrap();
     }
     let mut v = visor();
-    v.args(["run", "-m", "256M", "--kernel"])
+    v.args(["run", "-m", "256M", "--smp", harts, "--kernel"])
         .arg(&hv_image)
         .arg("--disk")
         .arg(&ours);
     let firmware = riscv_virt::loader::find_firmware("fw_dynamic.bin").unwrap();
     let mut q = Command::new("qemu-system-riscv64");
-    q.args(["-M", "virt", "-m", "256M", "-nographic", "-bios"])
-        .arg(&firmware)
-        .arg("-kernel")
-        .arg(&hv_image)
-        .arg("-drive")
-        .arg(format!(
-            "file={},if=none,format=raw,id=root",
-            theirs.display()
-        ))
-        .args([
-            "-device",
-            "virtio-blk-device,drive=root,bus=virtio-mmio-bus.0",
-        ]);
+    q.args([
+        "-M",
+        "virt",
+        "-m",
+        "256M",
+        "-smp",
+        harts,
+        "-nographic",
+        "-bios",
+    ])
+    .arg(&firmware)
+    .arg("-kernel")
+    .arg(&hv_image)
+    .arg("-drive")
+    .arg(format!(
+        "file={},if=none,format=raw,id=root",
+        theirs.display()
+    ))
+    .args([
+        "-device",
+        "virtio-blk-device,drive=root,bus=virtio-mmio-bus.0",
+    ]);
     std::thread::scope(|scope| {
-        let qemu = scope.spawn(|| linux_vm_with_its_own_disk(q, "QEMU"));
-        linux_vm_with_its_own_disk(v, "visor");
+        let qemu = scope.spawn(|| linux_vm_with_its_own_disk(q, &format!("QEMU -smp {harts}")));
+        linux_vm_with_its_own_disk(v, &format!("visor --smp {harts}"));
         qemu.join().unwrap();
     });
+}
+
+#[test]
+fn a_linux_vm_with_two_vcpus_on_one_hart_mounts_its_root_from_a_passed_through_disk_and_survives_its_reboot(
+) {
+    linux_vm_on_machines_with("1");
+}
+
+#[test]
+fn a_linux_vm_with_two_vcpus_on_two_harts_mounts_its_root_from_a_passed_through_disk_and_survives_its_reboot(
+) {
+    linux_vm_on_machines_with("2");
 }
