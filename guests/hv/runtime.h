@@ -12,6 +12,18 @@ static inline long sbi(long eid, long fid, long a0) {
   return r0;
 }
 
+// An SBI call with three arguments: the error, and the value in *value.
+static inline long sbi3(long eid, long fid, long a0, long a1, long a2, long *value) {
+  register long r0 asm("a0") = a0;
+  register long r1 asm("a1") = a1;
+  register long r2 asm("a2") = a2;
+  register long r6 asm("a6") = fid;
+  register long r7 asm("a7") = eid;
+  asm volatile("ecall" : "+r"(r0), "+r"(r1) : "r"(r2), "r"(r6), "r"(r7) : "memory");
+  if (value) *value = r1;
+  return r0;
+}
+
 #define SBI_DBCN 0x4442434e
 #define SBI_SRST 0x53525354
 

@@ -4,7 +4,7 @@
 
 int main(void) {
   volatile u64 sink = 0;
-  for (u64 i = 0; i < 60000000; i++) sink += i;
+  for (u64 i = 0; i < 150000000; i++) sink += i;
   puts("done\n");
   return 0;
 }

@@ -52,6 +52,11 @@ impl Console {
         console
     }
 
+    /// Whether part of a line waits to be written.
+    pub fn holds_partial_line(&self) -> bool {
+        self.len > 0
+    }
+
     /// Whether the next byte starts a line.
     pub fn at_line_start(&self) -> bool {
         self.line_start
@@ -121,5 +126,12 @@ pub fn print(args: fmt::Arguments) {
 macro_rules! println {
     ($($arg:tt)*) => {
         $crate::console::print(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+#[macro_export]
+macro_rules! print {
+    ($($arg:tt)*) => {
+        $crate::console::print(format_args!($($arg)*))
     };
 }

@@ -19,8 +19,11 @@ pub const HART_STOPPED: usize = 1;
 
 /// SBI error codes.
 pub const SUCCESS: isize = 0;
+pub const ERR_FAILED: isize = -1;
 pub const ERR_NOT_SUPPORTED: isize = -2;
 pub const ERR_INVALID_PARAM: isize = -3;
+pub const ERR_DENIED: isize = -4;
+pub const ERR_INVALID_ADDRESS: isize = -5;
 pub const ERR_ALREADY_AVAILABLE: isize = -6;
 
 /// SBI 2.0, as `get_spec_version` encodes it (major << 24 | minor).

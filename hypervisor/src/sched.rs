@@ -16,7 +16,9 @@
 //! The boot hart takes the machine's device interrupts and console input.
 
 use crate::csr::{csr_read, csr_write};
+use crate::hypercall;
 use crate::machine::Machine;
+use crate::monitor::{self, Command, Monitor};
 use crate::println;
 use crate::sbi;
 use crate::signals;
@@ -37,6 +39,8 @@ const SIE_STIE: usize = 1 << 5;
 const SIE_SEIE: usize = 1 << 9;
 /// How often a crashing VM is restarted before it stays stopped.
 const MAX_RESTARTS: u32 = 3;
+/// An unfinished line (a prompt) of an idle VM shows after 50 ms.
+const PROMPT_DELAYS_PER_SECOND: u64 = 20;
 /// Ctrl-\ on the console sends keyboard input to the next VM.
 const SWITCH_INPUT: u8 = 0x1c;
 
@@ -74,6 +78,8 @@ struct Scheduler {
     boosted: Option<(usize, usize)>,
     /// Harts waiting for work (a bit each), kicked when a vCPU wakes.
     idle_harts: usize,
+    /// The hypervisor console's command line.
+    monitor: Monitor,
 }
 
 /// The scheduler's state, behind a ticket lock: harts get it in the order
@@ -132,6 +138,7 @@ pub fn init(machine: &Machine, vms: &'static mut Vms) {
             focus: 0,
             boosted: None,
             idle_harts: 0,
+            monitor: Monitor::new(),
         });
     }
 }
@@ -150,6 +157,10 @@ pub fn run(hart: usize, boot: bool) {
             break;
         }
         if boot {
+            let before = now().saturating_sub(s.timebase / PROMPT_DELAYS_PER_SECOND);
+            for i in 0..s.count {
+                s.vms.get_mut(i).unwrap().show_waiting_line(before);
+            }
             s.route_input();
             s.route_interrupts(hart);
         }
@@ -273,13 +284,20 @@ impl Scheduler {
                     }
                 }
                 Outcome::End(slice) => break slice,
+                Outcome::Hypercall => {
+                    let mut stopped = [false; MAX_VMS];
+                    for (j, account) in s.accounts[..s.count].iter().enumerate() {
+                        stopped[j] = account.stopped;
+                    }
+                    hypercall::handle(s.vms, &stopped[..s.count], i, v);
+                }
                 Outcome::Signal { targets, request } => s.signal(hart, i, v, targets, request),
             }
         };
         // The lock is held again (taken after the last exit).
         let s = lock_held();
         let vm = s.vms.get_mut(i).unwrap();
-        vm.end_turn(v, matches!(slice, Slice::Idle { .. }));
+        vm.end_turn(v, matches!(slice, Slice::Idle { .. }), now());
         signals::set_running(i, v, None);
         let ran = now() - started;
         let account = &mut s.accounts[i];
@@ -393,7 +411,7 @@ impl Scheduler {
         let vm = self.vms.get_mut(i).unwrap();
         println!("visor-hv: VM {} {end}", vm.name());
         let restart = match end {
-            End::Reboot => true,
+            End::Reboot | End::Restarted => true,
             End::Crashed { .. }
                 if vm.on_crash == OnCrash::Restart && vm.restarts < MAX_RESTARTS =>
             {
@@ -423,7 +441,8 @@ impl Scheduler {
             vm.release_devices();
             self.accounts[i].stopped = true;
         }
-        if !matches!(end, End::Reboot) {
+        if !matches!(end, End::Reboot | End::Restarted) {
+            self.report_exits(i);
             self.report_cpu_time();
         }
     }
@@ -444,10 +463,14 @@ impl Scheduler {
     }
 
     /// Hands what was typed on the machine's console to the VM that has
-    /// the keyboard; Ctrl-\ moves it to the next running VM.
+    /// the keyboard, or to the hypervisor console; Ctrl-\ moves it on to
+    /// the next running VM, and after the last to the hypervisor console.
     fn route_input(&mut self) {
         // Only what the VM can take: the rest waits in the machine's UART.
-        let room = self.vms.get(self.focus).map_or(0, |vm| vm.input_room());
+        let room = match self.vms.get(self.focus) {
+            Some(vm) => vm.input_room(),
+            None => 16,
+        };
         if room == 0 {
             return;
         }
@@ -455,19 +478,90 @@ impl Scheduler {
         let n = sbi::console_read(&mut typed[..room.min(16)]);
         for &byte in &typed[..n] {
             if byte == SWITCH_INPUT {
-                let accounts = &self.accounts;
-                let running = |i: &usize| !accounts[*i].stopped;
                 let (focus, count) = (self.focus, self.count);
-                if let Some(next) = (focus + 1..count).chain(0..=focus).find(running) {
-                    self.focus = next;
-                    println!(
-                        "visor-hv: keyboard to VM {}",
-                        self.vms.get(next).unwrap().name()
-                    );
+                let accounts = &self.accounts;
+                let takes_input = |i: &usize| *i == count || !accounts[*i].stopped;
+                let next = (focus + 1..=count).chain(0..=focus).find(takes_input);
+                self.focus = next.unwrap_or(count);
+                match self.vms.get(self.focus) {
+                    Some(vm) => println!("visor-hv: keyboard to VM {}", vm.name()),
+                    None => crate::print!(
+                        "visor-hv: keyboard to the hypervisor console\n{}",
+                        monitor::PROMPT
+                    ),
                 }
             } else if let Some(vm) = self.vms.get_mut(self.focus) {
                 vm.input(byte);
+            } else {
+                let vms = &self.vms;
+                let count = self.count;
+                let find = |name: &str| (0..count).find(|&i| vms.get(i).unwrap().name() == name);
+                if let Some(command) = self.monitor.input(byte, find) {
+                    self.command(command);
+                    crate::print!("{}", monitor::PROMPT);
+                }
             }
+        }
+    }
+
+    /// Carries out a command of the hypervisor console.
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Nothing => {}
+            Command::Help => println!("{}", monitor::HELP),
+            Command::Unknown => println!("unknown command or VM; {}", monitor::HELP),
+            Command::List => self.list(),
+            Command::Stop(i) if !self.accounts[i].stopped => self.vm_ended(i, End::Stopped),
+            Command::Restart(i) if !self.accounts[i].stopped => self.vm_ended(i, End::Restarted),
+            Command::Restart(i) => {
+                let vm = self.vms.get_mut(i).unwrap();
+                println!("visor-hv: VM {} restarted from the console", vm.name());
+                vm.reset();
+                let account = &mut self.accounts[i];
+                account.stopped = false;
+                account.vcpus = Default::default();
+            }
+            Command::Stop(_) => println!("it has stopped already"),
+        }
+    }
+
+    /// "visor-hv: VM linux exits in 1800 ms: timer 12 device 3 ...": VM
+    /// `i`'s exits by reason since the VMs started.
+    fn report_exits(&self, i: usize) {
+        use core::fmt::Write;
+        let vm = self.vms.get(i).unwrap();
+        let mut line = crate::console::Console::new();
+        let elapsed = (now() - self.began) * 1000 / self.timebase;
+        let _ = write!(line, "visor-hv: VM {} exits in {elapsed} ms:", vm.name());
+        for (name, count) in crate::vm::EXIT_NAMES.iter().zip(vm.exits()) {
+            let _ = write!(line, " {name} {count}");
+        }
+        let _ = writeln!(line);
+    }
+
+    /// One line per VM: state, vCPUs, memory, CPU time, exits by reason.
+    fn list(&self) {
+        use core::fmt::Write;
+        for i in 0..self.count {
+            let vm = self.vms.get(i).unwrap();
+            let mut line = crate::console::Console::new();
+            let state = if self.accounts[i].stopped {
+                "stopped"
+            } else {
+                "running"
+            };
+            let _ = write!(
+                line,
+                "{}: {state}, {} vCPU(s), {} MiB, CPU {} ms; exits:",
+                vm.name(),
+                vm.vcpu_count(),
+                vm.memory_size() >> 20,
+                self.accounts[i].used * 1000 / self.timebase
+            );
+            for (name, count) in crate::vm::EXIT_NAMES.iter().zip(vm.exits()) {
+                let _ = write!(line, " {name} {count}");
+            }
+            let _ = writeln!(line);
         }
     }
 

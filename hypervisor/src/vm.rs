@@ -6,6 +6,7 @@
 use crate::console::Console;
 use crate::csr::{self, csr_read, csr_write};
 use crate::gstage::{self, GStage};
+use crate::hypercall::{self, Mailbox};
 use crate::machine::{Device, Machine};
 use crate::plic::Plic;
 use crate::sbi;
@@ -93,6 +94,33 @@ enum Mmio {
     Plic(usize),
 }
 
+/// Why a vCPU left the guest (counted per VM).
+#[derive(Clone, Copy)]
+enum Exit {
+    Timer,
+    Device,
+    Kick,
+    Sbi,
+    Hypercall,
+    Wfi,
+    Uart,
+    Plic,
+    Other,
+}
+pub const EXIT_KINDS: usize = 9;
+/// The exit reasons' names, in [`Exit`]'s order.
+pub const EXIT_NAMES: [&str; EXIT_KINDS] = [
+    "timer",
+    "device",
+    "kick",
+    "sbi",
+    "hypercall",
+    "wfi",
+    "uart",
+    "plic",
+    "other",
+];
+
 /// What follows a vCPU's exit.
 pub enum Outcome {
     /// Enter it again.
@@ -102,6 +130,9 @@ pub enum Outcome {
     Signal { targets: u32, request: usize },
     /// Its turn ends.
     End(Slice),
+    /// A call of the hypervisor's own extension (`hypercall`), which may
+    /// reach other VMs: the scheduler answers it.
+    Hypercall,
 }
 
 /// How a VM ended.
@@ -111,6 +142,9 @@ pub enum End {
     Shutdown,
     /// It asked to start again (SBI SRST reboot).
     Reboot,
+    /// The hypervisor console stopped it, or restarts it.
+    Stopped,
+    Restarted,
     /// It did something no VM may.
     Crashed {
         cause: usize,
@@ -124,6 +158,8 @@ impl fmt::Display for End {
         match self {
             End::Shutdown => write!(f, "shut down"),
             End::Reboot => write!(f, "rebooting"),
+            End::Stopped => write!(f, "stopped from the console"),
+            End::Restarted => write!(f, "restarted from the console"),
             End::Crashed { cause, pc, address } => write!(
                 f,
                 "faulted: exception {cause} at pc {pc:#x} (address {address:#x})"
@@ -168,6 +204,10 @@ pub struct Vm {
     /// harts; each hart's handling happens under the scheduler's lock).
     current: usize,
     console: Console,
+    /// Since when an unfinished console line waits (the VM idle).
+    partial_since: Option<u64>,
+    mailbox: Mailbox,
+    exits: [u64; EXIT_KINDS],
     pub restarts: u32,
     /// To be reset once no hart runs any of its vCPUs (a reboot or restart).
     pub reset_pending: bool,
@@ -242,6 +282,9 @@ impl Vm {
             vcpu_count: (d.vcpus as usize).clamp(1, MAX_VCPUS),
             current: 0,
             console: Console::new(),
+            mailbox: Mailbox::new(),
+            partial_since: None,
+            exits: [0; EXIT_KINDS],
             restarts: 0,
             reset_pending: false,
         };
@@ -285,6 +328,7 @@ impl Vm {
         self.uart = Vuart::default();
         self.vplic = Vplic::default();
         self.console.reset();
+        self.mailbox = Mailbox::new();
     }
 
     /// Stops the VM's devices (a virtio reset ends their DMA) and lets
@@ -371,12 +415,28 @@ impl Vm {
         csr_write!("hvip", vcpu::with_external(csr_read!("hvip"), external));
     }
 
-    /// Ends vCPU `v`'s turn: its state out of the hart; when it goes idle,
-    /// a partial line of its console (a shell's prompt) is shown.
-    pub fn end_turn(&mut self, v: usize, idle: bool) {
+    /// Ends vCPU `v`'s turn (at time `now`): its state out of the hart;
+    /// when it goes idle with part of a console line written, that part
+    /// (a shell's prompt) is shown if the line is still unfinished a
+    /// moment later (see [`Vm::show_waiting_line`]).
+    pub fn end_turn(&mut self, v: usize, idle: bool, now: u64) {
         self.vcpus[v].switch_out();
-        if idle {
-            self.console.flush();
+        if idle && self.console.holds_partial_line() {
+            self.partial_since.get_or_insert(now);
+        }
+    }
+
+    /// Shows the unfinished console line the VM left waiting since before
+    /// `before` (a driver that sends a line in pieces, between which it
+    /// idles, keeps its line whole).
+    pub fn show_waiting_line(&mut self, before: u64) {
+        match self.partial_since {
+            Some(_) if !self.console.holds_partial_line() => self.partial_since = None,
+            Some(since) if since < before => {
+                self.console.flush();
+                self.partial_since = None;
+            }
+            _ => {}
         }
     }
 
@@ -384,6 +444,8 @@ impl Vm {
     /// hypervisor means.
     pub fn handle_exit(&mut self, v: usize, exit: &vcpu::Exit) -> Outcome {
         self.current = v;
+        let reason = self.exit_reason(exit);
+        self.exits[reason as usize] += 1;
         if !self.vcpus[self.current].started {
             return Outcome::End(Slice::Idle { until: u64::MAX });
         }
@@ -394,6 +456,9 @@ impl Vm {
                 // Another hart's kick: its requests are applied before entry.
                 csr_clear_ssip();
                 Outcome::Resume
+            }
+            csr::CAUSE_ECALL_FROM_VS if self.regs().x[17] == hypercall::EID_VISOR => {
+                Outcome::Hypercall
             }
             csr::CAUSE_ECALL_FROM_VS => {
                 let (error, value, then) = self.sbi_call();
@@ -439,6 +504,37 @@ impl Vm {
                 }))
             }
         }
+    }
+
+    /// What an exit was, for the counts by reason.
+    fn exit_reason(&mut self, exit: &vcpu::Exit) -> Exit {
+        let gpa = exit.htval << 2;
+        match exit.cause {
+            c if c == INTERRUPT | SUPERVISOR_TIMER => Exit::Timer,
+            c if c == INTERRUPT | SUPERVISOR_EXTERNAL => Exit::Device,
+            c if c == INTERRUPT | SUPERVISOR_SOFTWARE => Exit::Kick,
+            csr::CAUSE_ECALL_FROM_VS if self.regs().x[17] == hypercall::EID_VISOR => {
+                Exit::Hypercall
+            }
+            csr::CAUSE_ECALL_FROM_VS => Exit::Sbi,
+            csr::CAUSE_VIRTUAL_INSTRUCTION if exit.stval == WFI => Exit::Wfi,
+            csr::CAUSE_LOAD_GUEST_PAGE_FAULT | csr::CAUSE_STORE_GUEST_PAGE_FAULT
+                if (vuart::BASE..vuart::BASE + vuart::SIZE).contains(&gpa) =>
+            {
+                Exit::Uart
+            }
+            csr::CAUSE_LOAD_GUEST_PAGE_FAULT | csr::CAUSE_STORE_GUEST_PAGE_FAULT
+                if (vplic::BASE..vplic::BASE + vplic::SIZE).contains(&gpa) =>
+            {
+                Exit::Plic
+            }
+            _ => Exit::Other,
+        }
+    }
+
+    /// Its exits so far, by reason ([`EXIT_NAMES`] order).
+    pub fn exits(&self) -> &[u64; EXIT_KINDS] {
+        &self.exits
     }
 
     /// A load or store to one of the VM's virtual devices (UART, PLIC):
@@ -569,6 +665,7 @@ impl Vm {
                     sbi::EID_RFENCE,
                     sbi::EID_HSM,
                     sbi::EID_LEGACY_PUTCHAR,
+                    hypercall::EID_VISOR,
                 ];
                 (sbi::SUCCESS, known.contains(&a0) as usize, Outcome::Resume)
             }
@@ -682,8 +779,36 @@ impl Vm {
         (hi == 0 && offset.checked_add(len)? <= self.size).then(|| (self.host_base + offset, len))
     }
 
+    /// vCPU `v`'s registers (it is not running).
+    pub fn regs_of_mut(&mut self, v: usize) -> &mut GuestRegs {
+        &mut self.vcpus[v].regs
+    }
+
+    /// The `len` bytes of its RAM at guest physical `address`, if all of
+    /// them are its RAM (they stay its RAM while the VM exists).
+    pub fn guest_memory(&self, address: usize, len: usize) -> Option<&'static mut [u8]> {
+        let (start, len) = self.guest_bytes(address, 0, len)?;
+        // SAFETY: guest_bytes checked the range lies in the VM's RAM, which
+        // the hypervisor never uses for anything else.
+        Some(unsafe { core::slice::from_raw_parts_mut(start as *mut u8, len) })
+    }
+
+    /// Its mailbox of messages from other VMs (hypercalls).
+    pub fn mailbox(&mut self) -> &mut Mailbox {
+        &mut self.mailbox
+    }
+
+    /// Keyboard bytes waiting for it, into `into`; how many.
+    pub fn take_input(&mut self, into: &mut [u8]) -> usize {
+        self.uart.take(into)
+    }
+
     /// One byte of the VM's console output (each line prefixed with its
     /// name).
+    pub fn console_put(&mut self, b: u8) {
+        self.put(b);
+    }
+
     fn put(&mut self, b: u8) {
         self.console.push(b);
     }

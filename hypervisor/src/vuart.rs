@@ -74,6 +74,18 @@ impl Vuart {
         RX_FIFO - self.rx_len
     }
 
+    /// Takes waiting keyboard bytes into `into` (the paravirtual console's
+    /// read); how many.
+    pub fn take(&mut self, into: &mut [u8]) -> usize {
+        let n = self.rx_len.min(into.len());
+        for byte in into[..n].iter_mut() {
+            *byte = self.rx[self.rx_start];
+            self.rx_start = (self.rx_start + 1) % RX_FIFO;
+        }
+        self.rx_len -= n;
+        n
+    }
+
     /// A keyboard byte for the guest; dropped when the FIFO is full.
     pub fn receive(&mut self, byte: u8) {
         if self.rx_len < RX_FIFO {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds visor's riscv64 Linux `Image` from Debian's linux-source-6.1.
-# usage: build.sh OUT_DIR     (writes OUT_DIR/Image)
+# usage: build.sh OUT_DIR     (writes OUT_DIR/Image, and visor_ipc.ko: the
+#                              out-of-tree module of visor-hv's hypercalls)
 set -euo pipefail
 out=$(realpath -m "$1"); here=$(dirname "$(realpath "$0")")
 src=/usr/src/linux-source-6.1.tar.xz
@@ -19,8 +20,14 @@ while IFS= read -r line; do
 done < "$here/config.fragment"
 [ "$missing" = 0 ] || exit 1
 echo "[linux-riscv64] compiling with $(nproc) jobs (about 10 minutes on 2 cores)"
-make -j"$(nproc)" Image 2>&1 | grep --line-buffered -E '^\s+(LD|AR|OBJCOPY)\s|error|Error' || true
+make -j"$(nproc)" Image modules 2>&1 | grep --line-buffered -E '^\s+(LD|AR|OBJCOPY)\s|error|Error' || true
 [ -f arch/riscv/boot/Image ] || { echo "error: kernel build failed" >&2; exit 1; }
+echo "[linux-riscv64] building the out-of-tree module visor_ipc.ko"
+mkdir -p "$work/visor-ipc"
+cp "$here/visor_ipc.c" "$work/visor-ipc/"
+echo 'obj-m := visor_ipc.o' > "$work/visor-ipc/Kbuild"
+make -s M="$work/visor-ipc" modules
+cp "$work/visor-ipc/visor_ipc.ko" "$out/visor_ipc.ko"
 cp arch/riscv/boot/Image "$out/Image"
 cp .config "$out/config"
 cd "$out" && rm -rf "$work"

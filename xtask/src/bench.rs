@@ -162,8 +162,12 @@ pub fn run(root: &Path, images: &Images, args: &[String]) -> Result<()> {
             | Some("paravirt")
             | Some("kvm")
             | Some("hypervisor")
+            | Some("type1")
     ) {
-        bail!("usage: cargo xtask bench [engine|workloads|paravirt|kvm|hypervisor]");
+        bail!("usage: cargo xtask bench [engine|workloads|paravirt|kvm|hypervisor|type1]");
+    }
+    if which == Some("type1") {
+        return crate::bench_type1::run(root, images);
     }
     if which == Some("hypervisor") {
         return crate::bench_hypervisor::run(root);

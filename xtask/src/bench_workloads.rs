@@ -14,13 +14,28 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The order the program runs them in.
-const WORKLOADS: [&str; 4] = ["integer", "memory", "branchy", "fp"];
+pub(crate) const WORKLOADS: [&str; 4] = ["integer", "memory", "branchy", "fp"];
 
 /// One run: each workload's time and checksum.
-type Timings = BTreeMap<String, (Duration, String)>;
+pub(crate) type Timings = BTreeMap<String, (Duration, String)>;
 
 /// Runs `command` to its end, timing the workloads from the lines it prints.
-fn time_workloads(mut command: Command) -> Result<Timings> {
+fn time_workloads(command: Command) -> Result<Timings> {
+    observe_workloads(command).map(|o| o.timings)
+}
+
+/// What a run of the workload set showed.
+pub(crate) struct Observed {
+    pub timings: Timings,
+    /// From the start to the first workload's start (boot to userspace).
+    pub boot: Duration,
+    /// Every line it printed.
+    pub lines: Vec<String>,
+}
+
+/// Runs `command` to its end, timing the workloads from the lines it
+/// prints (with or without a VM's "[name]" prefix) and keeping the lines.
+pub(crate) fn observe_workloads(mut command: Command) -> Result<Observed> {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -32,6 +47,8 @@ fn time_workloads(mut command: Command) -> Result<Timings> {
     let (mut pending, mut buf) = (Vec::new(), [0u8; 4096]);
     let mut starts = BTreeMap::new();
     let mut timings = Timings::new();
+    let mut boot = None;
+    let mut lines = Vec::new();
     loop {
         let n = stdout.read(&mut buf)?;
         if n == 0 {
@@ -41,10 +58,17 @@ fn time_workloads(mut command: Command) -> Result<Timings> {
         pending.extend_from_slice(&buf[..n]);
         while let Some(end) = pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = pending.drain(..=end).collect();
-            let line = String::from_utf8_lossy(&line);
-            let words: Vec<&str> = line.split_whitespace().collect();
+            let line = String::from_utf8_lossy(&line).into_owned();
+            let mut words: Vec<&str> = line.split_whitespace().collect();
+            if words
+                .first()
+                .is_some_and(|w| w.starts_with('[') && w.ends_with(']'))
+            {
+                words.remove(0);
+            }
             match words.as_slice() {
                 ["workload", name, "start"] => {
+                    boot.get_or_insert(now - started);
                     starts.insert(name.to_string(), now);
                 }
                 ["workload", name, "done", checksum] => {
@@ -55,6 +79,7 @@ fn time_workloads(mut command: Command) -> Result<Timings> {
                 }
                 _ => {}
             }
+            lines.push(line);
         }
         if started.elapsed() > Duration::from_secs(600) {
             let _ = child.kill();
@@ -66,13 +91,20 @@ fn time_workloads(mut command: Command) -> Result<Timings> {
     if timings.len() != WORKLOADS.len() {
         bail!("{command:?} finished {} of the workloads", timings.len());
     }
-    Ok(timings)
+    Ok(Observed {
+        timings,
+        boot: boot.unwrap_or_default(),
+        lines,
+    })
 }
 
 /// Builds the program for riscv64 Linux (static) and for the host, and an
 /// initramfs: the project's, plus /bench/workloads and /bench/run (an init
 /// that runs them and powers off). Returns (initramfs, native binary).
-fn build(root: &Path, images: &Images) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+pub(crate) fn build(
+    root: &Path,
+    images: &Images,
+) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
     let out = root.join("target/guests/linux");
     let tree = out.join("bench-root");
     let _ = std::fs::remove_dir_all(&tree);

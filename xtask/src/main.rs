@@ -7,12 +7,14 @@
 //!   on the same images (`bench.rs`; the CPU workload set inside Linux in
 //!   `bench_workloads.rs`), emulated against paravirtual devices
 //!   (`bench_paravirt.rs`), the KVM VMM against qemu-system-x86_64
-//!   (`bench_kvm.rs`), and VS-mode against S-mode (`bench_hypervisor.rs`).
+//!   (`bench_kvm.rs`), VS-mode against S-mode (`bench_hypervisor.rs`), and
+//!   the Type 1 hypervisor's VMs against the bare machine (`bench_type1.rs`).
 
 mod bench;
 mod bench_hypervisor;
 mod bench_kvm;
 mod bench_paravirt;
+mod bench_type1;
 mod bench_workloads;
 mod images;
 
@@ -72,6 +74,9 @@ fn build_hypervisor(root: &Path) -> Result<PathBuf> {
 /// Guest images every engine test and benchmark uses.
 pub struct Images {
     pub linux: PathBuf,
+    /// The out-of-tree module of the hypervisor's hypercalls, built with
+    /// that kernel (beside its Image).
+    pub visor_ipc: PathBuf,
     pub initramfs: PathBuf,
     /// ext4 root filesystem for virtio-blk and PATA tests (copy it before writing).
     pub rootfs: PathBuf,
@@ -99,8 +104,10 @@ fn prepare(root: &Path) -> Result<Images> {
         started.elapsed().as_secs_f64()
     );
     let started = std::time::Instant::now();
+    let linux = images::ensure(root, &images::LINUX_RISCV64)?;
     let images = Images {
-        linux: images::ensure(root, &images::LINUX_RISCV64)?,
+        visor_ipc: linux.with_file_name("visor_ipc.ko"),
+        linux,
         initramfs: images::ensure(root, &images::INITRAMFS_RISCV64)?,
         rootfs: images::ensure(root, &images::ROOTFS_RISCV64)?,
         kvm_selftests: images::ensure(root, &images::KVM_SELFTESTS_RISCV64)?,
@@ -157,6 +164,7 @@ fn xtask() -> Result<()> {
             let images = prepare(&root)?;
             for image in [
                 &images.linux,
+                &images.visor_ipc,
                 &images.initramfs,
                 &images.rootfs,
                 &images.kvm_selftests,
@@ -191,6 +199,7 @@ fn xtask() -> Result<()> {
                 .args(["test", "--workspace", "--release"])
                 .args(rest)
                 .env("VISOR_LINUX_IMAGE", &images.linux)
+                .env("VISOR_IPC_MODULE", &images.visor_ipc)
                 .env("VISOR_INITRAMFS", &images.initramfs)
                 .env("VISOR_ROOTFS", &images.rootfs)
                 .env("VISOR_KVM_SELFTESTS", &images.kvm_selftests)

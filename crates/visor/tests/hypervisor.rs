@@ -76,7 +76,8 @@ fn vm_lines(stdout: &[u8], name: &str) -> Vec<String> {
     let report = format!("visor-hv: VM {name} ");
     String::from_utf8_lossy(stdout)
         .lines()
-        .filter(|l| (l.starts_with(&prefix) || l.starts_with(&report)) && !l.contains(" MiB at "))
+        .filter(|l| l.starts_with(&prefix) || l.starts_with(&report))
+        .filter(|l| !l.contains(" MiB at ") && !l.contains(" exits in "))
         .map(str::to_owned)
         .collect()
 }
@@ -436,6 +437,36 @@ fn linux_vm_with_its_own_disk(machine: Command, who: &str) {
     assert!(!s.seen.contains("faulted"), "{who}:\n{}", s.seen);
 }
 
+/// QEMU's virt machine booting `hv_image` with `harts` harts and `disk` in
+/// its first virtio-mmio slot (where visor's `--disk` goes).
+fn qemu_with_disk(hv_image: &Path, disk: &Path, harts: &str) -> Command {
+    let firmware = riscv_virt::loader::find_firmware("fw_dynamic.bin").unwrap();
+    let mut q = Command::new("qemu-system-riscv64");
+    q.args([
+        "-M",
+        "virt",
+        "-m",
+        "256M",
+        "-smp",
+        harts,
+        "-nographic",
+        "-bios",
+    ])
+    .arg(&firmware)
+    .arg("-kernel")
+    .arg(hv_image)
+    .arg("-drive")
+    .arg(format!(
+        "file={},if=none,format=raw,id=root",
+        disk.display()
+    ))
+    .args([
+        "-device",
+        "virtio-blk-device,drive=root,bus=virtio-mmio-bus.0",
+    ]);
+    q
+}
+
 /// Boots the Linux-and-metronome image on visor and on QEMU with `harts`
 /// harts each (the two vCPUs multiplexed on one, or one hart each), at once.
 fn linux_vm_on_machines_with(harts: &str) {
@@ -455,30 +486,7 @@ fn linux_vm_on_machines_with(harts: &str) {
         .arg(&hv_image)
         .arg("--disk")
         .arg(&ours);
-    let firmware = riscv_virt::loader::find_firmware("fw_dynamic.bin").unwrap();
-    let mut q = Command::new("qemu-system-riscv64");
-    q.args([
-        "-M",
-        "virt",
-        "-m",
-        "256M",
-        "-smp",
-        harts,
-        "-nographic",
-        "-bios",
-    ])
-    .arg(&firmware)
-    .arg("-kernel")
-    .arg(&hv_image)
-    .arg("-drive")
-    .arg(format!(
-        "file={},if=none,format=raw,id=root",
-        theirs.display()
-    ))
-    .args([
-        "-device",
-        "virtio-blk-device,drive=root,bus=virtio-mmio-bus.0",
-    ]);
+    let q = qemu_with_disk(&hv_image, &theirs, harts);
     std::thread::scope(|scope| {
         let qemu = scope.spawn(|| linux_vm_with_its_own_disk(q, &format!("QEMU -smp {harts}")));
         linux_vm_with_its_own_disk(v, &format!("visor --smp {harts}"));
@@ -496,4 +504,153 @@ fn a_linux_vm_with_two_vcpus_on_one_hart_mounts_its_root_from_a_passed_through_d
 fn a_linux_vm_with_two_vcpus_on_two_harts_mounts_its_root_from_a_passed_through_disk_and_survives_its_reboot(
 ) {
     linux_vm_on_machines_with("2");
+}
+
+/// The Linux VM (root on its passed-through disk, which gets the
+/// hypercall module) and the bare-metal `echo` VM exchange messages through
+/// the hypervisor's hypercalls: echo's greeting reaches Linux's
+/// /dev/visor-ipc, Linux's message reaches echo, echo's answer comes back.
+fn messages_between_linux_and_a_bare_metal_vm(machine: Command, who: &str) {
+    let mut s = Session::start(machine);
+    s.expect("[linux] visor-init: ready", LINUX_STEP);
+    // The kernel's messages may land inside the shell's echo of a line:
+    // they are looked for without the line's prefix.
+    s.send("insmod /root/visor_ipc.ko");
+    s.expect(
+        "visor-ipc: hypercalls v1.0; this is VM linux (1 of 2), 2 vCPUs, 128 MiB",
+        LINUX_STEP,
+    );
+    s.send("head -n1 /dev/visor-ipc");
+    s.expect("[linux] echo:hello from echo", LINUX_STEP);
+    s.send("echo linux:to-self > /dev/visor-ipc; head -n1 /dev/visor-ipc");
+    s.expect("[linux] linux:to-self", LINUX_STEP);
+    s.send("echo echo:ping-$((6*7)) > /dev/visor-ipc && head -n1 /dev/visor-ipc");
+    s.expect("[echo] got 'ping-42' from linux", LINUX_STEP);
+    s.expect("[linux] echo:echo: ping-42", LINUX_STEP);
+    s.send("echo nobody:x > /dev/visor-ipc || echo refused-$?");
+    s.expect("[linux] refused-1", LINUX_STEP);
+    s.send("poweroff");
+    s.expect("visor-hv: VM linux shut down", LINUX_STEP);
+    let _ = s.child.kill();
+    let _ = s.child.wait();
+    assert!(!s.seen.contains("faulted"), "{who}:\n{}", s.seen);
+}
+
+#[test]
+fn linux_and_a_bare_metal_vm_exchange_messages_through_hypercalls() {
+    let config = linux_on_disk_config()
+        .replace("name = \"metronome\"", "name = \"echo\"")
+        .replace("metronome.elf", "echo.elf");
+    let (packed, hv_image) = pack("linux-ipc", &config);
+    assert!(
+        packed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&packed.stderr)
+    );
+    let dir = scratch_dir("hv-ipc");
+    let (ours, theirs) = (dir.join("visor.ext4"), dir.join("qemu.ext4"));
+    for disk in [&ours, &theirs] {
+        std::fs::copy(image("VISOR_ROOTFS"), disk).unwrap();
+        let module = image("VISOR_IPC_MODULE");
+        let status = Command::new("debugfs")
+            .arg("-w")
+            .arg("-R")
+            .arg(format!("write {} root/visor_ipc.ko", module.display()))
+            .arg(disk)
+            .output()
+            .expect("running debugfs (e2fsprogs)");
+        assert!(
+            status.status.success(),
+            "{}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+    }
+    let mut v = visor();
+    v.args(["run", "-m", "256M", "--smp", "2", "--kernel"])
+        .arg(&hv_image)
+        .arg("--disk")
+        .arg(&ours);
+    let q = qemu_with_disk(&hv_image, &theirs, "2");
+    std::thread::scope(|scope| {
+        let qemu = scope.spawn(|| messages_between_linux_and_a_bare_metal_vm(q, "QEMU"));
+        messages_between_linux_and_a_bare_metal_vm(v, "visor");
+        qemu.join().unwrap();
+    });
+}
+
+const TWO_QUIET_VMS: &str = r#"
+[machine]
+memory = "64M"
+
+[[vm]]
+name = "metronome"
+memory = "8M"
+kernel = "metronome.elf"
+
+[[vm]]
+name = "echo"
+memory = "8M"
+kernel = "echo.elf"
+"#;
+
+/// Ctrl-\ twice takes the keyboard past the VMs to the hypervisor
+/// console, which lists them, stops one (its ticks end) and restarts it
+/// (they start again from 1).
+fn the_hypervisor_console_on(machine: Command, who: &str) {
+    let mut s = Session::start(machine);
+    s.expect("[metronome] tick 2", LIMIT);
+    s.send("\x1c\x1c");
+    s.expect("visor-hv> ", LIMIT);
+    s.send("list");
+    s.expect("metronome: running, 1 vCPU(s), 8 MiB, CPU", LIMIT);
+    s.expect("echo: running, 1 vCPU(s), 8 MiB, CPU", LIMIT);
+    s.expect(" hypercall ", LIMIT);
+    s.send("stop metronome");
+    s.expect("visor-hv: VM metronome stopped from the console", LIMIT);
+    s.send("list");
+    s.expect("metronome: stopped", LIMIT);
+    s.send("restart metronome");
+    s.expect("visor-hv: VM metronome restarted from the console", LIMIT);
+    s.expect("[metronome] tick 1", LIMIT);
+    s.send("stop nobody");
+    s.expect("unknown command or VM", LIMIT);
+    let _ = s.child.kill();
+    let _ = s.child.wait();
+    let after_stop = s
+        .seen
+        .split("stopped from the console")
+        .nth(1)
+        .unwrap_or("");
+    let before_restart = after_stop
+        .split("restarted from the console")
+        .next()
+        .unwrap_or("");
+    assert!(
+        !before_restart.contains("[metronome] tick"),
+        "{who}: a stopped VM ticked:\n{}",
+        s.seen
+    );
+}
+
+#[test]
+fn the_hypervisor_console_lists_stops_and_restarts_vms() {
+    let (packed, image) = pack("console", TWO_QUIET_VMS);
+    assert!(
+        packed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&packed.stderr)
+    );
+    let mut v = visor();
+    v.args(["run", "--kernel"]).arg(&image);
+    let firmware = riscv_virt::loader::find_firmware("fw_dynamic.bin").unwrap();
+    let mut q = Command::new("qemu-system-riscv64");
+    q.args(["-M", "virt", "-nographic", "-bios"])
+        .arg(&firmware)
+        .arg("-kernel")
+        .arg(&image);
+    std::thread::scope(|scope| {
+        let qemu = scope.spawn(|| the_hypervisor_console_on(q, "QEMU"));
+        the_hypervisor_console_on(v, "visor");
+        qemu.join().unwrap();
+    });
 }
