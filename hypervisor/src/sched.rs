@@ -39,6 +39,8 @@ const SIE_STIE: usize = 1 << 5;
 const SIE_SEIE: usize = 1 << 9;
 /// How often a crashing VM is restarted before it stays stopped.
 const MAX_RESTARTS: u32 = 3;
+/// `notify` from a place that runs no vCPU: every hart running one is kicked.
+const BOOT_HART_KICKS_ALL: usize = usize::MAX;
 /// An unfinished line (a prompt) of an idle VM shows after 50 ms.
 const PROMPT_DELAYS_PER_SECOND: u64 = 20;
 /// Ctrl-\ on the console sends keyboard input to the next VM.
@@ -385,25 +387,33 @@ impl Scheduler {
                 // claimed, so the device stays quiet.
                 continue;
             };
-            let vm = self.vms.get_mut(i).unwrap();
-            vm.raise(irq);
-            for v in 0..vm.vcpu_count() {
-                match signals::post(i, v, 0) {
-                    Some(h) if h != hart => sbi::send_ipi(h),
-                    Some(_) => {}
-                    None => {
-                        if self
-                            .vms
-                            .get(i)
-                            .unwrap()
-                            .interrupt_pending(v, now() as usize)
-                        {
-                            woke |= self.wake(i, v);
-                        }
+            self.vms.get_mut(i).unwrap().raise(irq);
+            woke |= self.notify(hart, i);
+        }
+    }
+
+    /// VM `i`'s virtual PLIC has changed: the harts running its vCPUs are
+    /// kicked (to look at it again before re-entering), waiting vCPUs with
+    /// an interrupt now woken. Whether one was.
+    fn notify(&mut self, hart: usize, i: usize) -> bool {
+        let mut woke = false;
+        for v in 0..self.vms.get(i).unwrap().vcpu_count() {
+            match signals::post(i, v, 0) {
+                Some(h) if h != hart => sbi::send_ipi(h),
+                Some(_) => {}
+                None => {
+                    if self
+                        .vms
+                        .get(i)
+                        .unwrap()
+                        .interrupt_pending(v, now() as usize)
+                    {
+                        woke |= self.wake(i, v);
                     }
                 }
             }
         }
+        woke
     }
 
     /// VM `i` ended as `end`: rebooted, restarted or stopped.
@@ -492,6 +502,7 @@ impl Scheduler {
                 }
             } else if let Some(vm) = self.vms.get_mut(self.focus) {
                 vm.input(byte);
+                self.notify(BOOT_HART_KICKS_ALL, self.focus);
             } else {
                 let vms = &self.vms;
                 let count = self.count;

@@ -596,7 +596,8 @@ impl Vm {
             }
             _ => return false,
         }
-        if matches!(device, Mmio::Plic(_)) {
+        self.update_uart_line();
+        {
             let external = self.vplic.interrupting(self.current);
             csr_write!("hvip", vcpu::with_external(csr_read!("hvip"), external));
         }
@@ -800,7 +801,9 @@ impl Vm {
 
     /// Keyboard bytes waiting for it, into `into`; how many.
     pub fn take_input(&mut self, into: &mut [u8]) -> usize {
-        self.uart.take(into)
+        let n = self.uart.take(into);
+        self.update_uart_line();
+        n
     }
 
     /// One byte of the VM's console output (each line prefixed with its
@@ -821,6 +824,12 @@ impl Vm {
     /// A keyboard byte for the VM's UART.
     pub fn input(&mut self, byte: u8) {
         self.uart.receive(byte);
+        self.update_uart_line();
+    }
+
+    /// The UART's interrupt line into the virtual PLIC.
+    fn update_uart_line(&mut self) {
+        self.vplic.set_level(vuart::IRQ, self.uart.interrupting());
     }
 
     fn flush_console(&mut self) {

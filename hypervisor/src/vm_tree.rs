@@ -105,11 +105,12 @@ pub fn write(vm: &Vm, buffer: &mut [u8], initrd: Option<(usize, usize)>) -> Opti
         fdt.property_u32("interrupt-parent", PLIC_PHANDLE);
         fdt.end_node();
     }
-    // No interrupts: the driver polls.
     fdt.begin_node("serial@10000000");
     fdt.property_string("compatible", "ns16550a");
     fdt.property_u64s("reg", &[vuart::BASE as u64, vuart::SIZE as u64]);
     fdt.property_u32("clock-frequency", UART_CLOCK);
+    fdt.property_u32("interrupts", vuart::IRQ as u32);
+    fdt.property_u32("interrupt-parent", PLIC_PHANDLE);
     fdt.end_node();
     fdt.end_node();
 

@@ -30,6 +30,9 @@ pub struct Vplic {
     pending: u64,
     /// Claimed and not yet completed: not pending again until completed.
     in_service: u64,
+    /// The level-triggered lines of virtual devices that are high: pending
+    /// again at completion while they stay high.
+    high: u64,
     enable: [u64; CONTEXTS],
     threshold: [u8; CONTEXTS],
 }
@@ -40,6 +43,7 @@ impl Default for Vplic {
             priority: [0; SOURCES],
             pending: 0,
             in_service: 0,
+            high: 0,
             enable: [0; CONTEXTS],
             threshold: [0; CONTEXTS],
         }
@@ -52,6 +56,21 @@ impl Vplic {
         let bit = 1u64 << (source % SOURCES);
         if bit & self.in_service == 0 {
             self.pending |= bit & VALID_SOURCES;
+        }
+    }
+
+    /// The level of a virtual device's interrupt line `source`: high makes
+    /// it pending (unless in service); low withdraws a pending request.
+    pub fn set_level(&mut self, source: usize, high: bool) {
+        let bit = (1u64 << (source % SOURCES)) & VALID_SOURCES;
+        if high {
+            self.high |= bit;
+            if bit & self.in_service == 0 {
+                self.pending |= bit;
+            }
+        } else {
+            self.high &= !bit;
+            self.pending &= !bit;
         }
     }
 
@@ -126,6 +145,7 @@ impl Vplic {
                     // context has not enabled is ignored.
                     if s < SOURCES && self.in_service & bit & self.enable[context] != 0 {
                         self.in_service &= !bit;
+                        self.pending |= bit & self.high;
                         return Some(s);
                     }
                 }

@@ -2,13 +2,16 @@
 //! the guest-page faults its accesses raise (trap and emulate): writes to
 //! the transmit register go to the VM's console; the line status always
 //! says the transmitter is empty; keyboard bytes the hypervisor routes to
-//! the VM wait in a receive FIFO. No interrupt line: Linux's 8250 driver
-//! polls a port whose device-tree node names none, reading IIR, which
-//! reports "transmitter empty" once after each write while IER asks for it.
+//! the VM wait in a receive FIFO. IIR reports "transmitter empty" once
+//! after each write while IER asks for it. Its interrupt line (PLIC source 10, as on QEMU virt) is high while a
+//! condition IER enables holds, so Linux's driver transmits on interrupts
+//! rather than on a polling timer.
 
 /// Where a VM finds its UART, as on QEMU's virt machine.
 pub const BASE: usize = 0x1000_0000;
 pub const SIZE: usize = 0x100;
+/// Its interrupt, at the VM's PLIC (QEMU virt's number).
+pub const IRQ: usize = 10;
 
 const THR: usize = 0;
 const IER: usize = 1;
@@ -69,6 +72,13 @@ impl Default for Vuart {
 }
 
 impl Vuart {
+    /// Whether its interrupt line is high: received data, or the
+    /// transmitter empty after a write, with IER asking for it.
+    pub fn interrupting(&self) -> bool {
+        (self.rx_len > 0 && self.ier & IER_RDI != 0)
+            || (self.thre_pending && self.ier & IER_THRI != 0)
+    }
+
     /// How many more keyboard bytes the receive FIFO holds.
     pub fn room(&self) -> usize {
         RX_FIFO - self.rx_len
