@@ -47,32 +47,38 @@ fn commands(
     initramfs: &Path,
     vm_image: &Path,
 ) -> Result<[Command; 4]> {
-    let visor = |kernel: &Path| {
+    // Bare Linux gets the RAM the VM has; the hypervisor's machine more.
+    let visor = |kernel: &Path, memory: &str| {
         let mut c = Command::new(root.join("target/release/visor"));
-        c.args(["run", "--engine", "jit", "-m", MACHINE_MEMORY, "--kernel"])
+        c.args(["run", "--engine", "jit", "-m", memory, "--kernel"])
             .arg(kernel);
         c
     };
-    let mut bare_visor = visor(&images.linux);
+    let mut bare_visor = visor(&images.linux, VM_MEMORY);
     bare_visor
         .arg("--initrd")
         .arg(initramfs)
         .args(["--append", APPEND]);
     let firmware = firmware()?;
-    let qemu_on = |kernel: &Path| {
+    let qemu_on = |kernel: &Path, memory: &str| {
         let mut q = qemu();
-        q.args(["-m", MACHINE_MEMORY, "-bios"])
+        q.args(["-m", memory, "-bios"])
             .arg(&firmware)
             .arg("-kernel")
             .arg(kernel);
         q
     };
-    let mut bare_qemu = qemu_on(&images.linux);
+    let mut bare_qemu = qemu_on(&images.linux, VM_MEMORY);
     bare_qemu
         .arg("-initrd")
         .arg(initramfs)
         .args(["-append", APPEND]);
-    Ok([bare_visor, visor(vm_image), bare_qemu, qemu_on(vm_image)])
+    Ok([
+        bare_visor,
+        visor(vm_image, MACHINE_MEMORY),
+        bare_qemu,
+        qemu_on(vm_image, MACHINE_MEMORY),
+    ])
 }
 
 /// "visor-hv: VM NAME exits in MS ms: timer N device N ...": the

@@ -145,7 +145,30 @@ pub struct Tlb {
     /// translated code that keeps touching a device register does not walk
     /// the page tables twice per access; cleared by flushes.
     device_page: u64,
+    /// G-stage translations of guest physical pages, so a guest's soft-TLB
+    /// miss does not walk the G-stage for each of its VS-stage page-table
+    /// reads: direct-mapped, cleared by every flush (hgatp writes, HFENCE,
+    /// PMP changes), as a hardware TLB may hold them until HFENCE.GVMA.
+    gstage: Box<[GStageEntry; GSTAGE_ENTRIES]>,
+    /// Whether `gstage` holds an entry (a flush with none has nothing to clear).
+    gstage_filled: bool,
 }
+
+/// A cached G-stage leaf: guest physical page, its PTE (after the walk's
+/// A/D update), and the physical page it maps to.
+#[derive(Clone, Copy)]
+struct GStageEntry {
+    guest_page: u64,
+    pte: u64,
+    page: u64,
+}
+
+const GSTAGE_EMPTY: GStageEntry = GStageEntry {
+    guest_page: u64::MAX,
+    pte: 0,
+    page: 0,
+};
+const GSTAGE_ENTRIES: usize = 256;
 
 /// Fills tracked between flushes before a flush clears whole tables.
 const FILLS_TRACKED: usize = TLB_ENTRIES / 4;
@@ -157,10 +180,27 @@ impl Tlb {
             generation: 0,
             filled: Some(Vec::with_capacity(FILLS_TRACKED)),
             device_page: u64::MAX,
+            gstage: Box::new([GSTAGE_EMPTY; GSTAGE_ENTRIES]),
+            gstage_filled: false,
         }
     }
 
+    /// The cached G-stage leaf for guest physical page `guest_page`.
+    fn gstage_lookup(&self, guest_page: u64) -> Option<GStageEntry> {
+        let entry = self.gstage[guest_page as usize % GSTAGE_ENTRIES];
+        (entry.guest_page == guest_page).then_some(entry)
+    }
+
+    fn gstage_fill(&mut self, entry: GStageEntry) {
+        self.gstage[entry.guest_page as usize % GSTAGE_ENTRIES] = entry;
+        self.gstage_filled = true;
+    }
+
     pub fn flush(&mut self) {
+        if self.gstage_filled {
+            self.gstage.fill(GSTAGE_EMPTY);
+            self.gstage_filled = false;
+        }
         match self.filled.take() {
             Some(mut filled) => {
                 for &f in &filled {
@@ -714,7 +754,7 @@ impl Hart {
             hlvx,
         };
         let result = match Stage::from_atp(atp, kind) {
-            Some(stage) => self.walk(vaddr, access, &stage, leaf),
+            Some(stage) => self.walk(vaddr, access, &stage, leaf).map(|(pa, _)| pa),
             None => Ok(vaddr),
         };
         let result = match result {
@@ -749,7 +789,25 @@ impl Hart {
             mxr: self.csr.mstatus & MSTATUS_MXR != 0,
             hlvx,
         };
+        let guest_page = gpa >> PAGE_SHIFT;
+        let page_offset = gpa & ((1 << PAGE_SHIFT) - 1);
+        if let Some(cached) = self.tlb.gstage_lookup(guest_page) {
+            // Only where the walk would change nothing (A, and D for a
+            // store, already set) and the leaf allows this access.
+            let dirty_enough = access != Access::Write || cached.pte & PTE_D != 0;
+            if dirty_enough && leaf.allows(cached.pte, access) {
+                return Ok(cached.page << PAGE_SHIFT | page_offset);
+            }
+        }
         self.walk(gpa, access, &stage, leaf)
+            .map(|(pa, pte)| {
+                self.tlb.gstage_fill(GStageEntry {
+                    guest_page,
+                    pte,
+                    page: pa >> PAGE_SHIFT,
+                });
+                pa
+            })
             .map_err(|fault| match fault {
                 WalkFault::Page => WalkFault::GuestPage {
                     gpa,
@@ -769,7 +827,7 @@ impl Hart {
         access: Access,
         stage: &Stage,
         leaf: LeafRules,
-    ) -> Result<u64, WalkFault> {
+    ) -> Result<(u64, u64), WalkFault> {
         let levels = stage.levels;
         let va_bits = PAGE_SHIFT + 9 * levels + stage.root_extra_bits;
         let in_range = match stage.kind {
@@ -820,7 +878,8 @@ impl Hart {
                 self.write_pte(pte_addr, updated)?;
             }
             let page_offset_mask = (1u64 << (PAGE_SHIFT + 9 * level)) - 1;
-            return Ok((ppn << PAGE_SHIFT) & !page_offset_mask | (addr & page_offset_mask));
+            let physical = (ppn << PAGE_SHIFT) & !page_offset_mask | (addr & page_offset_mask);
+            return Ok((physical, updated));
         }
         Err(WalkFault::Page)
     }
