@@ -128,6 +128,11 @@ pub fn handle(vms: &mut Vms, stopped: &[bool], caller: usize, v: usize) {
     regs.pc += 4;
 }
 
+/// The index of the VM with (1-based) `id`, if there is one.
+fn vm_index(vms: &Vms, id: usize) -> Option<usize> {
+    id.checked_sub(1).filter(|&i| i < vms.len())
+}
+
 /// VM_INFO(id, address, length): the record of VM `id` (1-based).
 fn vm_info(
     vms: &mut Vms,
@@ -137,7 +142,7 @@ fn vm_info(
     address: usize,
     len: usize,
 ) -> (isize, usize) {
-    let Some(target) = id.checked_sub(1).filter(|&i| i < vms.len()) else {
+    let Some(target) = vm_index(vms, id) else {
         return (sbi::ERR_INVALID_PARAM, 0);
     };
     let about = vms.get(target).unwrap();
@@ -168,7 +173,7 @@ fn send(
     address: usize,
     len: usize,
 ) -> (isize, usize) {
-    let Some(target) = id.checked_sub(1).filter(|&i| i < vms.len()) else {
+    let Some(target) = vm_index(vms, id) else {
         return (sbi::ERR_INVALID_PARAM, 0);
     };
     if len == 0 || len > MSG_MAX {
