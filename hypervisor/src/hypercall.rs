@@ -91,10 +91,10 @@ pub fn handle(vms: &mut Vms, stopped: &[bool], caller: usize, v: usize) {
     let (fid, a0, a1, a2) = (x[16], x[10], x[11], x[12]);
     let (error, value) = match fid {
         VERSION_FN => (sbi::SUCCESS, VERSION),
-        CONSOLE_WRITE => match vm.guest_memory(a0, a1) {
+        CONSOLE_WRITE => match vm.guest_memory(a0, a1.min(crate::vm::CONSOLE_WRITE_MAX)) {
             Some(bytes) => {
                 bytes.iter().for_each(|&b| vm.console_put(b));
-                (sbi::SUCCESS, a1)
+                (sbi::SUCCESS, bytes.len())
             }
             None => (sbi::ERR_INVALID_ADDRESS, 0),
         },
@@ -125,7 +125,7 @@ pub fn handle(vms: &mut Vms, stopped: &[bool], caller: usize, v: usize) {
     let regs = vms.get_mut(caller).unwrap().regs_of_mut(v);
     regs.x[10] = error as usize;
     regs.x[11] = value;
-    regs.pc += 4;
+    regs.pc = regs.pc.wrapping_add(4);
 }
 
 /// The index of the VM with (1-based) `id`, if there is one.

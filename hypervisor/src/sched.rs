@@ -276,8 +276,16 @@ impl Scheduler {
             let exit = vcpu::enter_raw(regs);
             let s = lock();
             let vm = s.vms.get_mut(i).unwrap();
-            match vm.handle_exit(v, &exit) {
+            let outcome = vm.handle_exit(v, &exit);
+            if vm.take_plic_changed() {
+                s.notify(hart, i);
+            }
+            match outcome {
                 Outcome::Resume => {}
+                Outcome::Started(t) => {
+                    s.accounts[i].vcpus[t].waiting_until = None;
+                    s.wake_idle_hart();
+                }
                 Outcome::End(Slice::External) if boot => {
                     // Stay on unless the interrupt woke a vCPU with no
                     // idle hart to run it.
@@ -357,10 +365,15 @@ impl Scheduler {
             return false;
         }
         self.boosted = self.boosted.or(Some((i, v)));
+        self.wake_idle_hart();
+        true
+    }
+
+    /// Kicks a hart that waits for work, if any (something became runnable).
+    fn wake_idle_hart(&self) {
         if let Some(idle) = (0..usize::BITS as usize).find(|h| self.idle_harts & 1 << h != 0) {
             sbi::send_ipi(idle);
         }
-        true
     }
 
     /// Takes the machine's pending device interrupts to the VMs owning
@@ -379,12 +392,11 @@ impl Scheduler {
             if irq == 0 {
                 return woke;
             }
-            let owner = (0..self.count).find(|&i| {
-                !self.accounts[i].stopped && self.vms.get(i).is_some_and(|vm| vm.owns_irq(irq))
-            });
-            let Some(i) = owner else {
-                // Its VM has stopped: nobody will complete it; leave it
-                // claimed, so the device stays quiet.
+            let owner =
+                (0..self.count).find(|&i| self.vms.get(i).is_some_and(|vm| vm.owns_irq(irq)));
+            let Some(i) = owner.filter(|&i| !self.accounts[i].stopped) else {
+                // Its VM has stopped (and reset the device): done with.
+                plic.complete(irq);
                 continue;
             };
             self.vms.get_mut(i).unwrap().raise(irq);
@@ -469,6 +481,8 @@ impl Scheduler {
                 .vcpus
                 .iter_mut()
                 .for_each(|a| a.waiting_until = None);
+            // Requests posted to the old run are void.
+            (0..MAX_VCPUS).for_each(|v| signals::clear(i, v));
         }
     }
 
@@ -527,10 +541,10 @@ impl Scheduler {
             Command::Restart(i) => {
                 let vm = self.vms.get_mut(i).unwrap();
                 println!("visor-hv: VM {} restarted from the console", vm.name());
-                vm.reset();
-                let account = &mut self.accounts[i];
-                account.stopped = false;
-                account.vcpus = Default::default();
+                // Once none of its vCPUs is on a hart any more.
+                vm.reset_pending = true;
+                self.accounts[i].stopped = false;
+                self.reset_when_idle(i);
             }
             Command::Stop(_) => println!("it has stopped already"),
         }

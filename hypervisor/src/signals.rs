@@ -52,6 +52,11 @@ pub fn awaited(vm: usize, v: usize, bits: usize) -> bool {
         && signal.running_on.load(Ordering::Acquire) != 0
 }
 
+/// Drops vCPU `v`'s requests (its VM starts afresh).
+pub fn clear(vm: usize, v: usize) {
+    SIGNALS[vm][v].requests.store(0, Ordering::Release);
+}
+
 pub fn set_running(vm: usize, v: usize, hart: Option<usize>) {
     SIGNALS[vm][v]
         .running_on

@@ -17,6 +17,9 @@ use crate::vuart::{self, Vuart};
 use core::fmt;
 use hv_image::{OnCrash, VmDescriptor, BOOTARGS_BYTES, GUEST_RAM_BASE, MAX_DEVICES, NAME_BYTES};
 
+/// The most bytes one console write takes (it runs under the scheduler's
+/// lock); the caller learns how many were written.
+pub const CONSOLE_WRITE_MAX: usize = 4096;
 /// The most vCPUs a VM has: one virtual PLIC context each.
 pub const MAX_VCPUS: usize = vplic::CONTEXTS;
 /// virtio-mmio's Status register: writing 0 resets the device.
@@ -130,6 +133,8 @@ pub enum Outcome {
     Signal { targets: u32, request: usize },
     /// Its turn ends.
     End(Slice),
+    /// vCPU `n` was started (SBI HSM): it may run now.
+    Started(usize),
     /// A call of the hypervisor's own extension (`hypercall`), which may
     /// reach other VMs: the scheduler answers it.
     Hypercall,
@@ -204,6 +209,9 @@ pub struct Vm {
     /// harts; each hart's handling happens under the scheduler's lock).
     current: usize,
     console: Console,
+    /// A virtual device's access changed the virtual PLIC: the other
+    /// vCPUs must look at it again (`take_plic_changed`).
+    plic_changed: bool,
     /// Since when an unfinished console line waits (the VM idle).
     partial_since: Option<u64>,
     mailbox: Mailbox,
@@ -284,6 +292,7 @@ impl Vm {
             console: Console::new(),
             mailbox: Mailbox::new(),
             partial_since: None,
+            plic_changed: false,
             exits: [0; EXIT_KINDS],
             restarts: 0,
             reset_pending: false,
@@ -343,6 +352,7 @@ impl Vm {
                 self.plic.unwrap().complete(device.irq);
             }
         }
+        self.vplic = Vplic::default();
     }
 
     /// Whether the machine interrupt `irq` belongs to one of its devices.
@@ -350,6 +360,11 @@ impl Vm {
         self.devices[..self.device_count]
             .iter()
             .any(|d| d.irq == irq)
+    }
+
+    /// Whether the virtual PLIC changed since last asked.
+    pub fn take_plic_changed(&mut self) -> bool {
+        core::mem::take(&mut self.plic_changed)
     }
 
     /// Its device's machine interrupt `irq` (claimed at the machine's
@@ -465,13 +480,17 @@ impl Vm {
                 let regs = self.regs();
                 regs.x[10] = error as usize;
                 regs.x[11] = value;
-                regs.pc += 4;
+                regs.pc = regs.pc.wrapping_add(4);
                 then
             }
             csr::CAUSE_VIRTUAL_INSTRUCTION if exit.stval == WFI => {
-                self.regs().pc += 4;
+                self.regs().pc = self.regs().pc.wrapping_add(4);
                 // Pending already (a timer that fired meanwhile): go on.
-                if csr_read!("hip") & csr_read!("hie") & csr::VS_INTERRUPTS == 0 {
+                let external = self.vplic.interrupting(self.current);
+                let external_on = csr_read!("hie") & vcpu::VSEIP != 0;
+                if csr_read!("hip") & csr_read!("hie") & csr::VS_INTERRUPTS == 0
+                    && !(external && external_on)
+                {
                     // Its timer wakes it only if it has the interrupt enabled.
                     let timer_on = csr_read!("hie") & csr::VSTIE != 0;
                     let until = if timer_on {
@@ -601,7 +620,10 @@ impl Vm {
             let external = self.vplic.interrupting(self.current);
             csr_write!("hvip", vcpu::with_external(csr_read!("hvip"), external));
         }
-        self.regs().pc += len;
+        self.regs().pc = self.regs().pc.wrapping_add(len);
+        if matches!(device, Mmio::Uart(_) | Mmio::Plic(_)) {
+            self.plic_changed = true;
+        }
         true
     }
 
@@ -617,7 +639,7 @@ impl Vm {
         if low & 3 != 3 {
             return Some(low);
         }
-        let high = vcpu::guest_instruction_parcel(pc + 2)?;
+        let high = vcpu::guest_instruction_parcel(pc.wrapping_add(2))?;
         Some(low | high << 16)
     }
 
@@ -671,7 +693,7 @@ impl Vm {
                 (sbi::SUCCESS, known.contains(&a0) as usize, Outcome::Resume)
             }
             (sbi::EID_BASE, 4..=6) => (sbi::SUCCESS, 0, Outcome::Resume),
-            (sbi::EID_DBCN, 0) => match self.guest_bytes(a1, a2, a0) {
+            (sbi::EID_DBCN, 0) => match self.guest_bytes(a1, a2, a0.min(CONSOLE_WRITE_MAX)) {
                 Some((start, len)) => {
                     for i in 0..len {
                         // SAFETY: guest_bytes checked the range lies in the VM's RAM.
@@ -737,15 +759,23 @@ impl Vm {
                     if vcpu.started {
                         (sbi::ERR_ALREADY_AVAILABLE, 0, Outcome::Resume)
                     } else {
+                        // Not running anywhere: a stopped vCPU's turn ends
+                        // in the call that stops it.
                         vcpu.start(a1, a0, a2);
-                        (sbi::SUCCESS, 0, Outcome::Resume)
+                        (sbi::SUCCESS, 0, Outcome::Started(a0))
                     }
                 }
                 _ => (sbi::ERR_INVALID_PARAM, 0, Outcome::Resume),
             },
             (sbi::EID_HSM, sbi::HSM_HART_STOP) => {
+                // It does not return: the turn ends now, under the lock, so
+                // no hart_start sees it stopped while it still runs.
                 self.vcpus[self.current].started = false;
-                (sbi::SUCCESS, 0, Outcome::Resume)
+                (
+                    sbi::SUCCESS,
+                    0,
+                    Outcome::End(Slice::Idle { until: u64::MAX }),
+                )
             }
             (sbi::EID_HSM, sbi::HSM_HART_GET_STATUS) => match self.vcpus.get(a0) {
                 Some(vcpu) if a0 < self.vcpu_count => {
