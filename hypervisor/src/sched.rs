@@ -185,7 +185,7 @@ pub fn run(hart: usize, boot: bool) {
             unlock();
             continue;
         };
-        s.run_turn(hart, boot, i, v, budget);
+        run_turn(hart, boot, i, v, budget);
     }
     sbi::set_timer(u64::MAX);
 }
@@ -261,75 +261,10 @@ impl Scheduler {
         wake
     }
 
-    /// Runs vCPU `v` of VM `i` on this hart for at most `budget`; called
-    /// with the lock held, returns with it released.
-    fn run_turn(&mut self, hart: usize, boot: bool, i: usize, v: usize, budget: u64) {
-        let started = now();
-        sbi::set_timer(started + budget);
-        self.accounts[i].vcpus[v].waiting_until = None;
-        self.accounts[i].vcpus[v].running = true;
-        signals::set_running(i, v, Some(hart));
-        let vm = self.vms.get_mut(i).unwrap();
-        vm.begin_turn(v);
-        let slice = loop {
-            let regs = lock_free_entry(self, i, v);
-            let exit = vcpu::enter_raw(regs);
-            let s = lock();
-            let vm = s.vms.get_mut(i).unwrap();
-            let outcome = vm.handle_exit(v, &exit);
-            if vm.take_plic_changed() {
-                s.notify(hart, i);
-            }
-            match outcome {
-                Outcome::Resume => {}
-                Outcome::Started(t) => {
-                    s.accounts[i].vcpus[t].waiting_until = None;
-                    s.wake_idle_hart();
-                }
-                Outcome::End(Slice::External) if boot => {
-                    // Stay on unless the interrupt woke a vCPU with no
-                    // idle hart to run it.
-                    if s.route_interrupts(hart) && s.idle_harts == 0 {
-                        break Slice::External;
-                    }
-                }
-                Outcome::End(slice) => break slice,
-                Outcome::Hypercall => {
-                    let mut stopped = [false; MAX_VMS];
-                    for (j, account) in s.accounts[..s.count].iter().enumerate() {
-                        stopped[j] = account.stopped;
-                    }
-                    hypercall::handle(s.vms, &stopped[..s.count], i, v);
-                }
-                Outcome::Signal { targets, request } => s.signal(hart, i, v, targets, request),
-            }
-        };
-        // The lock is held again (taken after the last exit).
-        let s = lock_held();
-        let vm = s.vms.get_mut(i).unwrap();
-        vm.end_turn(v, matches!(slice, Slice::Idle { .. }), now());
-        signals::set_running(i, v, None);
-        let ran = now() - started;
-        let account = &mut s.accounts[i];
-        account.used += ran;
-        account.period_used += ran;
-        account.vcpus[v].used += ran;
-        account.vcpus[v].running = false;
-        match slice {
-            Slice::Preempted | Slice::External => {}
-            Slice::Idle { until } => account.vcpus[v].waiting_until = Some(until),
-            Slice::Ended(end) => s.vm_ended(i, end),
-        }
-        s.reset_when_idle(i);
-        unlock();
-    }
-
-    /// Delivers `request` from vCPU `me` to the vCPUs of VM `i` in
-    /// `targets`: kicks the harts running them, wakes waiting ones; for
-    /// fences, waits (without the lock) until the running ones have
-    /// applied them, applying meanwhile what they may ask of `me` (two
-    /// vCPUs fencing each other at once would otherwise wait forever).
-    fn signal(&mut self, hart: usize, i: usize, me: usize, targets: u32, request: usize) {
+    /// Delivers `request` to the vCPUs of VM `i` in `targets`: kicks the
+    /// harts running them, wakes waiting ones. Returns those running on
+    /// other harts (whose fences the caller waits for).
+    fn signal(&mut self, hart: usize, i: usize, targets: u32, request: usize) -> u32 {
         let vcpus = self.vms.get(i).unwrap().vcpu_count();
         let mut awaited = 0u32;
         for t in (0..vcpus).filter(|t| targets & 1 << t != 0) {
@@ -345,16 +280,7 @@ impl Scheduler {
                 }
             }
         }
-        if request & signals::FENCES != 0 && awaited != 0 {
-            unlock();
-            for t in (0..vcpus).filter(|t| awaited & 1 << t != 0) {
-                while signals::awaited(i, t, request) {
-                    signals::apply(i, me);
-                    core::hint::spin_loop();
-                }
-            }
-            lock();
-        }
+        awaited
     }
 
     /// vCPU `v` of VM `i` has an interrupt: if it waits, it runs next
@@ -614,6 +540,90 @@ impl Scheduler {
     }
 }
 
+/// Runs vCPU `v` of VM `i` on this hart for at most `budget`; called with
+/// the lock held, returns with it released. The scheduler's state is
+/// re-derived after every time the lock was let go (other harts change it).
+fn run_turn(hart: usize, boot: bool, i: usize, v: usize, budget: u64) {
+    let s = lock_held();
+    let started = now();
+    sbi::set_timer(started + budget);
+    s.accounts[i].vcpus[v].waiting_until = None;
+    s.accounts[i].vcpus[v].running = true;
+    signals::set_running(i, v, Some(hart));
+    s.vms.get_mut(i).unwrap().begin_turn(v);
+    let slice = loop {
+        let regs = lock_free_entry(i, v);
+        let exit = vcpu::enter_raw(regs);
+        let s = lock();
+        let vm = s.vms.get_mut(i).unwrap();
+        let outcome = vm.handle_exit(v, &exit);
+        if vm.take_plic_changed() {
+            s.notify(hart, i);
+        }
+        match outcome {
+            Outcome::Resume => {}
+            Outcome::Started(t) => {
+                s.accounts[i].vcpus[t].waiting_until = None;
+                s.wake_idle_hart();
+            }
+            Outcome::End(Slice::External) if boot => {
+                // Stay on unless the interrupt woke a vCPU with no idle
+                // hart to run it.
+                if s.route_interrupts(hart) && s.idle_harts == 0 {
+                    break Slice::External;
+                }
+            }
+            Outcome::End(slice) => break slice,
+            Outcome::Hypercall => {
+                let mut stopped = [false; MAX_VMS];
+                for (j, account) in s.accounts[..s.count].iter().enumerate() {
+                    stopped[j] = account.stopped;
+                }
+                hypercall::handle(s.vms, &stopped[..s.count], i, v);
+            }
+            Outcome::Signal { targets, request } => {
+                let awaited = s.signal(hart, i, targets, request);
+                if request & signals::FENCES != 0 && awaited != 0 {
+                    unlock();
+                    wait_for_fences(i, v, awaited, request);
+                    lock();
+                }
+            }
+        }
+    };
+    // The lock is held again (taken after the last exit).
+    let s = lock_held();
+    let vm = s.vms.get_mut(i).unwrap();
+    vm.end_turn(v, matches!(slice, Slice::Idle { .. }), now());
+    signals::set_running(i, v, None);
+    let ran = now() - started;
+    let account = &mut s.accounts[i];
+    account.used += ran;
+    account.period_used += ran;
+    account.vcpus[v].used += ran;
+    account.vcpus[v].running = false;
+    match slice {
+        Slice::Preempted | Slice::External => {}
+        Slice::Idle { until } => account.vcpus[v].waiting_until = Some(until),
+        Slice::Ended(end) => s.vm_ended(i, end),
+    }
+    s.reset_when_idle(i);
+    unlock();
+}
+
+/// Waits (without the lock) until the vCPUs of VM `i` in `awaited`, on
+/// other harts, have applied the fence `request`, applying meanwhile what
+/// they may ask of `me` (two vCPUs fencing each other at once would
+/// otherwise wait forever).
+fn wait_for_fences(i: usize, me: usize, awaited: u32, request: usize) {
+    for t in (0..MAX_VCPUS).filter(|t| awaited & 1 << t != 0) {
+        while signals::awaited(i, t, request) {
+            signals::apply(i, me);
+            core::hint::spin_loop();
+        }
+    }
+}
+
 /// The scheduler while this hart holds the lock (after an exit).
 fn lock_held() -> &'static mut Scheduler {
     // SAFETY: called only by the hart that holds the lock (run_turn).
@@ -623,8 +633,8 @@ fn lock_held() -> &'static mut Scheduler {
 /// Gets vCPU `v` of VM `i` ready to enter (VSEIP as its virtual PLIC has
 /// it), releases the lock, and applies the requests other harts posted to
 /// it; its registers, for entering.
-fn lock_free_entry(s: &mut Scheduler, i: usize, v: usize) -> *mut vcpu::GuestRegs {
-    let vm = s.vms.get_mut(i).unwrap();
+fn lock_free_entry(i: usize, v: usize) -> *mut vcpu::GuestRegs {
+    let vm = lock_held().vms.get_mut(i).unwrap();
     vm.refresh_external(v);
     let regs = vm.regs_of(v);
     unlock();
