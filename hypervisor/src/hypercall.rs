@@ -93,7 +93,7 @@ pub fn handle(vms: &mut Vms, stopped: &[bool], caller: usize, v: usize) {
         VERSION_FN => (sbi::SUCCESS, VERSION),
         CONSOLE_WRITE => match vm.guest_memory(a0, a1.min(crate::vm::CONSOLE_WRITE_MAX)) {
             Some(bytes) => {
-                bytes.iter().for_each(|&b| vm.console_put(b));
+                bytes.iter().for_each(|&b| vm.put(b));
                 (sbi::SUCCESS, bytes.len())
             }
             None => (sbi::ERR_INVALID_ADDRESS, 0),

@@ -636,7 +636,7 @@ fn lock_held() -> &'static mut Scheduler {
 fn lock_free_entry(i: usize, v: usize) -> *mut vcpu::GuestRegs {
     let vm = lock_held().vms.get_mut(i).unwrap();
     vm.refresh_external(v);
-    let regs = vm.regs_of(v);
+    let regs: *mut vcpu::GuestRegs = vm.regs_of_mut(v);
     unlock();
     signals::apply(i, v);
     regs

@@ -14,7 +14,6 @@ pub const VSSIP: usize = 1 << 2;
 pub const VSEIP: usize = 1 << 10;
 
 /// The VS CSRs a vCPU owns (the hart holds the running one's).
-#[derive(Default)]
 pub struct VsCsrs {
     pub vsstatus: usize,
     pub vsie: usize,

@@ -400,10 +400,10 @@ impl Vm {
         &mut self.vcpus[self.current].regs
     }
 
-    /// Puts vCPU `v`'s state into the hart, with the VM's G-stage. The
-    /// hart's VS-stage TLB entries may be another vCPU's of the VM (same
-    /// VMID, maybe the same ASIDs): flushed.
-    fn switch_in(&mut self, v: usize) {
+    /// Starts vCPU `v`'s turn on this hart: its state into the hart, with
+    /// the VM's G-stage. The hart's VS-stage TLB entries may be another
+    /// vCPU's of the VM (same VMID, maybe the same ASIDs): flushed.
+    pub fn begin_turn(&mut self, v: usize) {
         self.current = v;
         csr_write!(
             "hgatp",
@@ -411,16 +411,6 @@ impl Vm {
         );
         hfence_vvma();
         self.vcpus[v].switch_in(self.vplic.interrupting(v));
-    }
-
-    /// Where vCPU `v`'s registers are, for [`vcpu::enter`].
-    pub fn regs_of(&mut self, v: usize) -> *mut GuestRegs {
-        &mut self.vcpus[v].regs
-    }
-
-    /// Starts vCPU `v`'s turn on this hart.
-    pub fn begin_turn(&mut self, v: usize) {
-        self.switch_in(v);
     }
 
     /// Before the running vCPU is entered again: VSEIP as its virtual PLIC
@@ -615,15 +605,10 @@ impl Vm {
             }
             _ => return false,
         }
+        // VSEIP follows before the vCPU is entered again (refresh_external).
         self.update_uart_line();
-        {
-            let external = self.vplic.interrupting(self.current);
-            csr_write!("hvip", vcpu::with_external(csr_read!("hvip"), external));
-        }
+        self.plic_changed = true;
         self.regs().pc = self.regs().pc.wrapping_add(len);
-        if matches!(device, Mmio::Uart(_) | Mmio::Plic(_)) {
-            self.plic_changed = true;
-        }
         true
     }
 
@@ -810,7 +795,7 @@ impl Vm {
         (hi == 0 && offset.checked_add(len)? <= self.size).then(|| (self.host_base + offset, len))
     }
 
-    /// vCPU `v`'s registers (it is not running).
+    /// vCPU `v`'s registers (while no hart runs it, or to enter it).
     pub fn regs_of_mut(&mut self, v: usize) -> &mut GuestRegs {
         &mut self.vcpus[v].regs
     }
@@ -838,11 +823,7 @@ impl Vm {
 
     /// One byte of the VM's console output (each line prefixed with its
     /// name).
-    pub fn console_put(&mut self, b: u8) {
-        self.put(b);
-    }
-
-    fn put(&mut self, b: u8) {
+    pub fn put(&mut self, b: u8) {
         self.console.push(b);
     }
 

@@ -83,6 +83,9 @@ impl Vplic {
     /// The best claimable source for `context`.
     fn best(&self, context: usize) -> Option<usize> {
         let candidates = self.pending & self.enable[context];
+        if candidates == 0 {
+            return None; // the common case, on every guest entry
+        }
         (1..SOURCES)
             .filter(|&s| candidates & 1 << s != 0)
             .filter(|&s| self.priority[s] > self.threshold[context])
