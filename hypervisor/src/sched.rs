@@ -17,7 +17,7 @@
 
 use crate::csr::{csr_read, csr_write};
 use crate::hypercall;
-use crate::machine::Machine;
+use crate::machine::{Machine, MAX_HARTS};
 use crate::monitor::{self, Command, Monitor};
 use crate::println;
 use crate::sbi;
@@ -80,6 +80,8 @@ struct Scheduler {
     boosted: Option<(usize, usize)>,
     /// Harts waiting for work (a bit each), kicked when a vCPU wakes.
     idle_harts: usize,
+    /// The vCPU (VM, vCPU) each hart ran last.
+    last_turn: [Option<(usize, usize)>; MAX_HARTS],
     /// The hypervisor console's command line.
     monitor: Monitor,
 }
@@ -140,6 +142,7 @@ pub fn init(machine: &Machine, vms: &'static mut Vms) {
             focus: 0,
             boosted: None,
             idle_harts: 0,
+            last_turn: [None; MAX_HARTS],
             monitor: Monitor::new(),
         });
     }
@@ -550,7 +553,11 @@ fn run_turn(hart: usize, boot: bool, i: usize, v: usize, budget: u64) {
     s.accounts[i].vcpus[v].waiting_until = None;
     s.accounts[i].vcpus[v].running = true;
     signals::set_running(i, v, Some(hart));
-    s.vms.get_mut(i).unwrap().begin_turn(v);
+    let hart_kept_it = s.last_turn.get(hart) == Some(&Some((i, v)));
+    if let Some(last) = s.last_turn.get_mut(hart) {
+        *last = Some((i, v));
+    }
+    s.vms.get_mut(i).unwrap().begin_turn(v, hart, hart_kept_it);
     let slice = loop {
         let regs = lock_free_entry(i, v);
         let exit = vcpu::enter_raw(regs);

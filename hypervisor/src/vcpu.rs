@@ -36,6 +36,9 @@ pub struct Vcpu {
     /// Started (SBI HSM): it runs when scheduled; else it waits for a
     /// hart_start.
     pub started: bool,
+    /// The hart it last ran on since it started (its VS-stage
+    /// translations and fetched instructions may be cached there).
+    pub last_hart: Option<usize>,
 }
 
 impl Vcpu {
@@ -59,6 +62,7 @@ impl Vcpu {
                 vstimecmp: usize::MAX,
             },
             started: false,
+            last_hart: None,
         }
     }
 

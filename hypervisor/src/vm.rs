@@ -400,17 +400,29 @@ impl Vm {
         &mut self.vcpus[self.current].regs
     }
 
-    /// Starts vCPU `v`'s turn on this hart: its state into the hart, with
-    /// the VM's G-stage. The hart's VS-stage TLB entries may be another
-    /// vCPU's of the VM (same VMID, maybe the same ASIDs): flushed.
-    pub fn begin_turn(&mut self, v: usize) {
+    /// Starts vCPU `v`'s turn on `hart`: its state into the hart, with the
+    /// VM's G-stage. The hart's VS-stage TLB entries for this VMID are
+    /// flushed unless they can only be this vCPU's: it ran here last, and
+    /// no other vCPU has had `hart` since (`hart_kept_it`), as KVM does.
+    /// A vCPU that moved fetches its code afresh (its own FENCE.I was
+    /// local to the hart it ran on).
+    pub fn begin_turn(&mut self, v: usize, hart: usize, hart_kept_it: bool) {
         self.current = v;
         csr_write!(
             "hgatp",
             csr::HGATP_MODE_SV39X4 | self.vmid << csr::HGATP_VMID_SHIFT | self.gstage.root() >> 12
         );
-        hfence_vvma();
-        self.vcpus[v].switch_in(self.vplic.interrupting(v));
+        let vcpu = &mut self.vcpus[v];
+        let moved = vcpu.last_hart != Some(hart);
+        if moved || !hart_kept_it {
+            hfence_vvma();
+        }
+        if moved {
+            // SAFETY: orders this hart's instruction fetches after all stores.
+            unsafe { core::arch::asm!("fence.i") };
+        }
+        vcpu.last_hart = Some(hart);
+        vcpu.switch_in(self.vplic.interrupting(v));
     }
 
     /// Before the running vCPU is entered again: VSEIP as its virtual PLIC

@@ -718,7 +718,9 @@ impl Hart {
                 self.interrupt_check = true;
             }
             // MODE, a 16-bit ASID and a 44-bit PPN: every bit is kept.
-            SATP if legal_atp_mode(value) => {
+            // An unchanged value keeps the TLB: its entries were all made
+            // under that value (a change flushes), as hardware may keep them.
+            SATP if legal_atp_mode(value) && value != c.satp => {
                 c.satp = value;
                 self.tlb.flush();
             }
@@ -814,8 +816,11 @@ impl Hart {
             HTVAL => c.htval = value,
             HTINST => c.htinst = value,
             HGATP if legal_atp_mode(value) => {
-                c.hgatp = value & (0xf << 60 | HGATP_VMID | HGATP_PPN);
-                self.tlb.flush();
+                let hgatp = value & (0xf << 60 | HGATP_VMID | HGATP_PPN);
+                if hgatp != c.hgatp {
+                    c.hgatp = hgatp;
+                    self.tlb.flush();
+                }
             }
             VSSTATUS => {
                 let new = (c.vsstatus & !VSSTATUS_WRITABLE) | (value & VSSTATUS_WRITABLE);
@@ -840,7 +845,7 @@ impl Hart {
             VSEPC => c.vsepc = value & !1,
             VSCAUSE => c.vscause = value,
             VSTVAL => c.vstval = value,
-            VSATP if legal_atp_mode(value) => {
+            VSATP if legal_atp_mode(value) && value != c.vsatp => {
                 c.vsatp = value;
                 self.tlb.flush();
             }
@@ -850,7 +855,8 @@ impl Hart {
             }
             // WARL or hard-wired: misa (a fixed extension set), the
             // hpmcounters and event selectors, hgeie (GEILEN is 0); and
-            // *atp writes of a mode this hart lacks, which have no effect.
+            // *atp writes of a mode this hart lacks, which have no effect
+            // (nor have those of the value already there).
             _ => {}
         }
     }

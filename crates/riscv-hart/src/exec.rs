@@ -370,11 +370,8 @@ impl Hart {
     /// Enters `target` privilege with virtualization mode `virt` at `epc`
     /// after MRET/SRET updated the status registers.
     fn return_to(&mut self, target: Privilege, virt: bool, epc: u64) {
-        // A world switch (V changing) keeps the TLB: V is in its tags.
-        if self.privilege != target || self.csr.mstatus & MSTATUS_MPRV != 0 {
-            // MPRV changes the data privilege; keep the TLB tags honest.
-            self.tlb.flush();
-        }
+        // The TLB stays: its tags hold the privilege and V each entry was
+        // made for (the data mode, MPRV applied, for loads and stores).
         self.privilege = target;
         self.virt = virt;
         self.pc = epc;

@@ -28,7 +28,7 @@ fn enter_status(status: u64, from_supervisor: bool) -> u64 {
     }
     s
 }
-pub use mmu::{tlb_tag, AccessMode, DataTlb, TLB_ENTRIES, TLB_TAG_MODE_BITS};
+pub use mmu::{tlb_tag, AccessMode, DataTlb, TlbStats, TLB_ENTRIES, TLB_TAG_MODE_BITS};
 pub use ram::{GuestRam, RamAllocError};
 pub use trap::{Exception, ExceptionCause, TrapValues};
 
@@ -229,6 +229,12 @@ impl Hart {
     #[inline]
     pub fn code_epoch(&self) -> u32 {
         self.ram.code_epoch()
+    }
+
+    /// The soft-TLB's counters so far (its flushes are
+    /// [`Hart::translation_generation`]).
+    pub fn tlb_stats(&self) -> TlbStats {
+        self.tlb.stats()
     }
 
     /// Changes whenever the TLB is flushed (address space, privilege-

@@ -152,6 +152,27 @@ pub struct Tlb {
     gstage: Box<[GStageEntry; GSTAGE_ENTRIES]>,
     /// Whether `gstage` holds an entry (a flush with none has nothing to clear).
     gstage_filled: bool,
+    /// What it has done so far.
+    stats: TlbStats,
+}
+
+/// Soft-TLB counters, for `--stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TlbStats {
+    /// Pages cached (each after a page-table walk, or for RAM untranslated).
+    pub fills: u64,
+    /// Of those, pages of a guest (V=1): two-stage walks.
+    pub guest_fills: u64,
+    /// G-stage walks the G-stage leaf cache saved.
+    pub gstage_hits: u64,
+}
+
+impl std::ops::AddAssign for TlbStats {
+    fn add_assign(&mut self, other: TlbStats) {
+        self.fills += other.fills;
+        self.guest_fills += other.guest_fills;
+        self.gstage_hits += other.gstage_hits;
+    }
 }
 
 /// A cached G-stage leaf: guest physical page, its PTE (after the walk's
@@ -182,13 +203,16 @@ impl Tlb {
             device_page: u64::MAX,
             gstage: Box::new([GSTAGE_EMPTY; GSTAGE_ENTRIES]),
             gstage_filled: false,
+            stats: TlbStats::default(),
         }
     }
 
     /// The cached G-stage leaf for guest physical page `guest_page`.
-    fn gstage_lookup(&self, guest_page: u64) -> Option<GStageEntry> {
+    fn gstage_lookup(&mut self, guest_page: u64) -> Option<GStageEntry> {
         let entry = self.gstage[guest_page as usize % GSTAGE_ENTRIES];
-        (entry.guest_page == guest_page).then_some(entry)
+        let hit = entry.guest_page == guest_page;
+        self.stats.gstage_hits += hit as u64;
+        hit.then_some(entry)
     }
 
     fn gstage_fill(&mut self, entry: GStageEntry) {
@@ -246,6 +270,11 @@ impl Tlb {
 
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// Its counters; `flushes` is [`Tlb::generation`].
+    pub fn stats(&self) -> TlbStats {
+        self.stats
     }
 
     fn table(&mut self, access: Access) -> &mut [TlbEntry; TLB_ENTRIES] {
@@ -536,6 +565,8 @@ impl Hart {
             addend: (self.ram.host_ptr(page) as u64).wrapping_sub(vaddr & !(PAGE_SIZE - 1)),
         };
         self.tlb.fill(access, tlb_index(vaddr), entry);
+        self.tlb.stats.fills += 1;
+        self.tlb.stats.guest_fills += mode.virt as u64;
         true
     }
 

@@ -418,6 +418,16 @@ impl Machine {
         })
     }
 
+    /// Soft-TLB flushes, and its other counters, across harts.
+    pub fn tlb_stats(&self) -> (u64, riscv_hart::TlbStats) {
+        self.harts
+            .iter()
+            .fold((0, Default::default()), |(flushes, mut sum), h| {
+                sum += h.tlb_stats();
+                (flushes + h.translation_generation(), sum)
+            })
+    }
+
     /// Per-device counters: traps, interrupts, bytes moved.
     pub fn stats(&self) -> &StatsTable {
         &self.stats

@@ -348,6 +348,11 @@ fn run(args: RunArgs) -> Result<i32> {
                 jit.translation_nanos as f64 / 1e3 / blocks
             );
         }
+        let (flushes, tlb) = machine.tlb_stats();
+        eprintln!(
+            "visor: soft-TLB: {flushes} flushes, {} pages filled ({} of them a guest's, two-stage), {} G-stage walks saved by the leaf cache",
+            tlb.fills, tlb.guest_fills, tlb.gstage_hits
+        );
         eprint!("{}", machine.stats().render());
     }
     Ok(match exit {

@@ -100,7 +100,7 @@ fn the_bare_hypervisor_runs_its_demo_vm_on_visor_and_on_qemu() {
     assert_eq!(ours.status.code(), Some(0), "the machine powered off");
 }
 
-const FIVE_VMS: &str = r#"
+const SEVEN_VMS: &str = r#"
 [machine]
 memory = "128M"
 
@@ -129,17 +129,40 @@ kernel = "hostile_clint.elf"
 name = "virtio"
 memory = "8M"
 kernel = "hostile_virtio.elf"
+
+[[vm]]
+name = "hv"
+memory = "8M"
+kernel = "hostile_hv.elf"
+devices = ["virtio-mmio@10002000"]
+
+[[vm]]
+name = "neighbour"
+memory = "8M"
+kernel = "hostile_neighbour.elf"
+devices = ["virtio-mmio@10003000"]
 "#;
 
 #[test]
 fn several_vms_share_the_hart_and_a_hostile_one_is_stopped() {
-    let (packed, image) = pack("five", FIVE_VMS);
+    let (packed, image) = pack("seven", SEVEN_VMS);
     assert!(
         packed.status.success(),
         "{}",
         String::from_utf8_lossy(&packed.stderr)
     );
-    for (who, out) in [("visor", boot_visor(&image)), ("QEMU", boot_qemu(&image))] {
+    // visor's board has a virtio slot per device given (QEMU's all eight):
+    // three small disks, so the slots the intruders own exist.
+    let dir = scratch_dir("hv-seven");
+    let mut visor_with_slots = visor();
+    visor_with_slots.args(["run", "--kernel"]).arg(&image);
+    for n in 0..3 {
+        let disk = dir.join(format!("disk{n}.img"));
+        std::fs::write(&disk, [0u8; 4096]).unwrap();
+        visor_with_slots.arg("--disk").arg(disk);
+    }
+    let on_visor = run_with_timeout(visor_with_slots, LIMIT);
+    for (who, out) in [("visor", on_visor), ("QEMU", boot_qemu(&image))] {
         let text = String::from_utf8_lossy(&out.stdout);
         let counting: Vec<String> = (1..=5).map(|n| format!("count {n}")).collect();
         for name in ["alpha", "beta"] {
@@ -156,11 +179,26 @@ fn several_vms_share_the_hart_and_a_hostile_one_is_stopped() {
         );
         // Each intruder is stopped at its first write; the restarting one
         // three more times, then for good.
-        for (name, address) in [("clint", "0x2000000"), ("virtio", "0x10001000")] {
+        // The last two own a device, so their RAM is where it lies in the
+        // machine's: one writes into the hypervisor's image, the other
+        // into the RAM of the VM packed before it.
+        let neighbour_base = text
+            .lines()
+            .find_map(|l| l.strip_prefix("visor-hv: VM neighbour with 8 MiB at 0x"))
+            .and_then(|l| u64::from_str_radix(l.split(',').next()?, 16).ok())
+            .unwrap_or_else(|| panic!("{who}: where the neighbour VM lies:\n{text}"));
+        let below_neighbour = format!("{:#x}", neighbour_base - 8);
+        for (name, address) in [
+            ("clint", "0x2000000"),
+            ("virtio", "0x10001000"),
+            ("hv", "0x80200000"),
+            ("neighbour", below_neighbour.as_str()),
+        ] {
             let lines = vm_lines(&out.stdout, name);
             assert_eq!(lines.len(), 2, "{who}: {lines:?}");
             assert!(
-                lines[1].contains("faulted: exception 23") && lines[1].contains(address),
+                lines[1].contains("faulted: exception 23")
+                    && lines[1].ends_with(&format!("(address {address})")),
                 "{who}: {lines:?}"
             );
         }
@@ -186,7 +224,7 @@ fn several_vms_share_the_hart_and_a_hostile_one_is_stopped() {
 
 #[test]
 fn a_corrupted_image_is_refused_at_boot_with_a_message() {
-    let (packed, image) = pack("corrupt", FIVE_VMS);
+    let (packed, image) = pack("corrupt", SEVEN_VMS);
     assert!(packed.status.success());
     let mut bytes = std::fs::read(&image).unwrap();
     let last = bytes.len() - 100;
