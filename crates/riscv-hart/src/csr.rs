@@ -199,7 +199,7 @@ pub mod addr {
 }
 
 /// The CSR file of one hart.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Csrs {
     pub mhartid: u64,
     pub mstatus: u64,
@@ -893,6 +893,53 @@ use crate::mmu;
 
 /// satp, vsatp and hgatp take Bare, Sv39(x4) and Sv48(x4); a write of any
 /// other mode has no effect.
+impl Csrs {
+    /// Why these values could not have come from this hart (a state file
+    /// to restore is untrusted): bits outside what the status registers
+    /// hold, a reserved MPP, translation or trap-vector modes it lacks, a
+    /// reserved PMP permission. `None` when they could.
+    pub(crate) fn impossible_value(&self) -> Option<&'static str> {
+        let status_fixed = MSTATUS_UXL_SXL | MSTATUS_SD;
+        let checks = [
+            (
+                self.mstatus & !(MSTATUS_WRITABLE | status_fixed) != 0,
+                "mstatus has bits this hart does not implement",
+            ),
+            (
+                (self.mstatus & MSTATUS_MPP) >> MSTATUS_MPP_SHIFT == 2,
+                "mstatus.MPP is the reserved value 2",
+            ),
+            (
+                self.vsstatus & !(VSSTATUS_WRITABLE | status_fixed) != 0,
+                "vsstatus has bits this hart does not implement",
+            ),
+            (
+                self.hstatus & !(HSTATUS_WRITABLE | HSTATUS_VSXL_64) != 0,
+                "hstatus has bits this hart does not implement",
+            ),
+            (
+                ![self.satp, self.vsatp, self.hgatp]
+                    .into_iter()
+                    .all(legal_atp_mode),
+                "an address-translation mode this hart lacks",
+            ),
+            (
+                [self.mtvec, self.stvec, self.vstvec]
+                    .into_iter()
+                    .any(|tvec| legal_tvec(tvec) != tvec),
+                "a reserved trap-vector mode",
+            ),
+            (
+                self.pmpcfg
+                    .iter()
+                    .any(|&cfg| cfg & 0x60 != 0 || cfg & 3 == 2),
+                "a reserved PMP configuration",
+            ),
+        ];
+        checks.into_iter().find(|(bad, _)| *bad).map(|(_, why)| why)
+    }
+}
+
 fn legal_atp_mode(value: u64) -> bool {
     matches!(
         value >> 60,

@@ -12,6 +12,7 @@ mod fpu;
 pub mod isa;
 mod mmu;
 mod ram;
+mod state;
 mod trap;
 
 pub use csr::{Csrs, MIP_MEIP, MIP_MSIP, MIP_MTIP, MIP_SEIP, MIP_SSIP, MIP_STIP};
@@ -30,10 +31,13 @@ fn enter_status(status: u64, from_supervisor: bool) -> u64 {
 }
 pub use mmu::{tlb_tag, AccessMode, DataTlb, TlbStats, TLB_ENTRIES, TLB_TAG_MODE_BITS};
 pub use ram::{GuestRam, RamAllocError};
+pub use state::{HartState, StateError};
 pub use trap::{Exception, ExceptionCause, TrapValues};
 
 /// Privilege levels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[repr(u8)]
 pub enum Privilege {
     User = 0,

@@ -6,6 +6,8 @@ pub const SIZE: u64 = 0x1_0000;
 const MTIMECMP: u64 = 0x4000;
 const MTIME: u64 = 0xbff8;
 
+use vm_device::{check, Persist, RestoreError};
+
 pub struct Clint {
     pub msip: Vec<bool>,
     pub mtimecmp: Vec<u64>,
@@ -65,6 +67,38 @@ impl Clint {
     }
 }
 
+/// What a snapshot keeps of the CLINT (`mtime` is the machine's clock).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClintState {
+    pub msip: Vec<bool>,
+    pub mtimecmp: Vec<u64>,
+}
+
+impl Persist for Clint {
+    type State = ClintState;
+
+    fn save(&self) -> ClintState {
+        ClintState {
+            msip: self.msip.clone(),
+            mtimecmp: self.mtimecmp.clone(),
+        }
+    }
+
+    fn restore(&mut self, state: &ClintState) -> Result<(), RestoreError> {
+        let harts = self.msip.len();
+        check(
+            state.msip.len() == harts && state.mtimecmp.len() == harts,
+            "CLINT",
+            &format!("not for {harts} hart(s)"),
+        )?;
+        *self = Clint {
+            msip: state.msip.clone(),
+            mtimecmp: state.mtimecmp.clone(),
+        };
+        Ok(())
+    }
+}
+
 fn mask(size: u8) -> u64 {
     if size >= 8 {
         u64::MAX
@@ -87,5 +121,25 @@ mod tests {
         assert_eq!(c.read(MTIME, 8, 42), Some(42));
         c.write(4, 4, 1, 0);
         assert!(c.msip[1] && !c.msip[0]);
+    }
+
+    #[test]
+    fn state_round_trips_and_a_wrong_hart_count_is_refused() {
+        let mut c = Clint::new(2);
+        c.write(4, 4, 1, 0);
+        c.write(MTIMECMP, 8, 77, 0);
+        let text = serde_json::to_string(&c.save()).unwrap();
+        let mut restored = Clint::new(2);
+        restored
+            .restore(&serde_json::from_str(&text).unwrap())
+            .unwrap();
+        assert_eq!(restored.save(), c.save());
+        let mut one_hart = Clint::new(1);
+        let before = one_hart.save();
+        assert_eq!(
+            one_hart.restore(&c.save()).unwrap_err().to_string(),
+            "CLINT state: not for 1 hart(s)"
+        );
+        assert_eq!(one_hart.save(), before);
     }
 }

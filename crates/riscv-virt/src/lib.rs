@@ -5,6 +5,7 @@
 //! the loop that runs the harts round-robin on one host thread.
 
 pub mod clint;
+pub mod clock;
 pub mod fdt;
 pub mod io;
 pub mod loader;
@@ -18,7 +19,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 pub use virtio::blk::DiskConfig;
 pub use virtio::net::{NetConfig, DEFAULT_MAC};
 use vm_device::vm_memory::{GuestAddress, GuestMemoryBackend};
@@ -185,9 +186,8 @@ struct Devices {
     bus: vm_device::Bus,
     /// PLIC sources driven by bus devices.
     lines: Vec<(usize, Arc<LevelIrq>)>,
-    clock_start: Instant,
-    /// Added to the host-derived time, so guest writes to `mtime` stick.
-    mtime_adjust: u64,
+    /// Guest time (`mtime`).
+    clock: clock::GuestClock,
     tohost: Option<u64>,
     exit: Option<Exit>,
 }
@@ -259,7 +259,7 @@ impl Platform for Devices {
             a if (clint::BASE..clint::BASE + clint::SIZE).contains(&a) => {
                 let now = self.mtime();
                 if let Some(new_mtime) = self.clint.write(a - clint::BASE, size, value, now) {
-                    self.mtime_adjust = self.mtime_adjust.wrapping_add(new_mtime.wrapping_sub(now));
+                    self.clock.set(new_mtime);
                 }
                 true
             }
@@ -304,8 +304,7 @@ impl Platform for Devices {
     }
 
     fn mtime(&mut self) -> u64 {
-        let ticks = self.clock_start.elapsed().as_nanos() as u64 / (1_000_000_000 / TIMEBASE_HZ);
-        ticks.wrapping_add(self.mtime_adjust)
+        self.clock.now()
     }
 }
 
@@ -368,8 +367,7 @@ impl Machine {
             uart_stats,
             bus: io.bus,
             lines: io.lines,
-            clock_start: Instant::now(),
-            mtime_adjust: 0,
+            clock: clock::GuestClock::new(),
             tohost: boot.tohost,
             exit: None,
         };

@@ -12,6 +12,10 @@ const ENABLE_STRIDE: u64 = 0x80;
 const CONTEXT: u64 = 0x20_0000;
 const CONTEXT_STRIDE: u64 = 0x1000;
 const WORDS: usize = (SOURCES + 1).div_ceil(32);
+/// Priorities and thresholds are 3 bits wide.
+const PRIORITY_MASK: u32 = 7;
+
+use vm_device::{check, Persist, RestoreError};
 
 pub struct Plic {
     priority: [u32; SOURCES + 1],
@@ -114,7 +118,7 @@ impl Plic {
             o if o < PENDING => {
                 let s = (o / 4) as usize;
                 if (1..=SOURCES).contains(&s) {
-                    self.priority[s] = value & 7;
+                    self.priority[s] = value & PRIORITY_MASK;
                 }
             }
             o if o < ENABLE => {} // pending bits are read-only
@@ -129,7 +133,7 @@ impl Plic {
                 let context = ((o - CONTEXT) / CONTEXT_STRIDE) as usize;
                 if context < self.threshold.len() {
                     match (o - CONTEXT) % CONTEXT_STRIDE {
-                        0 => self.threshold[context] = value & 7,
+                        0 => self.threshold[context] = value & PRIORITY_MASK,
                         4 => self.complete(context, value as usize),
                         _ => {}
                     }
@@ -156,6 +160,77 @@ impl Plic {
         }
         self.in_service[source] = false;
         self.pending[source] = self.level[source];
+    }
+}
+
+/// What a snapshot keeps of the PLIC: per source (0 included, always
+/// clear) its priority, the level its device drives, pending and in
+/// service; per context its enable words and threshold.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PlicState {
+    pub priority: Vec<u32>,
+    pub level: Vec<bool>,
+    pub pending: Vec<bool>,
+    pub in_service: Vec<bool>,
+    pub enable: Vec<Vec<u32>>,
+    pub threshold: Vec<u32>,
+}
+
+impl Persist for Plic {
+    type State = PlicState;
+
+    fn save(&self) -> PlicState {
+        PlicState {
+            priority: self.priority.to_vec(),
+            level: self.level.to_vec(),
+            pending: self.pending.to_vec(),
+            in_service: self.in_service.to_vec(),
+            enable: self.enable.iter().map(|e| e.to_vec()).collect(),
+            threshold: self.threshold.clone(),
+        }
+    }
+
+    fn restore(&mut self, state: &PlicState) -> Result<(), RestoreError> {
+        let s = state;
+        let per_source = [&s.level, &s.pending, &s.in_service];
+        check(
+            s.priority.len() == SOURCES + 1 && per_source.iter().all(|v| v.len() == SOURCES + 1),
+            "PLIC",
+            &format!("not {SOURCES} sources"),
+        )?;
+        let contexts = self.threshold.len();
+        check(
+            s.threshold.len() == contexts
+                && s.enable.len() == contexts
+                && s.enable.iter().all(|e| e.len() == WORDS),
+            "PLIC",
+            &format!("not for {contexts} contexts"),
+        )?;
+        check(
+            s.priority
+                .iter()
+                .chain(&s.threshold)
+                .all(|&p| p <= PRIORITY_MASK),
+            "PLIC",
+            "a priority or threshold above 7",
+        )?;
+        check(
+            s.priority[0] == 0
+                && !s.pending[0]
+                && !s.in_service[0]
+                && s.enable.iter().all(|e| e[0] & 1 == 0),
+            "PLIC",
+            "source 0 is in use",
+        )?;
+        self.priority.copy_from_slice(&s.priority);
+        self.level.copy_from_slice(&s.level);
+        self.pending.copy_from_slice(&s.pending);
+        self.in_service.copy_from_slice(&s.in_service);
+        for (mine, saved) in self.enable.iter_mut().zip(&s.enable) {
+            mine.copy_from_slice(saved);
+        }
+        self.threshold.copy_from_slice(&s.threshold);
+        Ok(())
     }
 }
 
@@ -202,6 +277,55 @@ mod tests {
         p.write(CONTEXT + CONTEXT_STRIDE, 4, 0);
         assert!(p.context_pending(1));
         assert_eq!(p.read(PENDING, 4), Some(1 << 10));
+    }
+
+    #[test]
+    fn state_round_trips_and_impossible_states_change_nothing() {
+        let mut p = setup();
+        p.set_level(10, true);
+        p.set_level(3, true);
+        assert_eq!(p.read(CONTEXT + CONTEXT_STRIDE + 4, 4), Some(3));
+        let text = serde_json::to_string(&p.save()).unwrap();
+        let mut restored = Plic::new(1);
+        restored
+            .restore(&serde_json::from_str(&text).unwrap())
+            .unwrap();
+        assert_eq!(restored.save(), p.save());
+        // It goes on as the original: 10 next, 3 once completed.
+        assert_eq!(restored.read(CONTEXT + CONTEXT_STRIDE + 4, 4), Some(10));
+        restored.write(CONTEXT + CONTEXT_STRIDE + 4, 4, 3);
+        assert_eq!(restored.read(CONTEXT + CONTEXT_STRIDE + 4, 4), Some(3));
+
+        let saved = p.save();
+        let bad = |change: &dyn Fn(&mut PlicState)| {
+            let mut state = saved.clone();
+            change(&mut state);
+            state
+        };
+        let mut target = Plic::new(1);
+        let before = target.save();
+        for (state, error) in [
+            (
+                bad(&|s| s.priority.truncate(SOURCES)),
+                "PLIC state: not 95 sources",
+            ),
+            (
+                bad(&|s| s.threshold.push(0)),
+                "PLIC state: not for 2 contexts",
+            ),
+            (
+                bad(&|s| s.priority[4] = 8),
+                "PLIC state: a priority or threshold above 7",
+            ),
+            (
+                bad(&|s| s.enable[0][0] |= 1),
+                "PLIC state: source 0 is in use",
+            ),
+        ] {
+            assert_eq!(target.restore(&state).unwrap_err().to_string(), error);
+            assert_eq!(target.save(), before);
+        }
+        assert!(Plic::new(2).restore(&saved).is_err(), "another hart count");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::Arc;
-use vm_device::DeviceStats;
+use vm_device::{check, DeviceStats, Persist, RestoreError};
 
 pub const BASE: u64 = 0x1000_0000;
 pub const SIZE: u64 = 0x100;
@@ -17,6 +17,10 @@ pub const IRQ: usize = 10;
 pub const CLOCK_HZ: u32 = 3_686_400;
 
 const RX_FIFO: usize = 16;
+/// The bits of IER, FCR and MCR this UART keeps.
+const IER_BITS: u8 = 0x0f;
+const FCR_BITS: u8 = 0xc9;
+const MCR_BITS: u8 = 0x1f;
 const IER_RDA: u8 = 1;
 const IER_THRE: u8 = 2;
 const LCR_DLAB: u8 = 0x80;
@@ -142,22 +146,75 @@ impl Uart {
             1 if dlab => self.divisor = (self.divisor & 0xff) | (value as u16) << 8,
             1 => {
                 let enabling_thre = value & IER_THRE != 0 && self.ier & IER_THRE == 0;
-                self.ier = value & 0x0f;
+                self.ier = value & IER_BITS;
                 if enabling_thre {
                     self.thre_pending = true; // THR is empty: the interrupt fires at once
                 }
             }
             2 => {
-                self.fcr = value & 0xc9;
+                self.fcr = value & FCR_BITS;
                 if value & 2 != 0 {
                     self.rx.clear();
                 }
             }
             3 => self.lcr = value,
-            4 => self.mcr = value & 0x1f,
+            4 => self.mcr = value & MCR_BITS,
             7 => self.scr = value,
             _ => {}
         }
+    }
+}
+
+/// What a snapshot keeps of the UART: its registers and received bytes
+/// not yet read (the console it writes to is the machine's).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UartState {
+    pub rx: Vec<u8>,
+    pub ier: u8,
+    pub lcr: u8,
+    pub mcr: u8,
+    pub scr: u8,
+    pub fcr: u8,
+    pub divisor: u16,
+    pub thre_pending: bool,
+}
+
+impl Persist for Uart {
+    type State = UartState;
+
+    fn save(&self) -> UartState {
+        UartState {
+            rx: self.rx.iter().copied().collect(),
+            ier: self.ier,
+            lcr: self.lcr,
+            mcr: self.mcr,
+            scr: self.scr,
+            fcr: self.fcr,
+            divisor: self.divisor,
+            thre_pending: self.thre_pending,
+        }
+    }
+
+    fn restore(&mut self, s: &UartState) -> Result<(), RestoreError> {
+        check(
+            s.rx.len() <= RX_FIFO,
+            "UART",
+            &format!("more than {RX_FIFO} bytes received"),
+        )?;
+        check(
+            s.ier & !IER_BITS == 0 && s.fcr & !FCR_BITS == 0 && s.mcr & !MCR_BITS == 0,
+            "UART",
+            "register bits this UART does not have",
+        )?;
+        self.rx = s.rx.iter().copied().collect();
+        self.ier = s.ier;
+        self.lcr = s.lcr;
+        self.mcr = s.mcr;
+        self.scr = s.scr;
+        self.fcr = s.fcr;
+        self.divisor = s.divisor;
+        self.thre_pending = s.thre_pending;
+        Ok(())
     }
 }
 
@@ -205,6 +262,39 @@ mod tests {
         assert_eq!(got, (0..16).collect::<Vec<u8>>());
         assert_eq!(u.read(5) & LSR_DR, 0);
         assert!(!u.interrupt());
+    }
+
+    #[test]
+    fn state_round_trips_and_impossible_states_change_nothing() {
+        let mut u = Uart::new(Box::new(std::io::sink()), Default::default());
+        u.write(1, IER_RDA | IER_THRE);
+        u.write(3, 0x03);
+        u.write(7, 0x5a);
+        for b in b"abc" {
+            u.receive(*b);
+        }
+        assert_eq!(u.read(0), b'a');
+        let text = serde_json::to_string(&u.save()).unwrap();
+        let mut restored = Uart::new(Box::new(std::io::sink()), Default::default());
+        restored
+            .restore(&serde_json::from_str(&text).unwrap())
+            .unwrap();
+        assert_eq!(restored.save(), u.save());
+        assert!(restored.interrupt());
+        assert_eq!([restored.read(0), restored.read(0)], *b"bc");
+
+        let mut target = Uart::new(Box::new(std::io::sink()), Default::default());
+        let before = target.save();
+        let mut overfull = u.save();
+        overfull.rx = vec![0; RX_FIFO + 1];
+        assert_eq!(
+            target.restore(&overfull).unwrap_err().to_string(),
+            "UART state: more than 16 bytes received"
+        );
+        let mut bad_bits = u.save();
+        bad_bits.ier = 0xff;
+        assert!(target.restore(&bad_bits).is_err());
+        assert_eq!(target.save(), before);
     }
 
     #[test]

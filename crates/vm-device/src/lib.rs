@@ -8,14 +8,16 @@
 //! (a PLIC source, a KVM irqfd). Devices that move data (virtio) read and
 //! write guest RAM through vm-memory's bounds-checked `GuestMemoryMmap`
 //! (re-exported here), so a guest-supplied address can never reach outside
-//! guest RAM.
+//! guest RAM. Devices whose state a snapshot keeps implement [`Persist`].
 
 mod bus;
 mod irq;
+mod persist;
 mod stats;
 
 pub use bus::{Bus, BusDevice, BusError, SharedDevice};
 pub use irq::{IrqLine, LevelIrq};
+pub use persist::{check, Persist, RestoreError};
 pub use stats::{DeviceStats, StatsTable};
 pub use vm_memory;
 
