@@ -243,6 +243,11 @@ pub struct Jit {
 }
 
 impl Jit {
+    /// How it runs.
+    pub fn options(&self) -> JitOptions {
+        self.options
+    }
+
     pub fn new(options: JitOptions) -> Jit {
         let mut arena = arena::CodeArena::new();
         let runtime = Runtime::emit(&mut arena).expect("an empty arena holds the runtime");

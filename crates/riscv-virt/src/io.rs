@@ -45,6 +45,10 @@ pub struct IoDevices {
     pub pata: bool,
     /// A device receives host input on its own (a TAP), so idle sleeps must stay short.
     pub needs_polling: bool,
+    /// The virtio transports, in slot order (also on the bus), for snapshots.
+    pub transports: Vec<Arc<Mutex<MmioTransport>>>,
+    /// Devices whose state snapshots do not keep yet (disks, a NIC, PATA).
+    pub not_snapshotable: Vec<&'static str>,
 }
 
 pub fn build(
@@ -60,7 +64,15 @@ pub fn build(
         virtio_slots: 0,
         pata: false,
         needs_polling: config.net.is_some(),
+        transports: Vec::new(),
+        not_snapshotable: Vec::new(),
     };
+    if config.net.is_some() {
+        io.not_snapshotable.push("virtio-net");
+    }
+    if config.ide_disk.is_some() {
+        io.not_snapshotable.push("PATA");
+    }
     let mut devices: Vec<(Box<dyn VirtioDevice>, Arc<DeviceStats>)> = Vec::new();
     for (i, disk) in config.disks.iter().enumerate() {
         let device_stats = stats.register(format!("virtio-blk{i}"));
@@ -86,16 +98,16 @@ pub fn build(
     }
     for (slot, (device, device_stats)) in devices.into_iter().enumerate() {
         let line = LevelIrq::new(device_stats.clone());
-        let transport = MmioTransport::new(device, mem.clone(), line.clone());
+        let transport = Arc::new(Mutex::new(MmioTransport::new(
+            device,
+            mem.clone(),
+            line.clone(),
+        )));
         let base = VIRTIO_BASE + slot as u64 * MMIO_SLOT_SIZE;
         io.bus
-            .insert(
-                base,
-                MMIO_SLOT_SIZE,
-                Arc::new(Mutex::new(transport)),
-                device_stats,
-            )
+            .insert(base, MMIO_SLOT_SIZE, transport.clone(), device_stats)
             .expect("virtio slots do not overlap");
+        io.transports.push(transport);
         io.lines.push((VIRTIO_IRQ + slot, line));
         io.virtio_slots += 1;
     }

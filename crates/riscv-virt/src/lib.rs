@@ -10,19 +10,22 @@ pub mod fdt;
 pub mod io;
 pub mod loader;
 pub mod plic;
+pub mod snapshot;
 pub mod uart;
 
 use riscv_hart::{GuestRam, Hart, Platform, MIP_MEIP, MIP_MSIP, MIP_MTIP, MIP_SEIP};
+use snapshot::{MachineState, SnapshotError};
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 pub use virtio::blk::DiskConfig;
 pub use virtio::net::{NetConfig, DEFAULT_MAC};
 use vm_device::vm_memory::{GuestAddress, GuestMemoryBackend};
+use vm_device::Persist;
 use vm_device::{DeviceStats, GuestMemoryMmap, IrqLine, LevelIrq, StatsTable};
 
 pub const RAM_BASE: u64 = 0x8000_0000;
@@ -38,6 +41,7 @@ pub const KERNEL_OFFSET: u64 = 0x20_0000;
 pub const MAX_HARTS: usize = 8;
 pub const MIN_RAM: u64 = 1 << 20;
 pub const MAX_RAM: u64 = 64 << 30;
+const PAGE_SIZE: u64 = 4096;
 /// Instructions a hart runs before the next one gets its turn (and the
 /// machine looks at its devices and interrupt lines): about 100-200 µs.
 const SLICE: u64 = 20_000;
@@ -326,6 +330,59 @@ pub struct Machine {
     /// When the bus is next polled (mtime ticks); 0 = at the next turn.
     next_poll: u64,
     stats: StatsTable,
+    /// The virtio transports, in slot order, for snapshots.
+    transports: Vec<Arc<Mutex<virtio::MmioTransport>>>,
+    /// Devices whose state snapshots do not keep yet.
+    not_snapshotable: Vec<&'static str>,
+    /// The virtio disks, which a snapshot names.
+    disks: Vec<DiskConfig>,
+    /// Where lifecycle commands come from, if anywhere.
+    control: Option<Receiver<Command>>,
+    /// Paused by a command: no hart runs and guest time stands still.
+    paused: bool,
+}
+
+/// How often a paused machine looks at the console's quit key.
+const PAUSED_POLL: Duration = Duration::from_millis(20);
+
+/// A lifecycle command for a running machine (from a control API), each
+/// answered on its channel once carried out between hart turns.
+pub enum Command {
+    Pause(Sender<Result<(), CommandError>>),
+    Resume(Sender<Result<(), CommandError>>),
+    /// A snapshot into a directory; the machine must be paused.
+    Snapshot {
+        dir: PathBuf,
+        reply: Sender<Result<(), CommandError>>,
+    },
+    Info(Sender<MachineInfo>),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CommandError {
+    /// Not in a state the command applies to.
+    #[error("{0}")]
+    WrongState(&'static str),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// What a machine is and whether it runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MachineInfo {
+    pub ram_size: u64,
+    pub harts: usize,
+    pub engine: Engine,
+    pub paused: bool,
+}
+
+/// Why a snapshot could not be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error(transparent)]
+    Boot(#[from] BootError),
 }
 
 impl Machine {
@@ -341,15 +398,10 @@ impl Machine {
             return Err(BootError::BadHartCount(config.harts));
         }
         let (ram, memory) = allocate_ram(config.ram_size)?;
-        let output = io::SharedWriter(Arc::new(Mutex::new(console)));
-        let mut stats = StatsTable::default();
-        let uart_stats = stats.register("uart");
-        let io = io::build(config, &memory, output.clone(), &mut stats)?;
-        let boot = load_boot_images(&ram, config, &io)?;
-        let mut harts: Vec<Hart> = (0..config.harts)
-            .map(|id| Hart::new(id, ram.clone()))
-            .collect();
-        for hart in &mut harts {
+        let (mut machine, io) = Machine::assemble(config, ram, &memory, console)?;
+        let boot = load_boot_images(&machine.devices.ram, config, &io)?;
+        machine.devices.tohost = boot.tohost;
+        for hart in &mut machine.harts {
             hart.pc = boot.entry;
             hart.x[10] = hart.id as u64; // a0: hart id
             hart.x[11] = boot.fdt; // a1: device tree
@@ -358,6 +410,55 @@ impl Machine {
                 hart.watch_page(tohost);
             }
         }
+        Ok(machine)
+    }
+
+    /// The machine a snapshot in `dir` was taken of, at the moment it was
+    /// taken: its RAM mapped copy-on-write from the memory file, every
+    /// hart and device as saved, guest time going on from where it stood.
+    /// `engine` need not be the one the snapshot was taken under. Nothing
+    /// runs when anything in the snapshot is refused.
+    pub fn restore(
+        dir: &std::path::Path,
+        engine: Engine,
+        console: Box<dyn Write + Send>,
+    ) -> Result<Machine, RestoreError> {
+        let state = snapshot::read_state(dir)?;
+        let shape = &state.shape;
+        if !(MIN_RAM..=MAX_RAM).contains(&shape.ram_size) || shape.ram_size % PAGE_SIZE != 0 {
+            return Err(SnapshotError::Shape(format!("{} bytes of RAM", shape.ram_size)).into());
+        }
+        if !(1..=MAX_HARTS).contains(&shape.harts) || state.harts.len() != shape.harts {
+            return Err(SnapshotError::Shape(format!("{} harts", state.harts.len())).into());
+        }
+        let file = snapshot::open_memory(dir, shape.ram_size)?;
+        let (ram, memory) = map_ram_file(file, shape.ram_size)?;
+        let config = MachineConfig {
+            harts: shape.harts,
+            engine,
+            disks: shape.disks.clone(),
+            ..MachineConfig::new(shape.ram_size)
+        };
+        let (mut machine, _) = Machine::assemble(&config, ram, &memory, console)?;
+        machine.restore_state(&state)?;
+        Ok(machine)
+    }
+
+    /// The devices, harts and engines of a machine with `config` on `ram`
+    /// (as `memory` for the devices), before anything is loaded.
+    fn assemble(
+        config: &MachineConfig,
+        ram: GuestRam,
+        memory: &GuestMemoryMmap,
+        console: Box<dyn Write + Send>,
+    ) -> Result<(Machine, io::IoDevices), BootError> {
+        let output = io::SharedWriter(Arc::new(Mutex::new(console)));
+        let mut stats = StatsTable::default();
+        let uart_stats = stats.register("uart");
+        let mut io = io::build(config, memory, output.clone(), &mut stats)?;
+        let harts: Vec<Hart> = (0..config.harts)
+            .map(|id| Hart::new(id, ram.clone()))
+            .collect();
         let devices = Devices {
             ram,
             clint: clint::Clint::new(config.harts),
@@ -365,10 +466,10 @@ impl Machine {
             uart: uart::Uart::new(Box::new(output), uart_stats.clone()),
             uart_irq: LevelIrq::new(uart_stats.clone()),
             uart_stats,
-            bus: io.bus,
-            lines: io.lines,
+            bus: std::mem::take(&mut io.bus),
+            lines: std::mem::take(&mut io.lines),
             clock: clock::GuestClock::new(),
-            tohost: boot.tohost,
+            tohost: None,
             exit: None,
         };
         let jits = (0..config.harts)
@@ -381,7 +482,7 @@ impl Machine {
                 })),
             })
             .collect();
-        Ok(Machine {
+        let machine = Machine {
             harts,
             jits,
             slice: match config.engine {
@@ -392,11 +493,188 @@ impl Machine {
             pending_input: VecDeque::new(),
             input_closed: false,
             console: config.console,
-            virtio_console_input: io.console_input,
+            virtio_console_input: io.console_input.clone(),
             needs_polling: io.needs_polling,
             next_poll: 0,
             stats,
-        })
+            transports: std::mem::take(&mut io.transports),
+            disks: config.disks.clone(),
+            not_snapshotable: std::mem::take(&mut io.not_snapshotable),
+            control: None,
+            paused: false,
+        };
+        Ok((machine, io))
+    }
+
+    /// Everything but RAM, as a snapshot keeps it; the machine must be
+    /// paused (between turns, guest time stopped).
+    fn save_state(&self) -> MachineState {
+        MachineState {
+            shape: snapshot::Shape {
+                ram_size: self.devices.ram.len(),
+                harts: self.harts.len(),
+                disks: self.disks.clone(),
+            },
+            mtime: self.devices.clock.now(),
+            harts: self.harts.iter().map(Hart::save_state).collect(),
+            clint: self.devices.clint.save(),
+            plic: self.devices.plic.save(),
+            uart: self.devices.uart.save(),
+            virtio: self.transports.iter().map(|t| lock(t).save()).collect(),
+            tohost: self.devices.tohost,
+        }
+    }
+
+    fn restore_state(&mut self, state: &MachineState) -> Result<(), RestoreError> {
+        for (hart, saved) in self.harts.iter_mut().zip(&state.harts) {
+            hart.restore_state(saved)
+                .map_err(|cause| SnapshotError::Hart {
+                    hart: hart.id,
+                    cause,
+                })?;
+            if let Some(tohost) = state.tohost {
+                hart.watch_page(tohost);
+            }
+        }
+        let d = &mut self.devices;
+        d.clint.restore(&state.clint).map_err(SnapshotError::from)?;
+        d.plic.restore(&state.plic).map_err(SnapshotError::from)?;
+        d.uart.restore(&state.uart).map_err(SnapshotError::from)?;
+        if state.virtio.len() != self.transports.len() {
+            return Err(
+                SnapshotError::Shape(format!("{} virtio devices", state.virtio.len())).into(),
+            );
+        }
+        for (transport, saved) in self.transports.iter().zip(&state.virtio) {
+            lock(transport)
+                .restore(saved)
+                .map_err(SnapshotError::from)?;
+        }
+        d.refresh_bus_irqs();
+        if let Some(tohost) = state.tohost {
+            if !d.ram.contains(tohost, 8) {
+                return Err(
+                    SnapshotError::Shape(format!("tohost at {tohost:#x}, outside RAM")).into(),
+                );
+            }
+        }
+        d.tohost = state.tohost;
+        d.clock.set(state.mtime);
+        d.refresh_uart_irq();
+        Ok(())
+    }
+
+    /// Writes a snapshot of the paused machine into `dir`.
+    fn snapshot(&self, dir: &std::path::Path) -> Result<(), SnapshotError> {
+        if !self.not_snapshotable.is_empty() {
+            return Err(SnapshotError::Unsupported(format!(
+                "snapshots of machines with {} are not supported yet",
+                self.not_snapshotable.join(", ")
+            )));
+        }
+        for transport in &self.transports {
+            lock(transport)
+                .flush_device()
+                .map_err(|cause| SnapshotError::Io {
+                    path: dir.to_owned(),
+                    cause,
+                })?;
+        }
+        snapshot::write(dir, &self.save_state(), &self.devices.ram)
+    }
+
+    /// Lets `commands` drive the machine's lifecycle while it runs (see
+    /// [`Command`]).
+    pub fn set_control(&mut self, commands: Receiver<Command>) {
+        self.control = Some(commands);
+    }
+
+    /// What the machine is, for a control API's `GET /vm/config`.
+    pub fn info(&self) -> MachineInfo {
+        MachineInfo {
+            ram_size: self.devices.ram.len(),
+            harts: self.harts.len(),
+            engine: match self.jits.first() {
+                Some(Some(jit)) if jit.options().lockstep => Engine::LockStep,
+                Some(Some(_)) => Engine::Jit,
+                _ => Engine::Interpreter,
+            },
+            paused: self.paused,
+        }
+    }
+
+    /// Carries out the lifecycle commands that arrived; while paused,
+    /// waits for the next (console input waits meanwhile; the quit key
+    /// still quits).
+    fn handle_commands(&mut self, input: &Receiver<ConsoleInput>) -> Option<Exit> {
+        loop {
+            let command = match &self.control {
+                None => return None,
+                Some(control) if !self.paused => match control.try_recv() {
+                    Ok(command) => command,
+                    Err(_) => return None,
+                },
+                Some(control) => match control.recv_timeout(PAUSED_POLL) {
+                    Ok(command) => command,
+                    Err(RecvTimeoutError::Timeout) => {
+                        if let Some(exit) = self.take_quit(input) {
+                            return Some(exit);
+                        }
+                        continue;
+                    }
+                    // Nobody can resume it any more: run on.
+                    Err(RecvTimeoutError::Disconnected) => {
+                        self.control = None;
+                        self.set_paused(false);
+                        return None;
+                    }
+                },
+            };
+            match command {
+                Command::Pause(reply) => {
+                    self.set_paused(true);
+                    let _ = reply.send(Ok(()));
+                }
+                Command::Resume(reply) => {
+                    self.set_paused(false);
+                    let _ = reply.send(Ok(()));
+                }
+                Command::Snapshot { dir, reply } => {
+                    let result = if self.paused {
+                        self.snapshot(&dir)
+                            .map_err(|e| CommandError::Failed(e.to_string()))
+                    } else {
+                        Err(CommandError::WrongState(
+                            "the VM must be paused to snapshot it",
+                        ))
+                    };
+                    let _ = reply.send(result);
+                }
+                Command::Info(reply) => {
+                    let _ = reply.send(self.info());
+                }
+            }
+        }
+    }
+
+    fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
+        if paused {
+            self.devices.clock.pause();
+        } else {
+            self.devices.clock.resume();
+        }
+    }
+
+    /// While paused: keeps console input for later, but honours the quit key.
+    fn take_quit(&mut self, input: &Receiver<ConsoleInput>) -> Option<Exit> {
+        while let Ok(event) = input.try_recv() {
+            match event {
+                ConsoleInput::Byte(b) => self.pending_input.push_back(b),
+                ConsoleInput::Quit => return Some(Exit::Quit),
+            }
+        }
+        None
     }
 
     /// Where lock-step mode found a translation bug, if it did.
@@ -439,6 +717,9 @@ impl Machine {
     /// Runs until the guest powers off, resets, exits through `tohost`, or the user quits.
     pub fn run(&mut self, input: &Receiver<ConsoleInput>) -> Exit {
         loop {
+            if let Some(exit) = self.handle_commands(input) {
+                return exit;
+            }
             if let Some(exit) = self.feed_console(input) {
                 return exit;
             }
@@ -580,6 +861,12 @@ impl Machine {
     }
 }
 
+/// A device's lock; a device that panicked while holding it left its
+/// state as it was, which is still the state to save.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Where boot left things: the entry point and the a1/a2 arguments.
 struct BootInfo {
     entry: u64,
@@ -595,6 +882,15 @@ fn allocate_ram(size: u64) -> Result<(GuestRam, GuestMemoryMmap), BootError> {
     let len = usize::try_from(size).map_err(|_| too_big())?;
     let memory =
         GuestMemoryMmap::from_ranges(&[(GuestAddress(RAM_BASE), len)]).map_err(|_| too_big())?;
+    guest_ram_of(memory, size)
+}
+
+/// The harts' view of `memory`, one region of `size` bytes at [`RAM_BASE`].
+fn guest_ram_of(
+    memory: GuestMemoryMmap,
+    size: u64,
+) -> Result<(GuestRam, GuestMemoryMmap), BootError> {
+    let too_big = || BootError::Ram(riscv_hart::RamAllocError(size));
     let region = memory
         .find_region(GuestAddress(RAM_BASE))
         .ok_or_else(too_big)?;
@@ -604,6 +900,25 @@ fn allocate_ram(size: u64) -> Result<(GuestRam, GuestMemoryMmap), BootError> {
     // (a clone of the GuestMemoryMmap, sharing its regions) keeps it mapped.
     let ram = unsafe { GuestRam::from_host(RAM_BASE, host, size, owner) };
     Ok((ram, memory))
+}
+
+/// Guest RAM mapped from `file` (a snapshot's memory file, `size` bytes)
+/// copy-on-write: pages are read from the file as the guest first touches
+/// them, and the guest's writes never reach the file.
+fn map_ram_file(file: std::fs::File, size: u64) -> Result<(GuestRam, GuestMemoryMmap), BootError> {
+    use vm_device::vm_memory::{FileOffset, GuestRegionMmap, MmapRegion};
+    let too_big = || BootError::Ram(riscv_hart::RamAllocError(size));
+    let len = usize::try_from(size).map_err(|_| too_big())?;
+    let region = MmapRegion::build(
+        Some(FileOffset::new(file, 0)),
+        len,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_PRIVATE | libc::MAP_NORESERVE,
+    )
+    .map_err(|_| too_big())?;
+    let region = GuestRegionMmap::new(region, GuestAddress(RAM_BASE)).ok_or_else(too_big)?;
+    let memory = GuestMemoryMmap::from_regions(vec![region]).map_err(|_| too_big())?;
+    guest_ram_of(memory, size)
 }
 
 fn load_boot_images(

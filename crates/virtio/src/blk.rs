@@ -112,8 +112,9 @@ impl Request {
     }
 }
 
-/// Options of one disk, as given with `--disk PATH[,readonly]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Options of one disk, as given with `--disk PATH[,readonly]` (and as a
+/// snapshot refers to its disks: by path).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DiskConfig {
     pub path: PathBuf,
     pub read_only: bool,
@@ -326,6 +327,13 @@ fn punch_hole(file: &File, offset: u64, len: u64) -> Result<(), RequestError> {
 }
 
 impl VirtioDevice for Block {
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        self.file.sync_data()
+    }
+
     fn device_type(&self) -> u32 {
         VIRTIO_ID_BLOCK
     }

@@ -61,6 +61,11 @@ pub trait VirtioDevice: Send {
     }
     /// The driver reset the device: drop any in-flight host state.
     fn reset(&mut self) {}
+    /// Makes what the guest wrote durable on the host (before a snapshot
+    /// refers to a disk by its path).
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Completes every available chain of `queue` with `handle`, which returns

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use virtio_bindings::virtio_config::*;
 use virtio_bindings::virtio_mmio::*;
 use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
-use vm_device::{BusDevice, GuestMemoryMmap, IrqLine};
+use vm_device::{check, BusDevice, GuestMemoryMmap, IrqLine, Persist, RestoreError};
 
 const MAGIC: u32 = 0x7472_6976; // "virt"
 const VERSION: u32 = 2;
@@ -54,6 +54,11 @@ impl MmioTransport {
             driver_features: 0,
             queue_sel: 0,
         }
+    }
+
+    /// See [`VirtioDevice::flush`].
+    pub fn flush_device(&mut self) -> std::io::Result<()> {
+        self.device.flush()
     }
 
     fn offered_features(&self) -> u64 {
@@ -267,5 +272,214 @@ pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
     if let Some(src) = config.get(start..) {
         let n = src.len().min(data.len());
         data[..n].copy_from_slice(&src[..n]);
+    }
+}
+
+/// What a snapshot keeps of a transport: its registers and every queue's
+/// configuration and ring positions. The device behind it is re-created
+/// from the machine's configuration (its host side: a file, a TAP) and
+/// keeps no state between requests, which complete before the guest runs
+/// on.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MmioState {
+    pub device_type: u32,
+    pub status: u32,
+    pub interrupt_status: u32,
+    pub device_features_sel: u32,
+    pub driver_features_sel: u32,
+    pub driver_features: u64,
+    pub queue_sel: u32,
+    pub queues: Vec<QueueState>,
+}
+
+/// virtio-queue's `QueueState`, which does not serialize.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QueueState {
+    pub max_size: u16,
+    pub next_avail: u16,
+    pub next_used: u16,
+    pub event_idx_enabled: bool,
+    pub size: u16,
+    pub ready: bool,
+    pub desc_table: u64,
+    pub avail_ring: u64,
+    pub used_ring: u64,
+}
+
+impl Persist for MmioTransport {
+    type State = MmioState;
+
+    fn save(&self) -> MmioState {
+        MmioState {
+            device_type: self.device.device_type(),
+            status: self.status,
+            interrupt_status: self.interrupt_status,
+            device_features_sel: self.device_features_sel,
+            driver_features_sel: self.driver_features_sel,
+            driver_features: self.driver_features,
+            queue_sel: self.queue_sel,
+            queues: self
+                .queues
+                .iter()
+                .map(|q| {
+                    let s = q.state();
+                    QueueState {
+                        max_size: s.max_size,
+                        next_avail: s.next_avail,
+                        next_used: s.next_used,
+                        event_idx_enabled: s.event_idx_enabled,
+                        size: s.size,
+                        ready: s.ready,
+                        desc_table: s.desc_table,
+                        avail_ring: s.avail_ring,
+                        used_ring: s.used_ring,
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    fn restore(&mut self, s: &MmioState) -> Result<(), RestoreError> {
+        const NAME: &str = "virtio-mmio";
+        check(
+            s.device_type == self.device.device_type(),
+            NAME,
+            &format!(
+                "a device of type {}, this slot has type {}",
+                s.device_type,
+                self.device.device_type()
+            ),
+        )?;
+        check(
+            s.queues.len() == self.queues.len(),
+            NAME,
+            "another number of queues",
+        )?;
+        check(
+            s.driver_features & !self.offered_features() == 0,
+            NAME,
+            "features the device does not offer",
+        )?;
+        let mut queues = Vec::with_capacity(s.queues.len());
+        for (saved, max) in s.queues.iter().zip(self.device.queue_max_sizes()) {
+            check(saved.max_size == *max, NAME, "another queue size")?;
+            let state = virtio_queue::QueueState {
+                max_size: saved.max_size,
+                next_avail: saved.next_avail,
+                next_used: saved.next_used,
+                event_idx_enabled: saved.event_idx_enabled,
+                size: saved.size,
+                ready: saved.ready,
+                desc_table: saved.desc_table,
+                avail_ring: saved.avail_ring,
+                used_ring: saved.used_ring,
+            };
+            let queue = Queue::try_from(state)
+                .map_err(|e| RestoreError::new(NAME, format!("a queue it cannot take: {e}")))?;
+            queues.push(queue);
+        }
+        self.queues = queues;
+        self.status = s.status;
+        self.interrupt_status = s.interrupt_status;
+        self.device_features_sel = s.device_features_sel;
+        self.driver_features_sel = s.driver_features_sel;
+        self.driver_features = s.driver_features;
+        self.queue_sel = s.queue_sel;
+        self.irq.set_level(self.interrupt_status != 0);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod persist_tests {
+    use super::*;
+    use crate::harness::{QueueHarness, AVAIL_RING, DESC_TABLE, USED_RING};
+    use vm_device::{DeviceStats, LevelIrq};
+
+    fn write(t: &mut MmioTransport, reg: u32, value: u32) {
+        t.write(reg as u64, &value.to_le_bytes());
+    }
+
+    /// An rng transport over `h`'s memory, driven up to DRIVER_OK.
+    fn driven(h: &QueueHarness) -> (MmioTransport, Arc<LevelIrq>) {
+        let stats = Arc::new(DeviceStats::default());
+        let irq = LevelIrq::new(stats.clone());
+        let mut t = MmioTransport::new(
+            Box::new(crate::rng::Rng::new(stats)),
+            h.mem.clone(),
+            irq.clone(),
+        );
+        write(
+            &mut t,
+            VIRTIO_MMIO_STATUS,
+            VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER,
+        );
+        write(&mut t, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+        write(&mut t, VIRTIO_MMIO_DRIVER_FEATURES, 1); // VERSION_1
+        let features_ok =
+            VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK;
+        write(&mut t, VIRTIO_MMIO_STATUS, features_ok);
+        write(&mut t, VIRTIO_MMIO_QUEUE_SEL, 0);
+        write(&mut t, VIRTIO_MMIO_QUEUE_NUM, 8);
+        write(&mut t, VIRTIO_MMIO_QUEUE_DESC_LOW, DESC_TABLE as u32);
+        write(&mut t, VIRTIO_MMIO_QUEUE_AVAIL_LOW, AVAIL_RING as u32);
+        write(&mut t, VIRTIO_MMIO_QUEUE_USED_LOW, USED_RING as u32);
+        write(&mut t, VIRTIO_MMIO_QUEUE_READY, 1);
+        write(
+            &mut t,
+            VIRTIO_MMIO_STATUS,
+            features_ok | VIRTIO_CONFIG_S_DRIVER_OK,
+        );
+        (t, irq)
+    }
+
+    #[test]
+    fn a_restored_transport_goes_on_from_the_same_ring_positions() {
+        let mut h = QueueHarness::new(8);
+        let (mut original, _) = driven(&h);
+        let buffer = h.buffer(&[0; 16]);
+        h.add_chain(&[(buffer, 16, true)]);
+        write(&mut original, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+        assert_eq!(h.used_idx(), 1);
+
+        let text = serde_json::to_string(&original.save()).unwrap();
+        let saved: MmioState = serde_json::from_str(&text).unwrap();
+        let stats = Arc::new(DeviceStats::default());
+        let irq = LevelIrq::new(stats.clone());
+        let mut restored = MmioTransport::new(
+            Box::new(crate::rng::Rng::new(stats)),
+            h.mem.clone(),
+            irq.clone(),
+        );
+        restored.restore(&saved).unwrap();
+        assert_eq!(restored.save(), original.save());
+        assert!(irq.level(), "the used buffer's interrupt is still raised");
+
+        // The next request is served by the restored transport, in the next slot.
+        let buffer = h.buffer(&[0; 16]);
+        h.add_chain(&[(buffer, 16, true)]);
+        write(&mut restored, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+        assert_eq!(h.used_idx(), 2);
+    }
+
+    #[test]
+    fn impossible_transport_states_are_refused_and_change_nothing() {
+        let h = QueueHarness::new(8);
+        let (original, _) = driven(&h);
+        let saved = original.save();
+        let (mut target, _) = driven(&h);
+        let before = target.save();
+        let mut other_type = saved.clone();
+        other_type.device_type = 2;
+        let mut bad_queue = saved.clone();
+        bad_queue.queues[0].size = 3; // not a power of two
+        let mut no_queues = saved.clone();
+        no_queues.queues.clear();
+        let mut features = saved.clone();
+        features.driver_features |= 1 << 50;
+        for state in [other_type, bad_queue, no_queues, features] {
+            assert!(target.restore(&state).is_err(), "{state:?}");
+            assert_eq!(target.save(), before);
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The `visor` command line: parses QEMU-familiar options, builds a machine
 //! and connects it to the terminal. No emulation logic lives here.
 
+mod api;
 mod console;
 
 use anyhow::{bail, Context, Result};
@@ -26,6 +27,27 @@ enum Command {
     /// The Type 1 hypervisor's tools.
     #[command(subcommand)]
     Hv(HvCommand),
+    /// Pause a running VM (every hart, and guest time) through its API.
+    Pause(ApiArgs),
+    /// Resume a paused VM through its API.
+    Resume(ApiArgs),
+    /// Snapshot a paused VM into a directory (`visor run --restore DIR`).
+    Snapshot(SnapshotArgs),
+}
+
+#[derive(Parser)]
+struct ApiArgs {
+    /// The VM's control socket (`visor run --api-sock PATH`).
+    #[arg(long)]
+    api_sock: PathBuf,
+}
+
+#[derive(Parser)]
+struct SnapshotArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    /// Where to write the snapshot (a directory, created if needed).
+    dir: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -104,6 +126,13 @@ struct RunArgs {
     /// Print instructions executed, speed and per-device counters at exit.
     #[arg(long)]
     stats: bool,
+    /// Serve the control API (HTTP/JSON) on this Unix socket.
+    #[arg(long)]
+    api_sock: Option<PathBuf>,
+    /// Resume the VM a snapshot directory holds instead of booting one
+    /// (the machine is the snapshot's; --engine may differ).
+    #[arg(long, conflicts_with_all = ["kernel", "initrd", "bios", "disks", "net", "smp", "memory"])]
+    restore: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -212,6 +241,9 @@ fn main() {
     let code = match cli.command {
         Command::Run(args) => run(args),
         Command::Hv(HvCommand::Pack(args)) => pack(args),
+        Command::Pause(args) => set_state(&args, "Paused"),
+        Command::Resume(args) => set_state(&args, "Resumed"),
+        Command::Snapshot(args) => snapshot(&args),
     };
     match code {
         Ok(code) => std::process::exit(code),
@@ -220,6 +252,21 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// `visor pause|resume`: PATCH /vm.
+fn set_state(args: &ApiArgs, state: &str) -> Result<i32> {
+    let body = serde_json::json!({ "state": state }).to_string();
+    api::request(&args.api_sock, "PATCH", "/vm", &body)?;
+    Ok(0)
+}
+
+/// `visor snapshot`: PUT /snapshot/create.
+fn snapshot(args: &SnapshotArgs) -> Result<i32> {
+    let dir = std::path::absolute(&args.dir)?;
+    let body = serde_json::json!({ "snapshot_dir": dir }).to_string();
+    api::request(&args.api.api_sock, "PUT", "/snapshot/create", &body)?;
+    Ok(0)
 }
 
 /// `visor hv pack`: writes the packed image.
@@ -319,8 +366,17 @@ fn run(args: RunArgs) -> Result<i32> {
         },
         ..MachineConfig::new(args.memory)
     };
-    let mut machine =
-        Machine::new(&config, Box::new(std::io::stdout())).context("cannot build the machine")?;
+    let mut machine = match &args.restore {
+        Some(dir) => Machine::restore(dir, config.engine, Box::new(std::io::stdout()))
+            .with_context(|| format!("cannot restore {}", dir.display()))?,
+        None => Machine::new(&config, Box::new(std::io::stdout()))
+            .context("cannot build the machine")?,
+    };
+    if let Some(socket) = &args.api_sock {
+        let (commands, control) = std::sync::mpsc::channel();
+        api::serve(socket, commands)?;
+        machine.set_control(control);
+    }
     let console = console::Console::attach();
     let started = std::time::Instant::now();
     let exit = machine.run(console.input());

@@ -6,47 +6,13 @@ mod common;
 use common::*;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
-
-/// A private copy of the ext4 root filesystem image.
-fn rootfs_copy(dir: &Path) -> String {
-    let copy = dir.join("rootfs.ext4");
-    std::fs::copy(image("VISOR_ROOTFS"), &copy).expect("copying the rootfs image");
-    copy.display().to_string()
-}
-
-/// `debugfs -R "cat PATH"` on the host.
-fn host_cat(image: &str, path: &str) -> String {
-    let out = Command::new("debugfs")
-        .args(["-R", &format!("cat {path}"), image])
-        .output()
-        .expect("running debugfs (e2fsprogs)");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn assert_fsck_clean(image: &str) {
-    let out = Command::new("e2fsck")
-        .args(["-fn", image])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "e2fsck found problems in {image}:\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-}
 
 fn raw_disk(dir: &Path, name: &str, bytes: u64) -> String {
     let path = dir.join(name);
     let file = std::fs::File::create(&path).unwrap();
     file.set_len(bytes).unwrap();
     path.display().to_string()
-}
-
-fn shell_ready(s: &mut Session) {
-    s.expect("visor-init: ready", BOOT);
-    s.expect("# ", STEP);
 }
 
 #[test]

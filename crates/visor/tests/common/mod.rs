@@ -168,6 +168,17 @@ impl Session {
         }
     }
 
+    /// Adds to `seen` whatever the console prints within `wait`.
+    pub fn collect(&mut self, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        while let Ok(b) = self
+            .output
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(b as char);
+        }
+    }
+
     pub fn send(&mut self, line: &str) {
         let stdin = self.child.stdin.as_mut().unwrap();
         stdin.write_all(line.as_bytes()).unwrap();
@@ -275,4 +286,38 @@ impl Namespace {
         self.enter();
         std::mem::forget(self);
     }
+}
+
+/// A private copy of the ext4 root filesystem image.
+pub fn rootfs_copy(dir: &Path) -> String {
+    let copy = dir.join("rootfs.ext4");
+    std::fs::copy(image("VISOR_ROOTFS"), &copy).expect("copying the rootfs image");
+    copy.display().to_string()
+}
+
+/// `debugfs -R "cat PATH"` on the host.
+pub fn host_cat(image: &str, path: &str) -> String {
+    let out = Command::new("debugfs")
+        .args(["-R", &format!("cat {path}"), image])
+        .output()
+        .expect("running debugfs (e2fsprogs)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn assert_fsck_clean(image: &str) {
+    let out = Command::new("e2fsck")
+        .args(["-fn", image])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "e2fsck found problems in {image}:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// Waits for the initramfs's or root filesystem's shell prompt.
+pub fn shell_ready(s: &mut Session) {
+    s.expect("visor-init: ready", BOOT);
+    s.expect("# ", STEP);
 }

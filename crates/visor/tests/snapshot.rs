@@ -1,0 +1,249 @@
+//! Snapshots through the control API: a guest that counts is paused,
+//! snapshotted and restored (also under another engine) and goes on
+//! counting with its boot nonce — not a reboot — and with RAM exactly as
+//! it was; damaged snapshots and requests in the wrong state get one clear
+//! line and change nothing.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// The counting guest under `engine`, with its control socket in `dir`.
+fn counting(dir: &Path, engine: &str) -> (Session, PathBuf) {
+    let socket = dir.join("api.sock");
+    let mut cmd = visor();
+    cmd.args(["run", "--bios", "none", "--engine", engine, "--kernel"])
+        .arg(guest("counter"))
+        .arg("--api-sock")
+        .arg(&socket);
+    (Session::start(cmd), socket)
+}
+
+/// `visor VERB --api-sock SOCKET [ARGS]`.
+fn control(verb: &str, socket: &Path, args: &[&Path]) -> Output {
+    let mut cmd = visor();
+    cmd.arg(verb).arg("--api-sock").arg(socket).args(args);
+    run_with_timeout(cmd, LIMIT)
+}
+
+fn succeeds(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The (count, nonce, sum) of each complete "count" line in `text`.
+fn counts(text: &str) -> Vec<(u64, String, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words[..] {
+                ["count", n, "nonce", nonce, "sum", sum] if sum.len() == 18 => {
+                    Some((n.parse().ok()?, nonce.to_owned(), sum.to_owned()))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Everything the session has printed, after `wait` more.
+fn printed_within(session: &mut Session, wait: Duration) -> String {
+    session.collect(wait);
+    session.seen.clone()
+}
+
+#[test]
+fn a_snapshot_resumes_counting_with_the_same_nonce_under_either_engine() {
+    let dir = scratch_dir("snapshot");
+    let (mut source, socket) = counting(&dir, "jit");
+    source.expect("count 5 ", LIMIT);
+
+    succeeds(&control("pause", &socket, &[]), "pause");
+    let at_pause = printed_within(&mut source, Duration::from_millis(300));
+    let paused = counts(&at_pause);
+    let (last, nonce, _) = paused.last().cloned().expect("counted before the pause");
+    // Paused: no hart runs, guest time stands still.
+    let later = printed_within(&mut source, Duration::from_millis(400));
+    assert_eq!(
+        counts(&later).len(),
+        paused.len(),
+        "it counted while paused"
+    );
+
+    let snapshot = dir.join("snap");
+    succeeds(&control("snapshot", &socket, &[&snapshot]), "snapshot");
+    succeeds(&control("resume", &socket, &[]), "resume");
+    source.expect(&format!("count {} ", last + 5), LIMIT);
+    let original = counts(&source.seen);
+    drop(source);
+
+    for engine in ["interp", "jit"] {
+        let mut cmd = visor();
+        cmd.args(["run", "--engine", engine, "--restore"])
+            .arg(&snapshot);
+        let mut restored = Session::start(cmd);
+        restored.expect(&format!("count {} ", last + 5), LIMIT);
+        let text = restored.seen.clone();
+        assert!(!text.contains("booted"), "{engine}: it rebooted:\n{text}");
+        assert!(!text.contains("FAIL"), "{engine}:\n{text}");
+        let resumed = counts(&text);
+        // It goes on from the next count, with the nonce and, count by
+        // count, the very RAM contents (their checksum) of the original.
+        assert_eq!(resumed[0].0, last + 1, "{engine}:\n{text}");
+        assert!(
+            resumed.iter().all(|(_, n, _)| *n == nonce),
+            "{engine}:\n{text}"
+        );
+        for (count, _, sum) in &resumed {
+            let theirs = original.iter().find(|(c, _, _)| c == count).unwrap();
+            assert_eq!(&theirs.2, sum, "{engine}: RAM after count {count}");
+        }
+    }
+}
+
+#[test]
+fn requests_in_the_wrong_state_and_bad_json_are_refused() {
+    let dir = scratch_dir("snapshot-refusals");
+    let (mut source, socket) = counting(&dir, "jit");
+    source.expect("count 2 ", LIMIT);
+    let out = control("snapshot", &socket, &[&dir.join("running")]);
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "visor: error: the VM must be paused to snapshot it"
+    );
+    assert!(!dir.join("running").exists(), "nothing was written");
+    for (request, answer) in [
+        (
+            "PATCH /vm HTTP/1.1\r\nContent-Length: 9\r\n\r\n{\"state\":",
+            "400",
+        ),
+        (
+            "PATCH /vm HTTP/1.1\r\nContent-Length: 18\r\n\r\n{\"state\":\"Frozen\"}",
+            "unknown state `Frozen`",
+        ),
+        ("GET /nowhere HTTP/1.1\r\n\r\n", "404"),
+        ("DELETE /vm HTTP/1.1\r\n\r\n", "405"),
+        ("GET /vm/config HTTP/1.1\r\n\r\n", "\"state\":\"Running\""),
+    ] {
+        use std::io::{Read, Write};
+        let mut stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        let request = request.replacen("\r\n", "\r\nConnection: close\r\n", 1);
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.contains(answer), "{request:?} -> {response}");
+    }
+    // Still counting.
+    source.expect("count 4 ", LIMIT);
+}
+
+#[test]
+fn damaged_snapshots_are_refused_with_one_line() {
+    let dir = scratch_dir("snapshot-damaged");
+    let (mut source, socket) = counting(&dir, "interp");
+    source.expect("count 2 ", LIMIT);
+    let good = dir.join("good");
+    succeeds(&control("pause", &socket, &[]), "pause");
+    succeeds(&control("snapshot", &socket, &[&good]), "snapshot");
+    drop(source);
+
+    let state = std::fs::read(good.join("state")).unwrap();
+    let damaged = |name: &str, state: &[u8], memory_len: Option<u64>| -> PathBuf {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("state"), state).unwrap();
+        std::fs::copy(good.join("memory"), d.join("memory")).unwrap();
+        if let Some(len) = memory_len {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(d.join("memory"))
+                .unwrap()
+                .set_len(len)
+                .unwrap();
+        }
+        d
+    };
+    let mut flipped = state.clone();
+    let middle = state.len() / 2;
+    flipped[middle] ^= 0x20;
+    let mut version = state.clone();
+    version[8] = 7;
+    let cases = [
+        (
+            damaged("truncated", &state[..state.len() - 9], None),
+            "truncated",
+        ),
+        (damaged("flipped", &flipped, None), "CRC mismatch"),
+        (
+            damaged("version", &version, None),
+            "snapshot format version 7",
+        ),
+        (
+            damaged("short-memory", &state, Some(1 << 20)),
+            "but the snapshot's RAM is",
+        ),
+        (dir.join("missing"), "No such file"),
+    ];
+    for (snapshot, reason) in cases {
+        let mut cmd = visor();
+        cmd.args(["run", "--restore"]).arg(&snapshot);
+        let out = run_with_timeout(cmd, LIMIT);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}: {stderr}",
+            snapshot.display()
+        );
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(reason), "{}: {stderr}", snapshot.display());
+        assert!(out.stdout.is_empty(), "nothing ran");
+    }
+}
+
+#[test]
+fn a_linux_shell_on_two_harts_goes_on_after_restore_with_its_disk_intact() {
+    let dir = scratch_dir("snapshot-linux");
+    let disk = rootfs_copy(&dir);
+    let socket = dir.join("api.sock");
+    let socket_arg = socket.display().to_string();
+    let mut source = Session::boot_from_disk(
+        "/dev/vda",
+        &["--disk", &disk, "--smp", "2", "--api-sock", &socket_arg],
+    );
+    shell_ready(&mut source);
+    source.send("echo before-$((40+2)) > /root/before; sync; echo nproc=$(nproc)");
+    source.expect("nproc=2", STEP);
+    source.expect("# ", STEP);
+    succeeds(&control("pause", &socket, &[]), "pause");
+    let snapshot = dir.join("snap");
+    succeeds(&control("snapshot", &socket, &[&snapshot]), "snapshot");
+    drop(source); // the source is gone: only the snapshot goes on
+
+    let mut cmd = visor();
+    cmd.args(["run", "--restore"]).arg(&snapshot);
+    let mut restored = Session::start(cmd);
+    restored
+        .send("cat /root/before; echo after-$((40+3)) > /root/after; sync; echo nproc=$(nproc)");
+    restored.expect("before-42", STEP);
+    restored.expect("nproc=2", STEP);
+    restored.expect("# ", STEP);
+    assert!(
+        !restored.seen.contains("Linux version"),
+        "it rebooted:\n{}",
+        restored.seen
+    );
+    restored.send("poweroff");
+    assert_eq!(restored.wait_exit(STEP), 0);
+    assert_eq!(host_cat(&disk, "/root/before"), "before-42\n");
+    assert_eq!(host_cat(&disk, "/root/after"), "after-43\n");
+    assert_fsck_clean(&disk);
+}
