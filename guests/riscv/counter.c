@@ -41,8 +41,9 @@ int main(void) {
       puts("FAIL memory changed under the guest\n");
       exit(1);
     }
-    // Change the buffer as it goes, so a restore must have the latest RAM.
-    buffer[count % WORDS] ^= count;
+    // Change the buffer as it goes, a page further each time, so a
+    // restore must have the latest RAM (and a diff every page written).
+    buffer[(count * 512 + 7) % WORDS] ^= count;
     expected = checksum();
     puts("count "); print_dec(count);
     puts(" nonce "); print_hex(nonce);

@@ -14,9 +14,8 @@ use linux_loader::loader::elf::start_info::{
 };
 use linux_loader::loader::{Cmdline, KernelLoader};
 use std::io::{Read, Seek};
-use vm_memory::{
-    Address, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion,
-};
+use vm_device::GuestMemoryMmap;
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
 
 /// Where the boot structures go (below the 1 MiB kernel load address).
 const BOOT_GDT: u64 = 0x500;

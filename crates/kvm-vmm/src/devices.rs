@@ -200,7 +200,7 @@ fn irqfd(vm: &VmFd, gsi: u32) -> Result<EventFd, VmmError> {
 /// announce them to Linux.
 pub fn virtio_bus(
     vm: &VmFd,
-    memory: &vm_memory::GuestMemoryMmap,
+    memory: &vm_device::GuestMemoryMmap,
     disks: &[virtio::blk::DiskConfig],
     net: Option<&virtio::net::NetConfig>,
     stats: &mut StatsTable,

@@ -27,8 +27,9 @@ use std::time::Duration;
 
 use kvm_ioctls::{Kvm, VmFd};
 pub use vm_device::ConsoleInput;
+use vm_device::GuestMemoryMmap;
 use vm_device::{Bus, StatsTable};
-use vm_memory::{GuestAddress, GuestMemoryMmap};
+use vm_memory::GuestAddress;
 
 /// Guest RAM below this stays clear of the 32-bit MMIO hole.
 pub const MAX_RAM: u64 = 3 << 30;

@@ -11,7 +11,8 @@ use elf::file::Class;
 use elf::note::Note;
 use elf::ElfBytes;
 use std::path::Path;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_device::GuestMemoryMmap;
+use vm_memory::{Bytes, GuestAddress};
 
 /// The note type holding the 32-bit physical entry point of the PVH boot
 /// protocol (Xen's `XEN_ELFNOTE_PHYS32_ENTRY`).

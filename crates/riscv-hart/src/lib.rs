@@ -219,6 +219,12 @@ impl Hart {
         }
     }
 
+    /// Forgets its cached write translations, so the next store to each
+    /// page takes the slow path (see [`GuestRam::set_dirty_tracking`]).
+    pub fn drop_write_translations(&mut self) {
+        self.tlb.flush_writes();
+    }
+
     /// Drops cached write translations when any hart protected a page since
     /// this hart last looked; engines call it before running translated code.
     #[inline]

@@ -564,6 +564,10 @@ impl Hart {
             tag: tlb_tag(vaddr, mode.tag_bits()),
             addend: (self.ram.host_ptr(page) as u64).wrapping_sub(vaddr & !(PAGE_SIZE - 1)),
         };
+        if write {
+            // Stores through this entry will not be seen one by one.
+            self.ram.mark_dirty(page, PAGE_SIZE);
+        }
         self.tlb.fill(access, tlb_index(vaddr), entry);
         self.tlb.stats.fills += 1;
         self.tlb.stats.guest_fills += mode.virt as u64;

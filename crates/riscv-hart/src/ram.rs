@@ -15,6 +15,31 @@ pub struct GuestRam {
     len: u64,
     host: *mut u8,
     code: Rc<CodePages>,
+    dirty: Rc<DirtyPages>,
+}
+
+/// The pages harts stored to while tracking is on, a bit per 4 KiB page,
+/// for diff snapshots and live migration. Stores through a hart's slow
+/// path (and the host-side writes here) mark their pages; the fast path
+/// marks a page when it caches a write translation for it, which is why
+/// turning tracking on, or taking the bits, must come with every hart
+/// dropping its cached write translations
+/// ([`crate::Hart::drop_write_translations`]): the next store to each page
+/// then takes the slow path once and marks it again.
+struct DirtyPages {
+    tracking: Cell<bool>,
+    bits: Box<[Cell<u64>]>,
+}
+
+impl DirtyPages {
+    fn new(len: u64) -> DirtyPages {
+        DirtyPages {
+            tracking: Cell::new(false),
+            bits: (0..len.div_ceil(1 << PAGE_SHIFT).div_ceil(64))
+                .map(|_| Cell::new(0))
+                .collect(),
+        }
+    }
 }
 
 /// Which parts of RAM hold code that a binary translator has translated,
@@ -113,6 +138,7 @@ impl GuestRam {
             base,
             len,
             code: Rc::new(CodePages::new(len)),
+            dirty: Rc::new(DirtyPages::new(len)),
         })
     }
 
@@ -130,6 +156,7 @@ impl GuestRam {
             len,
             host,
             code: Rc::new(CodePages::new(len)),
+            dirty: Rc::new(DirtyPages::new(len)),
         }
     }
 
@@ -213,13 +240,47 @@ impl GuestRam {
         self.code.chunks[((addr - self.base) >> PAGE_SHIFT) as usize].get() != 0
     }
 
-    /// Notes a store to `[addr, addr + len)` (inside RAM): a page whose
-    /// translated code it overlaps becomes unprotected and the code epoch
-    /// advances.
+    /// Starts or stops recording which pages harts store to (see
+    /// [`DirtyPages`]); starting clears what was recorded.
+    pub fn set_dirty_tracking(&self, on: bool) {
+        self.dirty.tracking.set(on);
+        if on {
+            self.dirty.bits.iter().for_each(|w| w.set(0));
+        }
+    }
+
+    pub fn dirty_tracking(&self) -> bool {
+        self.dirty.tracking.get()
+    }
+
+    /// The pages stored to since tracking started or this was last called,
+    /// a bit per page (bit `i % 64` of word `i / 64`), and clears them.
+    pub fn take_dirty(&self) -> Vec<u64> {
+        self.dirty.bits.iter().map(|w| w.replace(0)).collect()
+    }
+
+    /// Marks the pages of `[addr, addr + len)` (inside RAM) dirty when tracking.
+    #[inline]
+    pub(crate) fn mark_dirty(&self, addr: u64, len: u64) {
+        if !self.dirty.tracking.get() || len == 0 {
+            return;
+        }
+        let first = (addr - self.base) >> PAGE_SHIFT;
+        let last = (addr - self.base + len - 1) >> PAGE_SHIFT;
+        for page in first..=last {
+            let word = &self.dirty.bits[(page / 64) as usize];
+            word.set(word.get() | 1 << (page % 64));
+        }
+    }
+
+    /// Notes a store to `[addr, addr + len)` (inside RAM): its pages are
+    /// dirty, and a page whose translated code it overlaps becomes
+    /// unprotected and the code epoch advances.
     pub(crate) fn note_store(&self, addr: u64, len: u64) {
         if len == 0 {
             return;
         }
+        self.mark_dirty(addr, len);
         let (start, end) = (addr - self.base, addr - self.base + len);
         let mut hit = false;
         let mut offset = start;

@@ -330,6 +330,11 @@ pub struct Machine {
     /// When the bus is next polled (mtime ticks); 0 = at the next turn.
     next_poll: u64,
     stats: StatsTable,
+    /// Guest RAM as the devices see it (with their dirty bitmap).
+    memory: GuestMemoryMmap,
+    /// The snapshot this process wrote last, since which writes are
+    /// tracked (what a diff snapshot holds).
+    last_snapshot: Option<PathBuf>,
     /// The virtio transports, in slot order, for snapshots.
     transports: Vec<Arc<Mutex<virtio::MmioTransport>>>,
     /// Devices whose state snapshots do not keep yet.
@@ -350,9 +355,11 @@ const PAUSED_POLL: Duration = Duration::from_millis(20);
 pub enum Command {
     Pause(Sender<Result<(), CommandError>>),
     Resume(Sender<Result<(), CommandError>>),
-    /// A snapshot into a directory; the machine must be paused.
+    /// A snapshot into a directory (with `diff`, of the pages written
+    /// since the last one); the machine must be paused.
     Snapshot {
         dir: PathBuf,
+        diff: bool,
         reply: Sender<Result<(), CommandError>>,
     },
     Info(Sender<MachineInfo>),
@@ -431,8 +438,33 @@ impl Machine {
         if !(1..=MAX_HARTS).contains(&shape.harts) || state.harts.len() != shape.harts {
             return Err(SnapshotError::Shape(format!("{} harts", state.harts.len())).into());
         }
-        let file = snapshot::open_memory(dir, shape.ram_size)?;
+        // A diff: back along its bases to the full snapshot they build on.
+        let mut chain = vec![(dir.to_owned(), state.clone())];
+        while let Some(diff) = &chain.last().unwrap().1.diff {
+            if chain.len() == snapshot::MAX_CHAIN {
+                return Err(SnapshotError::Shape(format!(
+                    "a chain of more than {} diff snapshots",
+                    snapshot::MAX_CHAIN
+                ))
+                .into());
+            }
+            let base = snapshot::read_state(&diff.base)?;
+            if base.shape != state.shape {
+                return Err(SnapshotError::Shape(format!(
+                    "another shape than its base {}",
+                    diff.base.display()
+                ))
+                .into());
+            }
+            chain.push((diff.base.clone(), base));
+        }
+        let (full, _) = chain.last().unwrap();
+        let file = snapshot::open_memory(full, shape.ram_size)?;
         let (ram, memory) = map_ram_file(file, shape.ram_size)?;
+        for (diff_dir, diff_state) in chain.iter().rev().skip(1) {
+            let pages = &diff_state.diff.as_ref().unwrap().pages;
+            snapshot::apply_diff(diff_dir, pages, &ram)?;
+        }
         let config = MachineConfig {
             harts: shape.harts,
             engine,
@@ -497,6 +529,8 @@ impl Machine {
             needs_polling: io.needs_polling,
             next_poll: 0,
             stats,
+            memory: memory.clone(),
+            last_snapshot: None,
             transports: std::mem::take(&mut io.transports),
             disks: config.disks.clone(),
             not_snapshotable: std::mem::take(&mut io.not_snapshotable),
@@ -522,6 +556,7 @@ impl Machine {
             uart: self.devices.uart.save(),
             virtio: self.transports.iter().map(|t| lock(t).save()).collect(),
             tohost: self.devices.tohost,
+            diff: None,
         }
     }
 
@@ -564,8 +599,10 @@ impl Machine {
         Ok(())
     }
 
-    /// Writes a snapshot of the paused machine into `dir`.
-    fn snapshot(&self, dir: &std::path::Path) -> Result<(), SnapshotError> {
+    /// Writes a snapshot of the paused machine into `dir`: all of RAM, or
+    /// with `diff` the pages written since the last snapshot; writes are
+    /// tracked from then on.
+    fn snapshot(&mut self, dir: &std::path::Path, diff: bool) -> Result<(), SnapshotError> {
         if !self.not_snapshotable.is_empty() {
             return Err(SnapshotError::Unsupported(format!(
                 "snapshots of machines with {} are not supported yet",
@@ -580,7 +617,59 @@ impl Machine {
                     cause,
                 })?;
         }
-        snapshot::write(dir, &self.save_state(), &self.devices.ram)
+        let mut state = self.save_state();
+        if diff {
+            let Some(base) = self.last_snapshot.clone() else {
+                return Err(SnapshotError::Unsupported(
+                    "a diff snapshot needs an earlier snapshot of this VM by this process".into(),
+                ));
+            };
+            state.diff = Some(snapshot::Diff {
+                base,
+                pages: self.take_dirty_pages(),
+            });
+        } else {
+            self.start_dirty_tracking();
+        }
+        let result = snapshot::write(dir, &state, &self.devices.ram);
+        if result.is_err() {
+            // The next diff must hold what this one would have.
+            self.last_snapshot = None;
+            self.devices.ram.set_dirty_tracking(false);
+            return result;
+        }
+        self.last_snapshot = Some(std::path::absolute(dir).map_err(|cause| SnapshotError::Io {
+            path: dir.to_owned(),
+            cause,
+        })?);
+        Ok(())
+    }
+
+    /// Records, from now on, which pages harts and devices write.
+    fn start_dirty_tracking(&mut self) {
+        self.devices.ram.set_dirty_tracking(true);
+        self.take_dirty_pages();
+    }
+
+    /// The pages written since tracking started or this was last called (a
+    /// bit per 4 KiB page), by harts or by devices; cleared.
+    fn take_dirty_pages(&mut self) -> Vec<u64> {
+        let mut pages = self.devices.ram.take_dirty();
+        for hart in &mut self.harts {
+            hart.drop_write_translations();
+        }
+        use vm_device::vm_memory::{bitmap::Bitmap, GuestMemoryRegion};
+        for region in self.memory.iter() {
+            let bitmap = vm_device::vm_memory::MmapRegion::bitmap(&**region);
+            for page in 0..pages.len() * 64 {
+                let offset = page * PAGE_SIZE as usize;
+                if offset < region.len() as usize && bitmap.dirty_at(offset) {
+                    pages[page / 64] |= 1 << (page % 64);
+                }
+            }
+            bitmap.reset();
+        }
+        pages
     }
 
     /// Lets `commands` drive the machine's lifecycle while it runs (see
@@ -639,9 +728,9 @@ impl Machine {
                     self.set_paused(false);
                     let _ = reply.send(Ok(()));
                 }
-                Command::Snapshot { dir, reply } => {
+                Command::Snapshot { dir, diff, reply } => {
                     let result = if self.paused {
-                        self.snapshot(&dir)
+                        self.snapshot(&dir, diff)
                             .map_err(|e| CommandError::Failed(e.to_string()))
                     } else {
                         Err(CommandError::WrongState(

@@ -3,7 +3,9 @@
 //! path) and a memory file
 //! (guest RAM, sparse: only pages holding something are written, the rest
 //! are holes). A restore maps the memory file copy-on-write, so it does
-//! not read RAM first.
+//! not read RAM first. A diff snapshot's memory file holds only the pages
+//! written since the snapshot it names as its base; a restore maps the
+//! full snapshot at the chain's start and copies each diff's pages over it.
 //!
 //! The state file is `MAGIC`, the format version (u32), the payload's
 //! length (u64), the payload (JSON), and the payload's CRC-32 (all
@@ -57,7 +59,26 @@ pub struct MachineState {
     pub virtio: Vec<virtio::mmio::MmioState>,
     /// The program's HTIF `tohost`, when it has one.
     pub tohost: Option<u64>,
+    /// A diff snapshot's: the snapshot it builds on (which holds every
+    /// other page) and the pages its memory file holds, a bit per page.
+    pub diff: Option<Diff>,
 }
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Diff {
+    pub base: PathBuf,
+    pub pages: Vec<u64>,
+}
+
+/// Whether page `page` is set in a bitmap of pages.
+pub fn page_set(bits: &[u64], page: usize) -> bool {
+    bits.get(page / 64)
+        .is_some_and(|w| w >> (page % 64) & 1 != 0)
+}
+
+/// How many snapshots a chain of diffs may hold (a longer one, or a
+/// cycle, is refused).
+pub const MAX_CHAIN: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -113,7 +134,7 @@ pub fn write(dir: &Path, state: &MachineState, ram: &GuestRam) -> Result<(), Sna
     std::fs::create_dir_all(dir).map_err(io_error(dir))?;
     let memory = dir.join(MEMORY_FILE);
     let partial = dir.join(format!("{MEMORY_FILE}.partial"));
-    write_memory(&partial, ram)?;
+    write_memory(&partial, ram, state.diff.as_ref().map(|d| &d.pages[..]))?;
     std::fs::rename(&partial, &memory).map_err(io_error(&memory))?;
 
     let payload = serde_json::to_vec(state).map_err(|e| SnapshotError::Malformed {
@@ -136,15 +157,19 @@ pub fn write(dir: &Path, state: &MachineState, ram: &GuestRam) -> Result<(), Sna
 }
 
 /// RAM into `path`: the file has RAM's length, and only pages that are
-/// not all zero are written.
-fn write_memory(path: &Path, ram: &GuestRam) -> Result<(), SnapshotError> {
+/// not all zero are written (of a diff, only the pages in `pages`).
+fn write_memory(path: &Path, ram: &GuestRam, pages: Option<&[u64]>) -> Result<(), SnapshotError> {
     let file = File::create(path).map_err(io_error(path))?;
     file.set_len(ram.len()).map_err(io_error(path))?;
     let mut page = vec![0u8; PAGE];
     for offset in (0..ram.len()).step_by(PAGE) {
+        let wanted = pages.is_none_or(|bits| page_set(bits, offset as usize / PAGE));
+        if !wanted {
+            continue;
+        }
         let len = PAGE.min((ram.len() - offset) as usize);
         ram.read_bytes(ram.base() + offset, &mut page[..len]);
-        if page[..len].iter().any(|&b| b != 0) {
+        if pages.is_some() || page[..len].iter().any(|&b| b != 0) {
             file.write_all_at(&page[..len], offset)
                 .map_err(io_error(path))?;
         }
@@ -200,6 +225,22 @@ fn parse_state(path: &Path, bytes: &[u8]) -> Result<MachineState, SnapshotError>
     })
 }
 
+/// Copies the pages a diff snapshot in `dir` holds into `ram`.
+pub fn apply_diff(dir: &Path, pages: &[u64], ram: &GuestRam) -> Result<(), SnapshotError> {
+    let file = open_memory(dir, ram.len())?;
+    let path = dir.join(MEMORY_FILE);
+    let mut page = vec![0u8; PAGE];
+    for offset in (0..ram.len()).step_by(PAGE) {
+        if page_set(pages, offset as usize / PAGE) {
+            let len = PAGE.min((ram.len() - offset) as usize);
+            file.read_exact_at(&mut page[..len], offset)
+                .map_err(io_error(&path))?;
+            ram.write_bytes(ram.base() + offset, &page[..len]);
+        }
+    }
+    Ok(())
+}
+
 /// Opens the memory file in `dir`, checking it is `ram_size` bytes.
 pub fn open_memory(dir: &Path, ram_size: u64) -> Result<File, SnapshotError> {
     let path = dir.join(MEMORY_FILE);
@@ -236,6 +277,7 @@ mod tests {
             uart: crate::uart::Uart::new(Box::new(std::io::sink()), Default::default()).save(),
             virtio: Vec::new(),
             tohost: None,
+            diff: None,
         }
     }
 

@@ -20,6 +20,11 @@ use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
 use virtio_queue::{DescriptorChain, Reader, Writer};
 use vm_device::{DeviceStats, GuestMemoryMmap};
 
+/// The readable and writable parts of a chain over guest memory (whose
+/// writes set its dirty bitmap).
+type ChainReader<'a> = Reader<'a, vm_memory::bitmap::BS<'a, vm_memory::bitmap::AtomicBitmap>>;
+type ChainWriter<'a> = Writer<'a, vm_memory::bitmap::BS<'a, vm_memory::bitmap::AtomicBitmap>>;
+
 pub const SECTOR_SIZE: u64 = 512;
 const QUEUE_SIZE: u16 = 256;
 /// Largest piece copied between the image and guest memory at a time.
@@ -210,7 +215,11 @@ impl Block {
         written as u32 + 1
     }
 
-    fn execute(&mut self, reader: &mut Reader, writer: &mut Writer) -> Result<(), RequestError> {
+    fn execute(
+        &mut self,
+        reader: &mut ChainReader,
+        writer: &mut ChainWriter,
+    ) -> Result<(), RequestError> {
         let mut header = [0u8; 16];
         reader
             .read_exact(&mut header)
@@ -235,7 +244,12 @@ impl Block {
         }
     }
 
-    fn read(&mut self, sector: u64, len: usize, writer: &mut Writer) -> Result<(), RequestError> {
+    fn read(
+        &mut self,
+        sector: u64,
+        len: usize,
+        writer: &mut ChainWriter,
+    ) -> Result<(), RequestError> {
         let mut offset = sector * SECTOR_SIZE;
         let mut left = len;
         while left > 0 {
@@ -252,7 +266,12 @@ impl Block {
         Ok(())
     }
 
-    fn write(&mut self, sector: u64, len: usize, reader: &mut Reader) -> Result<(), RequestError> {
+    fn write(
+        &mut self,
+        sector: u64,
+        len: usize,
+        reader: &mut ChainReader,
+    ) -> Result<(), RequestError> {
         if self.read_only {
             return Err(RequestError::ReadOnly);
         }
@@ -273,7 +292,7 @@ impl Block {
     }
 
     /// Each 16-byte segment: sector (u64), sector count (u32), flags (u32).
-    fn discard(&mut self, reader: &mut Reader) -> Result<(), RequestError> {
+    fn discard(&mut self, reader: &mut ChainReader) -> Result<(), RequestError> {
         if self.read_only {
             return Err(RequestError::ReadOnly);
         }

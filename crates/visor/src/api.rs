@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | `GET /vm/config` | | `{"mem_size_mib", "vcpu_count", "engine", "state"}` |
 //! | `PATCH /vm` | `{"state": "Paused" \| "Resumed"}` | pauses or resumes every hart and guest time |
-//! | `PUT /snapshot/create` | `{"snapshot_dir": DIR}` | a snapshot of the paused VM into DIR |
+//! | `PUT /snapshot/create` | `{"snapshot_dir": DIR, "snapshot_type": "Full" \| "Diff"}` | a snapshot of the paused VM into DIR (a diff: the pages written since the last one) |
 //!
 //! The CLI front (`visor pause|resume|snapshot --api-sock PATH`) is a
 //! client of the same endpoints ([`request`]).
@@ -66,6 +66,9 @@ struct VmState {
 #[serde(deny_unknown_fields)]
 struct SnapshotCreate {
     snapshot_dir: PathBuf,
+    /// "Full" (the default) or "Diff", as Firecracker names them.
+    #[serde(default)]
+    snapshot_type: Option<String>,
 }
 
 fn fault(status: u16, message: impl std::fmt::Display) -> (u16, serde_json::Value) {
@@ -115,8 +118,19 @@ fn answer(
                 Ok(v) => v,
                 Err(e) => return fault(400, format!("bad JSON: {e}")),
             };
+            let diff = match wanted.snapshot_type.as_deref() {
+                None | Some("Full") => false,
+                Some("Diff") => true,
+                Some(other) => {
+                    return fault(
+                        400,
+                        format!("unknown snapshot_type `{other}` (Full or Diff)"),
+                    )
+                }
+            };
             done(ask(commands, |reply| Command::Snapshot {
                 dir: wanted.snapshot_dir,
+                diff,
                 reply,
             }))
         }

@@ -48,6 +48,10 @@ struct SnapshotArgs {
     api: ApiArgs,
     /// Where to write the snapshot (a directory, created if needed).
     dir: PathBuf,
+    /// Only the pages written since this VM's last snapshot (which the
+    /// new one names as its base).
+    #[arg(long)]
+    diff: bool,
 }
 
 #[derive(Subcommand)]
@@ -264,7 +268,8 @@ fn set_state(args: &ApiArgs, state: &str) -> Result<i32> {
 /// `visor snapshot`: PUT /snapshot/create.
 fn snapshot(args: &SnapshotArgs) -> Result<i32> {
     let dir = std::path::absolute(&args.dir)?;
-    let body = serde_json::json!({ "snapshot_dir": dir }).to_string();
+    let kind = if args.diff { "Diff" } else { "Full" };
+    let body = serde_json::json!({ "snapshot_dir": dir, "snapshot_type": kind }).to_string();
     api::request(&args.api.api_sock, "PUT", "/snapshot/create", &body)?;
     Ok(0)
 }

@@ -210,7 +210,7 @@ fn damaged_snapshots_are_refused_with_one_line() {
 }
 
 #[test]
-fn a_linux_shell_on_two_harts_goes_on_after_restore_with_its_disk_intact() {
+fn a_linux_shell_on_two_harts_goes_on_after_a_diff_restore_with_its_disk_intact() {
     let dir = scratch_dir("snapshot-linux");
     let disk = rootfs_copy(&dir);
     let socket = dir.join("api.sock");
@@ -224,9 +224,28 @@ fn a_linux_shell_on_two_harts_goes_on_after_restore_with_its_disk_intact() {
     source.expect("nproc=2", STEP);
     source.expect("# ", STEP);
     succeeds(&control("pause", &socket, &[]), "pause");
-    let snapshot = dir.join("snap");
-    succeeds(&control("snapshot", &socket, &[&snapshot]), "snapshot");
-    drop(source); // the source is gone: only the snapshot goes on
+    let base = dir.join("base");
+    succeeds(&control("snapshot", &socket, &[&base]), "snapshot");
+    succeeds(&control("resume", &socket, &[]), "resume");
+    // Pages the disk's DMA fills after the full snapshot: a diff must hold
+    // them (the device's writes are tracked as well as the harts').
+    source.send("echo 3 > /proc/sys/vm/drop_caches; md5sum /bin/busybox");
+    source.expect("/bin/busybox", STEP);
+    source.expect("# ", STEP);
+    let hash = source
+        .seen
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_suffix("  /bin/busybox"))
+        .expect("md5sum printed")
+        .to_owned();
+    succeeds(&control("pause", &socket, &[]), "pause");
+    let snapshot = dir.join("diff");
+    succeeds(
+        &control("snapshot", &socket, &[Path::new("--diff"), &snapshot]),
+        "diff snapshot",
+    );
+    drop(source); // the source is gone: only the snapshots go on
 
     let mut cmd = visor();
     cmd.args(["run", "--restore"]).arg(&snapshot);
@@ -235,6 +254,10 @@ fn a_linux_shell_on_two_harts_goes_on_after_restore_with_its_disk_intact() {
         .send("cat /root/before; echo after-$((40+3)) > /root/after; sync; echo nproc=$(nproc)");
     restored.expect("before-42", STEP);
     restored.expect("nproc=2", STEP);
+    restored.expect("# ", STEP);
+    // From the page cache the disk filled before the diff.
+    restored.send("md5sum /bin/busybox");
+    restored.expect(&format!("{hash}  /bin/busybox"), STEP);
     restored.expect("# ", STEP);
     assert!(
         !restored.seen.contains("Linux version"),
@@ -246,4 +269,72 @@ fn a_linux_shell_on_two_harts_goes_on_after_restore_with_its_disk_intact() {
     assert_eq!(host_cat(&disk, "/root/before"), "before-42\n");
     assert_eq!(host_cat(&disk, "/root/after"), "after-43\n");
     assert_fsck_clean(&disk);
+}
+
+/// Bytes the file at `path` takes on disk (holes take none).
+fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+#[test]
+fn a_diff_snapshot_holds_only_what_changed_and_restores_on_its_base() {
+    let dir = scratch_dir("snapshot-diff");
+    let (mut source, socket) = counting(&dir, "jit");
+    source.expect("count 3 ", LIMIT);
+    succeeds(&control("pause", &socket, &[]), "pause");
+    let early = dir.join("early");
+    let out = control("snapshot", &socket, &[Path::new("--diff"), &early]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("a diff snapshot needs an earlier snapshot of this VM"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let base = dir.join("base");
+    succeeds(&control("snapshot", &socket, &[&base]), "full snapshot");
+    succeeds(&control("resume", &socket, &[]), "resume");
+    let resumed_at = counts(&printed_within(&mut source, Duration::ZERO))
+        .last()
+        .unwrap()
+        .0;
+    source.expect(&format!("count {} ", resumed_at + 5), LIMIT);
+    succeeds(&control("pause", &socket, &[]), "pause");
+    let diff = dir.join("diff");
+    succeeds(
+        &control("snapshot", &socket, &[Path::new("--diff"), &diff]),
+        "diff snapshot",
+    );
+    let (last, nonce, _) = counts(&printed_within(&mut source, Duration::from_millis(200)))
+        .last()
+        .cloned()
+        .unwrap();
+    succeeds(&control("resume", &socket, &[]), "resume");
+    source.expect(&format!("count {} ", last + 3), LIMIT);
+    let original = counts(&source.seen);
+    drop(source);
+
+    // Five counts touched a few pages of the 256 KiB buffer and the stack.
+    let (full, partial) = (
+        allocated(&base.join("memory")),
+        allocated(&diff.join("memory")),
+    );
+    assert!(
+        partial * 4 < full,
+        "diff {partial} bytes, full {full} bytes"
+    );
+
+    let mut cmd = visor();
+    cmd.args(["run", "--engine", "interp", "--restore"])
+        .arg(&diff);
+    let mut restored = Session::start(cmd);
+    restored.expect(&format!("count {} ", last + 3), LIMIT);
+    let resumed = counts(&restored.seen);
+    assert_eq!(resumed[0].0, last + 1, "{}", restored.seen);
+    for (count, n, sum) in &resumed {
+        assert_eq!(n, &nonce);
+        let theirs = original.iter().find(|(c, _, _)| c == count).unwrap();
+        assert_eq!(&theirs.2, sum, "RAM after count {count}");
+    }
+    assert!(!restored.seen.contains("FAIL"), "{}", restored.seen);
 }

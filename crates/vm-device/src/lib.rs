@@ -28,4 +28,8 @@ pub enum ConsoleInput {
     /// The user asked to quit (Ctrl-A x).
     Quit,
 }
-pub use vm_memory::GuestMemoryMmap;
+/// Guest memory as devices see it: vm-memory's mmap regions with a dirty
+/// bitmap (a bit per 4 KiB page that every write through this view sets),
+/// so snapshots and live migration know what devices wrote.
+pub type GuestMemoryMmap = vm_memory::GuestMemoryMmap<vm_memory::bitmap::AtomicBitmap>;
+pub type GuestRegionMmap = vm_memory::GuestRegionMmap<vm_memory::bitmap::AtomicBitmap>;
