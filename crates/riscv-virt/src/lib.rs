@@ -9,6 +9,7 @@ pub mod clock;
 pub mod fdt;
 pub mod io;
 pub mod loader;
+pub mod migrate;
 pub mod plic;
 pub mod snapshot;
 pub mod uart;
@@ -163,6 +164,8 @@ pub enum Exit {
     /// Lock-step mode found translated code disagreeing with the interpreter
     /// ([`Machine::divergence`] says where).
     LockStepDivergence,
+    /// The VM was migrated and runs at the destination now.
+    Migrated,
 }
 
 /// Which engine runs the harts.
@@ -335,6 +338,8 @@ pub struct Machine {
     /// The snapshot this process wrote last, since which writes are
     /// tracked (what a diff snapshot holds).
     last_snapshot: Option<PathBuf>,
+    /// A live migration in progress.
+    outgoing: Option<Outgoing>,
     /// The virtio transports, in slot order, for snapshots.
     transports: Vec<Arc<Mutex<virtio::MmioTransport>>>,
     /// Devices whose state snapshots do not keep yet.
@@ -363,7 +368,40 @@ pub enum Command {
         reply: Sender<Result<(), CommandError>>,
     },
     Info(Sender<MachineInfo>),
+    /// A live migration to a destination (`host:port`) waiting with
+    /// [`Machine::incoming`]; answered when the destination runs the VM
+    /// (the machine then ends with [`Exit::Migrated`]) or the migration
+    /// failed (the VM runs on here).
+    Migrate {
+        to: String,
+        params: migrate::MigrationParams,
+        reply: Sender<Result<(migrate::MigrationReport, u32), CommandError>>,
+    },
 }
+
+/// A migration under way: the stream, and which pages the current round
+/// still has to send.
+struct Outgoing {
+    stream: std::net::TcpStream,
+    to: String,
+    params: migrate::MigrationParams,
+    reply: Sender<Result<(migrate::MigrationReport, u32), CommandError>>,
+    started: std::time::Instant,
+    round: u32,
+    pending: Vec<u64>,
+    cursor: usize,
+    round_started: std::time::Instant,
+    round_pages: u64,
+    pages_sent: u64,
+    /// Paused by a command before the migration began (stays so if it fails).
+    was_paused: bool,
+}
+
+/// Pages a migration sends between two turns of the harts.
+const MIGRATION_CHUNK: usize = 256;
+/// The shortest round: what the guest writes over a shorter one (a few
+/// turns, maybe all spent on a device) says little about its rate.
+const MIGRATION_MIN_ROUND: std::time::Duration = std::time::Duration::from_millis(5);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CommandError {
@@ -383,13 +421,20 @@ pub struct MachineInfo {
     pub paused: bool,
 }
 
-/// Why a snapshot could not be restored.
+/// Why a snapshot could not be restored, or a migrating VM received.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
     #[error(transparent)]
     Boot(#[from] BootError),
+    #[error(transparent)]
+    Incoming(#[from] migrate::IncomingError),
+    #[error("cannot listen on {address}: {cause}")]
+    Listen {
+        address: String,
+        cause: std::io::Error,
+    },
 }
 
 impl Machine {
@@ -531,6 +576,7 @@ impl Machine {
             stats,
             memory: memory.clone(),
             last_snapshot: None,
+            outgoing: None,
             transports: std::mem::take(&mut io.transports),
             disks: config.disks.clone(),
             not_snapshotable: std::mem::take(&mut io.not_snapshotable),
@@ -699,10 +745,12 @@ impl Machine {
         loop {
             let command = match &self.control {
                 None => return None,
-                Some(control) if !self.paused => match control.try_recv() {
-                    Ok(command) => command,
-                    Err(_) => return None,
-                },
+                Some(control) if !self.paused || self.outgoing.is_some() => {
+                    match control.try_recv() {
+                        Ok(command) => command,
+                        Err(_) => return None,
+                    }
+                }
                 Some(control) => match control.recv_timeout(PAUSED_POLL) {
                     Ok(command) => command,
                     Err(RecvTimeoutError::Timeout) => {
@@ -742,8 +790,243 @@ impl Machine {
                 Command::Info(reply) => {
                     let _ = reply.send(self.info());
                 }
+                Command::Migrate { to, params, reply } => {
+                    if self.outgoing.is_some() {
+                        let _ = reply.send(Err(CommandError::WrongState(
+                            "a migration is already under way",
+                        )));
+                    } else if let Err(e) = self.start_migration(&to, params, reply.clone()) {
+                        let _ = reply.send(Err(CommandError::Failed(format!(
+                            "cannot migrate to {to}: {e}"
+                        ))));
+                    } else if self.paused {
+                        // A paused VM migrates too (its pages do not change).
+                        return None;
+                    }
+                }
             }
         }
+    }
+
+    /// Connects to the destination and starts the full pass.
+    fn start_migration(
+        &mut self,
+        to: &str,
+        params: migrate::MigrationParams,
+        reply: Sender<Result<(migrate::MigrationReport, u32), CommandError>>,
+    ) -> std::io::Result<()> {
+        if !self.not_snapshotable.is_empty() {
+            return Err(std::io::Error::other(format!(
+                "migrating machines with {} is not supported yet",
+                self.not_snapshotable.join(", ")
+            )));
+        }
+        use std::net::ToSocketAddrs;
+        let address = to
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| std::io::Error::other("no such address"))?;
+        let mut stream = std::net::TcpStream::connect_timeout(&address, migrate::LINK_TIMEOUT)?;
+        stream.set_write_timeout(Some(migrate::LINK_TIMEOUT))?;
+        stream.set_read_timeout(Some(migrate::LINK_TIMEOUT))?;
+        stream.set_nodelay(true)?;
+        migrate::write_header(&mut stream, self.devices.ram.len(), self.harts.len() as u32)?;
+        // Tracking restarts: a diff snapshot needs a full one after this.
+        self.last_snapshot = None;
+        self.start_dirty_tracking();
+        let pages = self.devices.ram.len().div_ceil(PAGE_SIZE) as usize;
+        let now = std::time::Instant::now();
+        self.outgoing = Some(Outgoing {
+            stream,
+            to: to.to_owned(),
+            params,
+            reply,
+            started: now,
+            round: 0,
+            pending: vec![u64::MAX; pages.div_ceil(64)],
+            cursor: 0,
+            round_started: now,
+            round_pages: 0,
+            pages_sent: 0,
+            was_paused: self.paused,
+        });
+        Ok(())
+    }
+
+    /// Sends the next pages of the migration; at a round's end, decides
+    /// whether to go on or stop and copy. True when the VM now runs at the
+    /// destination.
+    fn migrate_step(&mut self) -> bool {
+        let mut m = self.outgoing.take().expect("a migration under way");
+        let pages = self.devices.ram.len().div_ceil(PAGE_SIZE) as usize;
+        if let Err(e) = self.send_pages(&mut m, Some(MIGRATION_CHUNK)) {
+            self.migration_failed(m, &e.to_string());
+            return false;
+        }
+        if m.cursor < pages || m.round_started.elapsed() < MIGRATION_MIN_ROUND {
+            self.outgoing = Some(m);
+            return false;
+        }
+        // The round is done: what did the guest write meanwhile?
+        let dirty = self.take_dirty_pages();
+        let left: u64 = dirty.iter().map(|w| w.count_ones() as u64).sum();
+        let seconds = m.round_started.elapsed().as_secs_f64().max(1e-6);
+        let pages_per_second = (m.round_pages as f64 / seconds).max(1.0);
+        let estimate = std::time::Duration::from_secs_f64(left as f64 / pages_per_second);
+        let converged = estimate <= m.params.downtime;
+        m.pending = dirty;
+        m.cursor = 0;
+        if converged || m.round >= m.params.max_rounds {
+            return self.stop_and_copy(m, !converged);
+        }
+        m.round += 1;
+        m.round_started = std::time::Instant::now();
+        m.round_pages = 0;
+        self.outgoing = Some(m);
+        false
+    }
+
+    /// Sends the pending pages from the cursor on, at most `limit` of them.
+    fn send_pages(&self, m: &mut Outgoing, limit: Option<usize>) -> std::io::Result<()> {
+        let ram = &self.devices.ram;
+        let pages = ram.len().div_ceil(PAGE_SIZE) as usize;
+        let mut page = vec![0u8; migrate::PAGE];
+        let mut sent = 0;
+        while m.cursor < pages && limit.is_none_or(|l| sent < l) {
+            if snapshot::page_set(&m.pending, m.cursor) {
+                ram.read_bytes(ram.base() + (m.cursor * migrate::PAGE) as u64, &mut page);
+                migrate::write_page(&mut m.stream, m.cursor as u64, &page)?;
+                sent += 1;
+            }
+            m.cursor += 1;
+        }
+        m.round_pages += sent as u64;
+        m.pages_sent += sent as u64;
+        Ok(())
+    }
+
+    /// Pauses the guest, sends what is left and the state, and waits for
+    /// the destination to run it. True when it does.
+    fn stop_and_copy(&mut self, mut m: Outgoing, forced: bool) -> bool {
+        self.set_paused(true);
+        let paused_at = std::time::Instant::now();
+        let flushed = self
+            .transports
+            .iter()
+            .try_for_each(|t| lock(t).flush_device());
+        let mut pending = self.take_dirty_pages();
+        for (word, left) in pending.iter_mut().zip(&m.pending) {
+            *word |= left;
+        }
+        m.pending = pending;
+        m.cursor = 0;
+        let crc = self.ram_crc();
+        let state = self.save_state();
+        let sent = flushed
+            .and_then(|_| self.send_pages(&mut m, None))
+            .and_then(|_| migrate::write_state(&mut m.stream, &state))
+            .and_then(|_| migrate::await_running(&mut m.stream));
+        if let Err(e) = sent {
+            self.migration_failed(m, &format!("the destination did not take the VM: {e}"));
+            return false;
+        }
+        let report = migrate::MigrationReport {
+            rounds: m.round,
+            pages_sent: m.pages_sent,
+            total: m.started.elapsed(),
+            downtime: paused_at.elapsed(),
+            forced,
+        };
+        let _ = m.reply.send(Ok((report, crc)));
+        true
+    }
+
+    /// Ends a failed migration: the VM runs on here as before.
+    fn migration_failed(&mut self, m: Outgoing, why: &str) {
+        self.set_paused(m.was_paused);
+        let _ = m.reply.send(Err(CommandError::Failed(format!(
+            "migration to {} failed: {why}; the VM runs on here",
+            m.to
+        ))));
+    }
+
+    /// CRC-32 of all of guest RAM (both ends of a migration report it).
+    fn ram_crc(&self) -> u32 {
+        let ram = &self.devices.ram;
+        let mut hasher = crc32fast::Hasher::new();
+        let mut chunk = vec![0u8; 1 << 20];
+        let mut offset = 0;
+        while offset < ram.len() {
+            let len = chunk.len().min((ram.len() - offset) as usize);
+            ram.read_bytes(ram.base() + offset, &mut chunk[..len]);
+            hasher.update(&chunk[..len]);
+            offset += len as u64;
+        }
+        hasher.finalize()
+    }
+
+    /// Waits on `address` (`host:port`) for one VM sent by a migrating
+    /// machine, and returns it ready to run (the source has been told),
+    /// with the CRC-32 of its RAM as received.
+    pub fn incoming(
+        address: &str,
+        engine: Engine,
+        console: Box<dyn Write + Send>,
+    ) -> Result<(Machine, u32), RestoreError> {
+        let listener =
+            std::net::TcpListener::bind(address).map_err(|cause| RestoreError::Listen {
+                address: address.to_owned(),
+                cause,
+            })?;
+        eprintln!("visor: waiting for a migration on {address}");
+        let (mut stream, _) = listener.accept().map_err(migrate::IncomingError::from)?;
+        stream
+            .set_read_timeout(Some(migrate::LINK_TIMEOUT))
+            .map_err(migrate::IncomingError::from)?;
+        let mut input = std::io::BufReader::with_capacity(
+            1 << 20,
+            stream.try_clone().map_err(migrate::IncomingError::from)?,
+        );
+        let (ram_size, harts) = migrate::read_header(&mut input)?;
+        if !(MIN_RAM..=MAX_RAM).contains(&ram_size) || ram_size % PAGE_SIZE != 0 {
+            return Err(SnapshotError::Shape(format!("{ram_size} bytes of RAM")).into());
+        }
+        if !(1..=MAX_HARTS as u32).contains(&harts) {
+            return Err(SnapshotError::Shape(format!("{harts} harts")).into());
+        }
+        let (ram, memory) = allocate_ram(ram_size)?;
+        let pages = ram_size / PAGE_SIZE;
+        let zeros = [0u8; migrate::PAGE];
+        let state = loop {
+            match migrate::read_record(&mut input, pages)? {
+                migrate::Record::Page(index, data) => {
+                    ram.write_bytes(RAM_BASE + index * PAGE_SIZE, &data[..]);
+                }
+                migrate::Record::Zero(index) => {
+                    ram.write_bytes(RAM_BASE + index * PAGE_SIZE, &zeros);
+                }
+                migrate::Record::State(state) => break state,
+            }
+        };
+        if state.shape.ram_size != ram_size
+            || state.shape.harts != harts as usize
+            || state.harts.len() != harts as usize
+        {
+            return Err(
+                SnapshotError::Shape("another shape than the stream's header".into()).into(),
+            );
+        }
+        let config = MachineConfig {
+            harts: harts as usize,
+            engine,
+            disks: state.shape.disks.clone(),
+            ..MachineConfig::new(ram_size)
+        };
+        let (mut machine, _) = Machine::assemble(&config, ram, &memory, console)?;
+        machine.restore_state(&state)?;
+        let crc = machine.ram_crc();
+        migrate::send_running(&mut stream).map_err(migrate::IncomingError::from)?;
+        Ok((machine, crc))
     }
 
     fn set_paused(&mut self, paused: bool) {
@@ -809,6 +1092,9 @@ impl Machine {
             if let Some(exit) = self.handle_commands(input) {
                 return exit;
             }
+            if self.outgoing.is_some() && self.migrate_step() {
+                return Exit::Migrated;
+            }
             if let Some(exit) = self.feed_console(input) {
                 return exit;
             }
@@ -838,7 +1124,7 @@ impl Machine {
                     return exit;
                 }
             }
-            if all_waiting {
+            if all_waiting && self.outgoing.is_none() {
                 if let Some(exit) = self.sleep_until_event(input) {
                     return exit;
                 }

@@ -10,33 +10,40 @@
 //! |---|---|---|
 //! | `GET /vm/config` | | `{"mem_size_mib", "vcpu_count", "engine", "state"}` |
 //! | `PATCH /vm` | `{"state": "Paused" \| "Resumed"}` | pauses or resumes every hart and guest time |
+//! | `PUT /migrate` | `{"destination_url": "tcp:HOST:PORT", "downtime_ms": 300, "max_rounds": 30}` | live migration (pre-copy); answers with rounds, pages, total and downtime (ms), whether the round limit forced the stop, and the RAM's CRC-32 at the pause |
 //! | `PUT /snapshot/create` | `{"snapshot_dir": DIR, "snapshot_type": "Full" \| "Diff"}` | a snapshot of the paused VM into DIR (a diff: the pages written since the last one) |
 //!
 //! The CLI front (`visor pause|resume|snapshot --api-sock PATH`) is a
 //! client of the same endpoints ([`request`]).
 
 use anyhow::{bail, Context, Result};
+use riscv_virt::migrate::MigrationParams;
 use riscv_virt::{Command, CommandError, Engine, MachineInfo};
 use serde::Deserialize;
 use serde_json::json;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Sender};
+use std::sync::Arc;
 
 /// The largest request body the API reads.
 const MAX_BODY: u64 = 64 << 10;
 
 /// Serves the API on `socket` (which must not exist yet) for the machine
 /// that `commands` reaches, until the machine goes away.
-pub fn serve(socket: &Path, commands: Sender<Command>) -> Result<()> {
+pub fn serve(socket: &Path, commands: Sender<Command>) -> Result<Server> {
     let server = tiny_http::Server::http_unix(socket)
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("cannot listen on {}", socket.display()))?;
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let counter = in_flight.clone();
     std::thread::Builder::new()
         .name("api".into())
         .spawn(move || {
             for mut request in server.incoming_requests() {
+                counter.fetch_add(1, Ordering::SeqCst);
                 let (status, body) = answer(&mut request, &commands);
                 let text = if body.is_null() {
                     String::new()
@@ -51,15 +58,42 @@ pub fn serve(socket: &Path, commands: Sender<Command>) -> Result<()> {
                             .expect("a valid header"),
                     );
                 let _ = request.respond(response);
+                counter.fetch_sub(1, Ordering::SeqCst);
             }
         })?;
-    Ok(())
+    Ok(Server { in_flight })
+}
+
+/// The API's thread, as the machine's owner sees it.
+pub struct Server {
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Server {
+    /// Waits (a little) until the answers to requests the machine already
+    /// carried out are sent, before the process ends.
+    pub fn finish_answers(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while self.in_flight.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct VmState {
     state: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Migrate {
+    destination_url: String,
+    #[serde(default)]
+    downtime_ms: Option<u64>,
+    #[serde(default)]
+    max_rounds: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -134,7 +168,42 @@ fn answer(
                 reply,
             }))
         }
-        ("/vm/config" | "/vm" | "/snapshot/create", _) => {
+        ("/migrate", Put) => {
+            let wanted: Migrate = match serde_json::from_str(&body) {
+                Ok(v) => v,
+                Err(e) => return fault(400, format!("bad JSON: {e}")),
+            };
+            let Some(to) = wanted.destination_url.strip_prefix("tcp:") else {
+                return fault(400, "destination_url must be tcp:HOST:PORT");
+            };
+            let defaults = MigrationParams::default();
+            let params = MigrationParams {
+                downtime: wanted
+                    .downtime_ms
+                    .map_or(defaults.downtime, std::time::Duration::from_millis),
+                max_rounds: wanted.max_rounds.unwrap_or(defaults.max_rounds),
+            };
+            match ask(commands, |reply| Command::Migrate {
+                to: to.to_owned(),
+                params,
+                reply,
+            }) {
+                Some(Ok((report, crc))) => (
+                    200,
+                    json!({
+                        "rounds": report.rounds,
+                        "pages_sent": report.pages_sent,
+                        "total_ms": report.total.as_secs_f64() * 1e3,
+                        "downtime_ms": report.downtime.as_secs_f64() * 1e3,
+                        "forced": report.forced,
+                        "ram_crc32": format!("{crc:08x}"),
+                    }),
+                ),
+                Some(Err(e)) => fault(400, e),
+                None => fault(400, "the VM has stopped"),
+            }
+        }
+        ("/vm/config" | "/vm" | "/snapshot/create" | "/migrate", _) => {
             fault(405, format!("{path} does not take that method"))
         }
         _ => fault(404, format!("no such endpoint: {path}")),

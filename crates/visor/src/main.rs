@@ -33,6 +33,23 @@ enum Command {
     Resume(ApiArgs),
     /// Snapshot a paused VM into a directory (`visor run --restore DIR`).
     Snapshot(SnapshotArgs),
+    /// Live-migrate a VM to a `visor run --incoming` waiting elsewhere.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Parser)]
+struct MigrateArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    /// Where the destination waits: tcp:HOST:PORT.
+    #[arg(long)]
+    to: String,
+    /// The longest the guest may stand still at the end (QEMU's default).
+    #[arg(long, default_value_t = 300)]
+    downtime_ms: u64,
+    /// Dirty rounds after which the guest is stopped whatever is left.
+    #[arg(long, default_value_t = 30)]
+    max_rounds: u32,
 }
 
 #[derive(Parser)]
@@ -137,6 +154,9 @@ struct RunArgs {
     /// (the machine is the snapshot's; --engine may differ).
     #[arg(long, conflicts_with_all = ["kernel", "initrd", "bios", "disks", "net", "smp", "memory"])]
     restore: Option<PathBuf>,
+    /// Wait for a VM migrating in (`tcp:HOST:PORT`) and run it.
+    #[arg(long, conflicts_with_all = ["kernel", "initrd", "bios", "disks", "net", "smp", "memory", "restore"])]
+    incoming: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -248,6 +268,7 @@ fn main() {
         Command::Pause(args) => set_state(&args, "Paused"),
         Command::Resume(args) => set_state(&args, "Resumed"),
         Command::Snapshot(args) => snapshot(&args),
+        Command::Migrate(args) => migrate(&args),
     };
     match code {
         Ok(code) => std::process::exit(code),
@@ -272,6 +293,28 @@ fn snapshot(args: &SnapshotArgs) -> Result<i32> {
     let body = serde_json::json!({ "snapshot_dir": dir, "snapshot_type": kind }).to_string();
     api::request(&args.api.api_sock, "PUT", "/snapshot/create", &body)?;
     Ok(0)
+}
+
+/// `visor migrate`: PUT /migrate; prints what the migration did.
+fn migrate(args: &MigrateArgs) -> Result<i32> {
+    tcp_address(&args.to)?;
+    let body = serde_json::json!({
+        "destination_url": args.to,
+        "downtime_ms": args.downtime_ms,
+        "max_rounds": args.max_rounds,
+    })
+    .to_string();
+    let report = api::request(&args.api.api_sock, "PUT", "/migrate", &body)?;
+    println!("{}", report.trim());
+    Ok(0)
+}
+
+/// `HOST:PORT` of a `tcp:HOST:PORT` URL.
+fn tcp_address(url: &str) -> Result<&str> {
+    match url.strip_prefix("tcp:") {
+        Some(address) if address.contains(':') => Ok(address),
+        _ => bail!("`{url}` is not tcp:HOST:PORT"),
+    }
 }
 
 /// `visor hv pack`: writes the packed image.
@@ -371,17 +414,28 @@ fn run(args: RunArgs) -> Result<i32> {
         },
         ..MachineConfig::new(args.memory)
     };
-    let mut machine = match &args.restore {
-        Some(dir) => Machine::restore(dir, config.engine, Box::new(std::io::stdout()))
+    let mut machine = match (&args.restore, &args.incoming) {
+        (Some(dir), _) => Machine::restore(dir, config.engine, Box::new(std::io::stdout()))
             .with_context(|| format!("cannot restore {}", dir.display()))?,
-        None => Machine::new(&config, Box::new(std::io::stdout()))
+        (None, Some(url)) => {
+            let address = tcp_address(url)?;
+            let (machine, crc) =
+                Machine::incoming(address, config.engine, Box::new(std::io::stdout()))
+                    .context("no VM came in")?;
+            eprintln!("visor: a VM came in: RAM CRC-32 {crc:08x}");
+            machine
+        }
+        (None, None) => Machine::new(&config, Box::new(std::io::stdout()))
             .context("cannot build the machine")?,
     };
-    if let Some(socket) = &args.api_sock {
-        let (commands, control) = std::sync::mpsc::channel();
-        api::serve(socket, commands)?;
-        machine.set_control(control);
-    }
+    let api_server = match &args.api_sock {
+        Some(socket) => {
+            let (commands, control) = std::sync::mpsc::channel();
+            machine.set_control(control);
+            Some(api::serve(socket, commands)?)
+        }
+        None => None,
+    };
     let console = console::Console::attach();
     let started = std::time::Instant::now();
     let exit = machine.run(console.input());
@@ -429,6 +483,13 @@ fn run(args: RunArgs) -> Result<i32> {
         }
         Exit::UnsupportedHtif(value) => {
             bail!("unsupported HTIF request {value:#x} written to tohost")
+        }
+        Exit::Migrated => {
+            eprintln!("visor: the VM migrated and runs at the destination now");
+            if let Some(api) = &api_server {
+                api.finish_answers();
+            }
+            0
         }
         Exit::LockStepDivergence => {
             bail!(

@@ -1,0 +1,247 @@
+//! Live migration's wire format and its two ends' bookkeeping: pre-copy,
+//! as QEMU and Xen do it. The source sends every page while the guest
+//! runs, then in rounds the pages written meanwhile (dirty tracking, see
+//! `Machine::take_dirty_pages`), until what is left would take less than
+//! the downtime budget at the bandwidth the last round achieved, or a
+//! round limit is reached; then it pauses the guest, sends the last pages
+//! and the machine state, and waits for the destination to say it runs.
+//! Only then does the source stop; if the link or the destination fails
+//! before, the source resumes and nothing is lost.
+//!
+//! The stream (TCP; little-endian): `MAGIC`, the format version (u32),
+//! the RAM size (u64) and hart count (u32); then records, each a tag byte:
+//! `PAGE` + page index (u64) + 4096 bytes, `ZERO` + page index (a page of
+//! zeros), `STATE` + length (u64) + a snapshot state file's payload
+//! (JSON) + its CRC-32. The destination answers `RUNNING` once the state
+//! is in place. Everything the destination reads is checked: the header,
+//! every index, the length and CRC of the state.
+
+use crate::snapshot::MachineState;
+use std::io::{self, Read, Write};
+use std::time::Duration;
+
+const MAGIC: &[u8; 8] = b"VISORMIG";
+pub const FORMAT_VERSION: u32 = 1;
+pub const PAGE: usize = 4096;
+const TAG_PAGE: u8 = 1;
+const TAG_ZERO: u8 = 2;
+const TAG_STATE: u8 = 3;
+/// The destination's answer: the VM runs there now.
+const RUNNING: u8 = b'R';
+/// The most state a stream may carry (as for a state file).
+const MAX_STATE: u64 = 16 << 20;
+/// How long either end waits for the other before giving up.
+pub const LINK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a migration goes: the downtime budget, and the number of dirty
+/// rounds after which the source stops the guest whatever is left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MigrationParams {
+    pub downtime: Duration,
+    pub max_rounds: u32,
+}
+
+impl Default for MigrationParams {
+    /// QEMU's default downtime budget, 300 ms.
+    fn default() -> MigrationParams {
+        MigrationParams {
+            downtime: Duration::from_millis(300),
+            max_rounds: 30,
+        }
+    }
+}
+
+/// What a finished migration did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MigrationReport {
+    /// Dirty rounds after the full pass.
+    pub rounds: u32,
+    pub pages_sent: u64,
+    /// From the request to the destination's answer.
+    pub total: Duration,
+    /// The guest paused: from the stop to the destination's answer.
+    pub downtime: Duration,
+    /// The stop came from the round limit, not from convergence.
+    pub forced: bool,
+}
+
+pub fn write_header(out: &mut impl Write, ram_size: u64, harts: u32) -> io::Result<()> {
+    out.write_all(MAGIC)?;
+    out.write_all(&FORMAT_VERSION.to_le_bytes())?;
+    out.write_all(&ram_size.to_le_bytes())?;
+    out.write_all(&harts.to_le_bytes())
+}
+
+/// Page `index` with contents `data` (a zero page goes as its index only).
+pub fn write_page(out: &mut impl Write, index: u64, data: &[u8]) -> io::Result<()> {
+    if data.iter().all(|&b| b == 0) {
+        out.write_all(&[TAG_ZERO])?;
+        return out.write_all(&index.to_le_bytes());
+    }
+    out.write_all(&[TAG_PAGE])?;
+    out.write_all(&index.to_le_bytes())?;
+    out.write_all(data)
+}
+
+pub fn write_state(out: &mut impl Write, state: &MachineState) -> io::Result<()> {
+    let payload = serde_json::to_vec(state).map_err(io::Error::other)?;
+    out.write_all(&[TAG_STATE])?;
+    out.write_all(&(payload.len() as u64).to_le_bytes())?;
+    out.write_all(&payload)?;
+    out.write_all(&crc32fast::hash(&payload).to_le_bytes())?;
+    out.flush()
+}
+
+/// Waits for the destination's word that the VM runs there.
+pub fn await_running(input: &mut impl Read) -> io::Result<()> {
+    let mut answer = [0u8; 1];
+    input.read_exact(&mut answer)?;
+    if answer[0] != RUNNING {
+        return Err(io::Error::other("the destination answered something else"));
+    }
+    Ok(())
+}
+
+pub fn send_running(out: &mut impl Write) -> io::Result<()> {
+    out.write_all(&[RUNNING])?;
+    out.flush()
+}
+
+/// Why an incoming migration failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IncomingError {
+    #[error("the migration stream: {0}")]
+    Io(#[from] io::Error),
+    #[error("the migration stream is not a visor migration")]
+    NotAMigration,
+    #[error(
+        "the migration stream has format version {0}, this visor reads version {FORMAT_VERSION}"
+    )]
+    Version(u32),
+    #[error("the migration stream names page {index}, past RAM's {pages} pages")]
+    BadPage { index: u64, pages: u64 },
+    #[error("the migration stream has an unknown record (tag {0})")]
+    BadTag(u8),
+    #[error("the migration stream's state: {0}")]
+    BadState(String),
+    #[error("the migration stream ended before the VM's state")]
+    Ended,
+}
+
+/// The header: RAM size and hart count.
+pub fn read_header(input: &mut impl Read) -> Result<(u64, u32), IncomingError> {
+    let mut header = [0u8; 8 + 4 + 8 + 4];
+    input.read_exact(&mut header).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => IncomingError::NotAMigration,
+        _ => IncomingError::Io(e),
+    })?;
+    if &header[..8] != MAGIC {
+        return Err(IncomingError::NotAMigration);
+    }
+    let version = u32::from_le_bytes(header[8..12].try_into().unwrap());
+    if version != FORMAT_VERSION {
+        return Err(IncomingError::Version(version));
+    }
+    let ram_size = u64::from_le_bytes(header[12..20].try_into().unwrap());
+    let harts = u32::from_le_bytes(header[20..24].try_into().unwrap());
+    Ok((ram_size, harts))
+}
+
+/// One record of the stream.
+pub enum Record {
+    Page(u64, Box<[u8; PAGE]>),
+    Zero(u64),
+    State(Box<MachineState>),
+}
+
+/// The next record, its page index checked against `pages`.
+pub fn read_record(input: &mut impl Read, pages: u64) -> Result<Record, IncomingError> {
+    let mut tag = [0u8; 1];
+    if let Err(e) = input.read_exact(&mut tag) {
+        return Err(match e.kind() {
+            io::ErrorKind::UnexpectedEof => IncomingError::Ended,
+            _ => IncomingError::Io(e),
+        });
+    }
+    let mut word = [0u8; 8];
+    let eof = |e: io::Error| match e.kind() {
+        io::ErrorKind::UnexpectedEof => IncomingError::Ended,
+        _ => IncomingError::Io(e),
+    };
+    match tag[0] {
+        TAG_PAGE | TAG_ZERO => {
+            input.read_exact(&mut word).map_err(eof)?;
+            let index = u64::from_le_bytes(word);
+            if index >= pages {
+                return Err(IncomingError::BadPage { index, pages });
+            }
+            if tag[0] == TAG_ZERO {
+                return Ok(Record::Zero(index));
+            }
+            let mut data = Box::new([0u8; PAGE]);
+            input.read_exact(&mut data[..]).map_err(eof)?;
+            Ok(Record::Page(index, data))
+        }
+        TAG_STATE => {
+            input.read_exact(&mut word).map_err(eof)?;
+            let len = u64::from_le_bytes(word);
+            if len > MAX_STATE {
+                return Err(IncomingError::BadState(format!("{len} bytes")));
+            }
+            let mut payload = vec![0u8; len as usize];
+            input.read_exact(&mut payload).map_err(eof)?;
+            let mut crc = [0u8; 4];
+            input.read_exact(&mut crc).map_err(eof)?;
+            if crc32fast::hash(&payload) != u32::from_le_bytes(crc) {
+                return Err(IncomingError::BadState("CRC mismatch".into()));
+            }
+            let state = serde_json::from_slice(&payload)
+                .map_err(|e| IncomingError::BadState(e.to_string()))?;
+            Ok(Record::State(Box::new(state)))
+        }
+        other => Err(IncomingError::BadTag(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_read_back_and_bad_ones_are_refused() {
+        let mut stream = Vec::new();
+        write_header(&mut stream, 8 * PAGE as u64, 1).unwrap();
+        write_page(&mut stream, 3, &[7u8; PAGE]).unwrap();
+        write_page(&mut stream, 5, &[0u8; PAGE]).unwrap();
+        let mut input = &stream[..];
+        assert_eq!(read_header(&mut input).unwrap(), (8 * PAGE as u64, 1));
+        assert!(matches!(read_record(&mut input, 8), Ok(Record::Page(3, data)) if data[100] == 7));
+        assert!(matches!(read_record(&mut input, 8), Ok(Record::Zero(5))));
+        assert!(matches!(
+            read_record(&mut input, 8),
+            Err(IncomingError::Ended)
+        ));
+
+        let mut past = Vec::new();
+        write_page(&mut past, 8, &[1u8; PAGE]).unwrap();
+        assert!(matches!(
+            read_record(&mut &past[..], 8),
+            Err(IncomingError::BadPage { index: 8, pages: 8 })
+        ));
+        assert!(matches!(
+            read_record(&mut &[9u8][..], 8),
+            Err(IncomingError::BadTag(9))
+        ));
+        assert!(matches!(
+            read_header(&mut &b"GET / HTTP/1.1\r\n\r\n..."[..]),
+            Err(IncomingError::NotAMigration)
+        ));
+        let mut truncated = Vec::new();
+        write_page(&mut truncated, 1, &[1u8; PAGE]).unwrap();
+        truncated.truncate(100);
+        assert!(matches!(
+            read_record(&mut &truncated[..], 8),
+            Err(IncomingError::Ended)
+        ));
+    }
+}
