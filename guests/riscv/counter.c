@@ -7,7 +7,9 @@
 #include "runtime.h"
 
 #define WORDS (256 * 1024 / 8)
+#ifndef TICKS_PER_LINE
 #define TICKS_PER_LINE 200000 /* 20 ms at 10 MHz */
+#endif
 
 static u64 buffer[WORDS];
 

@@ -163,8 +163,14 @@ pub fn run(root: &Path, images: &Images, args: &[String]) -> Result<()> {
             | Some("kvm")
             | Some("hypervisor")
             | Some("type1")
+            | Some("migration")
     ) {
-        bail!("usage: cargo xtask bench [engine|workloads|paravirt|kvm|hypervisor|type1]");
+        bail!(
+            "usage: cargo xtask bench [engine|workloads|paravirt|kvm|hypervisor|type1|migration]"
+        );
+    }
+    if which == Some("migration") {
+        return crate::bench_migration::run(root);
     }
     if which == Some("type1") {
         return crate::bench_type1::run(root, images);

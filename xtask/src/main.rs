@@ -13,6 +13,7 @@
 mod bench;
 mod bench_hypervisor;
 mod bench_kvm;
+mod bench_migration;
 mod bench_paravirt;
 mod bench_type1;
 mod bench_workloads;

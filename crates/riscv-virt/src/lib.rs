@@ -375,17 +375,17 @@ pub enum Command {
     Migrate {
         to: String,
         params: migrate::MigrationParams,
-        reply: Sender<Result<(migrate::MigrationReport, u32), CommandError>>,
+        reply: Sender<Result<(migrate::MigrationReport, Option<u32>), CommandError>>,
     },
 }
 
 /// A migration under way: the stream, and which pages the current round
 /// still has to send.
 struct Outgoing {
-    stream: std::net::TcpStream,
+    stream: std::io::BufWriter<std::net::TcpStream>,
     to: String,
     params: migrate::MigrationParams,
-    reply: Sender<Result<(migrate::MigrationReport, u32), CommandError>>,
+    reply: Sender<Result<(migrate::MigrationReport, Option<u32>), CommandError>>,
     started: std::time::Instant,
     round: u32,
     pending: Vec<u64>,
@@ -397,8 +397,8 @@ struct Outgoing {
     was_paused: bool,
 }
 
-/// Pages a migration sends between two turns of the harts.
-const MIGRATION_CHUNK: usize = 256;
+/// How long a migration sends pages between two turns of the harts.
+const MIGRATION_STEP: std::time::Duration = std::time::Duration::from_millis(2);
 /// The shortest round: what the guest writes over a shorter one (a few
 /// turns, maybe all spent on a device) says little about its rate.
 const MIGRATION_MIN_ROUND: std::time::Duration = std::time::Duration::from_millis(5);
@@ -813,7 +813,7 @@ impl Machine {
         &mut self,
         to: &str,
         params: migrate::MigrationParams,
-        reply: Sender<Result<(migrate::MigrationReport, u32), CommandError>>,
+        reply: Sender<Result<(migrate::MigrationReport, Option<u32>), CommandError>>,
     ) -> std::io::Result<()> {
         if !self.not_snapshotable.is_empty() {
             return Err(std::io::Error::other(format!(
@@ -826,11 +826,17 @@ impl Machine {
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| std::io::Error::other("no such address"))?;
-        let mut stream = std::net::TcpStream::connect_timeout(&address, migrate::LINK_TIMEOUT)?;
+        let stream = std::net::TcpStream::connect_timeout(&address, migrate::LINK_TIMEOUT)?;
         stream.set_write_timeout(Some(migrate::LINK_TIMEOUT))?;
         stream.set_read_timeout(Some(migrate::LINK_TIMEOUT))?;
         stream.set_nodelay(true)?;
-        migrate::write_header(&mut stream, self.devices.ram.len(), self.harts.len() as u32)?;
+        let header = migrate::Header {
+            ram_size: self.devices.ram.len(),
+            harts: self.harts.len() as u32,
+            verify: params.verify,
+        };
+        let mut stream = std::io::BufWriter::with_capacity(1 << 20, stream);
+        migrate::write_header(&mut stream, header)?;
         // Tracking restarts: a diff snapshot needs a full one after this.
         self.last_snapshot = None;
         self.start_dirty_tracking();
@@ -859,7 +865,8 @@ impl Machine {
     fn migrate_step(&mut self) -> bool {
         let mut m = self.outgoing.take().expect("a migration under way");
         let pages = self.devices.ram.len().div_ceil(PAGE_SIZE) as usize;
-        if let Err(e) = self.send_pages(&mut m, Some(MIGRATION_CHUNK)) {
+        let until = std::time::Instant::now() + MIGRATION_STEP;
+        if let Err(e) = self.send_pages(&mut m, Some(until)) {
             self.migration_failed(m, &e.to_string());
             return false;
         }
@@ -886,13 +893,21 @@ impl Machine {
         false
     }
 
-    /// Sends the pending pages from the cursor on, at most `limit` of them.
-    fn send_pages(&self, m: &mut Outgoing, limit: Option<usize>) -> std::io::Result<()> {
+    /// Sends the pending pages from the cursor on, until `until` if given.
+    fn send_pages(
+        &self,
+        m: &mut Outgoing,
+        until: Option<std::time::Instant>,
+    ) -> std::io::Result<()> {
         let ram = &self.devices.ram;
         let pages = ram.len().div_ceil(PAGE_SIZE) as usize;
         let mut page = vec![0u8; migrate::PAGE];
         let mut sent = 0;
-        while m.cursor < pages && limit.is_none_or(|l| sent < l) {
+        while m.cursor < pages {
+            let look_at_clock = m.cursor.is_multiple_of(64);
+            if look_at_clock && until.is_some_and(|t| std::time::Instant::now() >= t) {
+                break;
+            }
             if snapshot::page_set(&m.pending, m.cursor) {
                 ram.read_bytes(ram.base() + (m.cursor * migrate::PAGE) as u64, &mut page);
                 migrate::write_page(&mut m.stream, m.cursor as u64, &page)?;
@@ -902,7 +917,7 @@ impl Machine {
         }
         m.round_pages += sent as u64;
         m.pages_sent += sent as u64;
-        Ok(())
+        m.stream.flush()
     }
 
     /// Pauses the guest, sends what is left and the state, and waits for
@@ -920,12 +935,12 @@ impl Machine {
         }
         m.pending = pending;
         m.cursor = 0;
-        let crc = self.ram_crc();
+        let crc = m.params.verify.then(|| self.ram_crc());
         let state = self.save_state();
         let sent = flushed
             .and_then(|_| self.send_pages(&mut m, None))
             .and_then(|_| migrate::write_state(&mut m.stream, &state))
-            .and_then(|_| migrate::await_running(&mut m.stream));
+            .and_then(|_| migrate::await_running(m.stream.get_mut()));
         if let Err(e) = sent {
             self.migration_failed(m, &format!("the destination did not take the VM: {e}"));
             return false;
@@ -967,12 +982,12 @@ impl Machine {
 
     /// Waits on `address` (`host:port`) for one VM sent by a migrating
     /// machine, and returns it ready to run (the source has been told),
-    /// with the CRC-32 of its RAM as received.
+    /// with the CRC-32 of its RAM as received when the source asked.
     pub fn incoming(
         address: &str,
         engine: Engine,
         console: Box<dyn Write + Send>,
-    ) -> Result<(Machine, u32), RestoreError> {
+    ) -> Result<(Machine, Option<u32>), RestoreError> {
         let listener =
             std::net::TcpListener::bind(address).map_err(|cause| RestoreError::Listen {
                 address: address.to_owned(),
@@ -987,7 +1002,8 @@ impl Machine {
             1 << 20,
             stream.try_clone().map_err(migrate::IncomingError::from)?,
         );
-        let (ram_size, harts) = migrate::read_header(&mut input)?;
+        let header = migrate::read_header(&mut input)?;
+        let (ram_size, harts) = (header.ram_size, header.harts);
         if !(MIN_RAM..=MAX_RAM).contains(&ram_size) || ram_size % PAGE_SIZE != 0 {
             return Err(SnapshotError::Shape(format!("{ram_size} bytes of RAM")).into());
         }
@@ -997,13 +1013,19 @@ impl Machine {
         let (ram, memory) = allocate_ram(ram_size)?;
         let pages = ram_size / PAGE_SIZE;
         let zeros = [0u8; migrate::PAGE];
+        // Fresh RAM is zero: a zero page needs writing only over one sent
+        // before (writing it anyway would commit host memory for nothing).
+        let mut written = vec![0u64; (pages as usize).div_ceil(64)];
         let state = loop {
             match migrate::read_record(&mut input, pages)? {
                 migrate::Record::Page(index, data) => {
                     ram.write_bytes(RAM_BASE + index * PAGE_SIZE, &data[..]);
+                    written[index as usize / 64] |= 1 << (index % 64);
                 }
                 migrate::Record::Zero(index) => {
-                    ram.write_bytes(RAM_BASE + index * PAGE_SIZE, &zeros);
+                    if snapshot::page_set(&written, index as usize) {
+                        ram.write_bytes(RAM_BASE + index * PAGE_SIZE, &zeros);
+                    }
                 }
                 migrate::Record::State(state) => break state,
             }
@@ -1024,7 +1046,7 @@ impl Machine {
         };
         let (mut machine, _) = Machine::assemble(&config, ram, &memory, console)?;
         machine.restore_state(&state)?;
-        let crc = machine.ram_crc();
+        let crc = header.verify.then(|| machine.ram_crc());
         migrate::send_running(&mut stream).map_err(migrate::IncomingError::from)?;
         Ok((machine, crc))
     }

@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | `GET /vm/config` | | `{"mem_size_mib", "vcpu_count", "engine", "state"}` |
 //! | `PATCH /vm` | `{"state": "Paused" \| "Resumed"}` | pauses or resumes every hart and guest time |
-//! | `PUT /migrate` | `{"destination_url": "tcp:HOST:PORT", "downtime_ms": 300, "max_rounds": 30}` | live migration (pre-copy); answers with rounds, pages, total and downtime (ms), whether the round limit forced the stop, and the RAM's CRC-32 at the pause |
+//! | `PUT /migrate` | `{"destination_url": "tcp:HOST:PORT", "downtime_ms": 300, "max_rounds": 30, "verify_ram": false}` | live migration (pre-copy); answers with rounds, pages, total and downtime (ms), whether the round limit forced the stop, and (with `verify_ram`) the RAM's CRC-32 at the pause |
 //! | `PUT /snapshot/create` | `{"snapshot_dir": DIR, "snapshot_type": "Full" \| "Diff"}` | a snapshot of the paused VM into DIR (a diff: the pages written since the last one) |
 //!
 //! The CLI front (`visor pause|resume|snapshot --api-sock PATH`) is a
@@ -94,6 +94,8 @@ struct Migrate {
     downtime_ms: Option<u64>,
     #[serde(default)]
     max_rounds: Option<u32>,
+    #[serde(default)]
+    verify_ram: bool,
 }
 
 #[derive(Deserialize)]
@@ -182,6 +184,7 @@ fn answer(
                     .downtime_ms
                     .map_or(defaults.downtime, std::time::Duration::from_millis),
                 max_rounds: wanted.max_rounds.unwrap_or(defaults.max_rounds),
+                verify: wanted.verify_ram,
             };
             match ask(commands, |reply| Command::Migrate {
                 to: to.to_owned(),
@@ -196,7 +199,7 @@ fn answer(
                         "total_ms": report.total.as_secs_f64() * 1e3,
                         "downtime_ms": report.downtime.as_secs_f64() * 1e3,
                         "forced": report.forced,
-                        "ram_crc32": format!("{crc:08x}"),
+                        "ram_crc32": crc.map(|crc| format!("{crc:08x}")),
                     }),
                 ),
                 Some(Err(e)) => fault(400, e),

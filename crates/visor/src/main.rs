@@ -50,6 +50,10 @@ struct MigrateArgs {
     /// Dirty rounds after which the guest is stopped whatever is left.
     #[arg(long, default_value_t = 30)]
     max_rounds: u32,
+    /// Both ends report the CRC-32 of RAM (at the pause, and as received);
+    /// adds their time to the downtime.
+    #[arg(long)]
+    verify_ram: bool,
 }
 
 #[derive(Parser)]
@@ -302,6 +306,7 @@ fn migrate(args: &MigrateArgs) -> Result<i32> {
         "destination_url": args.to,
         "downtime_ms": args.downtime_ms,
         "max_rounds": args.max_rounds,
+        "verify_ram": args.verify_ram,
     })
     .to_string();
     let report = api::request(&args.api.api_sock, "PUT", "/migrate", &body)?;
@@ -422,7 +427,10 @@ fn run(args: RunArgs) -> Result<i32> {
             let (machine, crc) =
                 Machine::incoming(address, config.engine, Box::new(std::io::stdout()))
                     .context("no VM came in")?;
-            eprintln!("visor: a VM came in: RAM CRC-32 {crc:08x}");
+            match crc {
+                Some(crc) => eprintln!("visor: a VM came in: RAM CRC-32 {crc:08x}"),
+                None => eprintln!("visor: a VM came in"),
+            }
             machine
         }
         (None, None) => Machine::new(&config, Box::new(std::io::stdout()))

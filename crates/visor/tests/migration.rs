@@ -102,7 +102,7 @@ fn a_counting_guest_migrates_and_counts_on_with_its_nonce_and_ram() {
     let mut target = destination(port, "interp");
     let (mut source, socket) = source(&dir, "counter");
     source.expect("count 3 ", LIMIT);
-    let out = migrate(&socket, port, &[]);
+    let out = migrate(&socket, port, &["--verify-ram"]);
     assert!(
         out.status.success(),
         "{}",

@@ -1,0 +1,370 @@
+//! Snapshots and live migration, visor against QEMU 10 on the same
+//! bare-metal guests (`guests/riscv/counter.c`, which idles between lines,
+//! and `dirtier.c`, which rewrites 16 MiB on every pass), in one run:
+//! live-migration total time and downtime over loopback TCP (visor: `visor
+//! migrate` to a `visor run --incoming`; QEMU: QMP `migrate` to a second
+//! `qemu-system-riscv64 -incoming tcp:…`, both with their default 300 ms
+//! downtime budget), each as the tool reports it; snapshot create time and
+//! restore-to-running time (process start to the guest's first line, with
+//! a line every 1 ms: `counter_fast`; QEMU: `migrate` to `file:` and
+//! `-incoming file:`).
+
+use crate::bench::{median, riscv_versions, RUNS};
+use anyhow::{bail, Context, Result};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+const MIGRATION_RAM: &str = "256M";
+const SNAPSHOT_RAM: &str = "128M";
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A guest process whose console lines arrive, timestamped, on a channel.
+struct Running {
+    child: Child,
+    lines: Receiver<(Instant, String)>,
+    started: Instant,
+}
+
+impl Running {
+    fn start(mut command: Command) -> Result<Running> {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let started = Instant::now();
+        let mut child = command.spawn().with_context(|| format!("{command:?}"))?;
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send((Instant::now(), line)).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Running {
+            child,
+            lines,
+            started,
+        })
+    }
+
+    /// Waits for a line starting with `prefix`; when it came.
+    fn wait_for(&self, prefix: &str) -> Result<Instant> {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (at, line) = self
+                .lines
+                .recv_timeout(left)
+                .with_context(|| format!("no line starting {prefix:?}"))?;
+            if line.starts_with(prefix) {
+                return Ok(at);
+            }
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Waits until something listens on `port`.
+fn listening(port: u16) -> Result<()> {
+    let deadline = Instant::now() + LIMIT;
+    while std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if Instant::now() > deadline {
+            bail!("nothing listened on {port}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+fn wait_for_socket(path: &Path) -> Result<()> {
+    let deadline = Instant::now() + LIMIT;
+    while UnixStream::connect(path).is_err() {
+        if Instant::now() > deadline {
+            bail!("{} never accepted", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+/// A QMP session with a QEMU.
+struct Qmp {
+    out: UnixStream,
+    input: BufReader<UnixStream>,
+}
+
+impl Qmp {
+    fn connect(path: &Path) -> Result<Qmp> {
+        wait_for_socket(path)?;
+        let out = UnixStream::connect(path)?;
+        let mut qmp = Qmp {
+            input: BufReader::new(out.try_clone()?),
+            out,
+        };
+        qmp.reply()?; // the greeting
+        qmp.execute(r#"{"execute":"qmp_capabilities"}"#)?;
+        Ok(qmp)
+    }
+
+    /// The next line that is not an event.
+    fn reply(&mut self) -> Result<String> {
+        loop {
+            let mut line = String::new();
+            if self.input.read_line(&mut line)? == 0 {
+                bail!("QMP closed");
+            }
+            if !line.contains("\"event\"") {
+                return Ok(line);
+            }
+        }
+    }
+
+    fn execute(&mut self, command: &str) -> Result<String> {
+        writeln!(self.out, "{command}")?;
+        let reply = self.reply()?;
+        if reply.contains("\"error\"") {
+            bail!("QMP {command}: {reply}");
+        }
+        Ok(reply)
+    }
+
+    /// Runs `migrate` to `uri` to its end: (total, downtime) as QEMU reports them.
+    fn migrate(&mut self, uri: &str) -> Result<(f64, f64)> {
+        self.execute(&format!(
+            r#"{{"execute":"migrate","arguments":{{"uri":"{uri}"}}}}"#
+        ))?;
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let reply = self.execute(r#"{"execute":"query-migrate"}"#)?;
+            if reply.contains("\"status\": \"completed\"") {
+                return Ok((number(&reply, "total-time")?, number(&reply, "downtime")?));
+            }
+            if reply.contains("\"status\": \"failed\"") || Instant::now() > deadline {
+                bail!("QEMU's migration did not complete: {reply}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// The number after `"key": ` in a JSON text.
+fn number(text: &str, key: &str) -> Result<f64> {
+    let at = text
+        .find(&format!("\"{key}\":"))
+        .with_context(|| format!("no {key} in {text}"))?;
+    let rest = text[at + key.len() + 3..].trim_start();
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == 'e'))
+        .unwrap_or(rest.len());
+    Ok(rest[..end].parse()?)
+}
+
+fn qemu_guest(guest: &Path, memory: &str) -> Command {
+    let mut c = Command::new("qemu-system-riscv64");
+    c.args([
+        "-M",
+        "virt",
+        "-nographic",
+        "-m",
+        memory,
+        "-bios",
+        "none",
+        "-kernel",
+    ])
+    .arg(guest);
+    c
+}
+
+fn visor_guest(visor: &Path, guest: &Path, memory: &str, socket: &Path) -> Command {
+    let mut c = Command::new(visor);
+    c.args(["run", "--bios", "none", "-m", memory, "--kernel"])
+        .arg(guest)
+        .arg("--api-sock")
+        .arg(socket);
+    c
+}
+
+/// One visor migration of `guest` once it printed `ready`: (total, downtime) in ms.
+fn visor_migration(visor: &Path, guest: &Path, ready: &str, dir: &Path) -> Result<(f64, f64)> {
+    let port = free_port()?;
+    let mut incoming = Command::new(visor);
+    incoming
+        .args(["run", "--incoming"])
+        .arg(format!("tcp:127.0.0.1:{port}"));
+    let destination = Running::start(incoming)?;
+    listening(port)?;
+    let socket = dir.join("visor-src.sock");
+    let _ = std::fs::remove_file(&socket);
+    let source = Running::start(visor_guest(visor, guest, MIGRATION_RAM, &socket))?;
+    source.wait_for(ready)?;
+    let out = Command::new(visor)
+        .arg("migrate")
+        .arg("--api-sock")
+        .arg(&socket)
+        .arg("--to")
+        .arg(format!("tcp:127.0.0.1:{port}"))
+        .output()?;
+    if !out.status.success() {
+        bail!("visor migrate: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let report = String::from_utf8_lossy(&out.stdout);
+    drop((source, destination));
+    Ok((
+        number(&report, "total_ms")?,
+        number(&report, "downtime_ms")?,
+    ))
+}
+
+fn qemu_migration(guest: &Path, ready: &str, dir: &Path) -> Result<(f64, f64)> {
+    let port = free_port()?;
+    let mut incoming = qemu_guest(guest, MIGRATION_RAM);
+    incoming
+        .arg("-incoming")
+        .arg(format!("tcp:127.0.0.1:{port}"));
+    let destination = Running::start(incoming)?;
+    listening(port)?;
+    let socket = dir.join("qemu-src.sock");
+    let _ = std::fs::remove_file(&socket);
+    let mut command = qemu_guest(guest, MIGRATION_RAM);
+    command
+        .arg("-qmp")
+        .arg(format!("unix:{},server=on,wait=off", socket.display()));
+    let source = Running::start(command)?;
+    source.wait_for(ready)?;
+    let result = Qmp::connect(&socket)?.migrate(&format!("tcp:127.0.0.1:{port}"))?;
+    drop((source, destination));
+    Ok(result)
+}
+
+/// visor: (snapshot create, restore to the first line) in ms.
+fn visor_snapshot(visor: &Path, guest: &Path, dir: &Path) -> Result<(f64, f64)> {
+    let socket = dir.join("visor-snap.sock");
+    let _ = std::fs::remove_file(&socket);
+    let snapshot = dir.join("visor-snapshot");
+    let _ = std::fs::remove_dir_all(&snapshot);
+    let source = Running::start(visor_guest(visor, guest, SNAPSHOT_RAM, &socket))?;
+    source.wait_for("count 20 ")?;
+    let control = |args: &[&std::ffi::OsStr]| -> Result<()> {
+        let out = Command::new(visor).args(args).output()?;
+        if !out.status.success() {
+            bail!("visor {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    };
+    let sock = socket.as_os_str();
+    control(&["pause".as_ref(), "--api-sock".as_ref(), sock])?;
+    let began = Instant::now();
+    control(&[
+        "snapshot".as_ref(),
+        "--api-sock".as_ref(),
+        sock,
+        snapshot.as_os_str(),
+    ])?;
+    let create = began.elapsed();
+    drop(source);
+    let mut restore = Command::new(visor);
+    restore.arg("run").arg("--restore").arg(&snapshot);
+    let restored = Running::start(restore)?;
+    let first = restored.wait_for("count ")?;
+    Ok((ms(create), ms(first - restored.started)))
+}
+
+/// QEMU: (migrate to a file, start with -incoming file: to the first line) in ms.
+fn qemu_snapshot(guest: &Path, dir: &Path) -> Result<(f64, f64)> {
+    let socket = dir.join("qemu-snap.sock");
+    let _ = std::fs::remove_file(&socket);
+    let file = dir.join("qemu-snapshot.bin");
+    let _ = std::fs::remove_file(&file);
+    let mut command = qemu_guest(guest, SNAPSHOT_RAM);
+    command
+        .arg("-qmp")
+        .arg(format!("unix:{},server=on,wait=off", socket.display()));
+    let source = Running::start(command)?;
+    source.wait_for("count 20 ")?;
+    // Migrated to the file running (QEMU's destination keeps the source's
+    // run state, so a paused source would restore paused).
+    let (create, _) = Qmp::connect(&socket)?.migrate(&format!("file:{}", file.display()))?;
+    drop(source);
+    let mut restore = qemu_guest(guest, SNAPSHOT_RAM);
+    restore
+        .arg("-incoming")
+        .arg(format!("file:{}", file.display()));
+    let restored = Running::start(restore)?;
+    let first = restored.wait_for("count ")?;
+    Ok((create, ms(first - restored.started)))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Medians of `RUNS` runs of `f`'s pair.
+fn medians(mut f: impl FnMut() -> Result<(f64, f64)>) -> Result<(f64, f64)> {
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    for _ in 0..RUNS {
+        let (x, y) = f()?;
+        a.push(Duration::from_secs_f64(x / 1e3));
+        b.push(Duration::from_secs_f64(y / 1e3));
+    }
+    Ok((ms(median(a)), ms(median(b))))
+}
+
+pub fn run(root: &Path) -> Result<()> {
+    let guests = crate::bench::riscv_guests(root)?;
+    let visor = root.join("target/release/visor");
+    let dir: PathBuf = root.join("target/bench-migration");
+    std::fs::create_dir_all(&dir)?;
+    println!("Versions: {}.", riscv_versions()?);
+    println!();
+    println!("| live migration, {MIGRATION_RAM} guest | visor total | visor downtime | QEMU total | QEMU downtime | downtime, QEMU / visor |");
+    println!("|---|---|---|---|---|---|");
+    for (name, guest, ready) in [
+        ("idle (counter)", "counter", "count 10 "),
+        ("write-heavy (dirtier)", "dirtier", "pass 3"),
+    ] {
+        let guest = guests.join(format!("{guest}.elf"));
+        eprintln!("[bench] migrating the {name} guest, {RUNS} runs each");
+        let (vt, vd) = medians(|| visor_migration(&visor, &guest, ready, &dir))?;
+        let (qt, qd) = medians(|| qemu_migration(&guest, ready, &dir))?;
+        println!(
+            "| {name} | {vt:.1} ms | {vd:.2} ms | {qt:.1} ms | {qd:.2} ms | {:.1}× |",
+            qd / vd.max(1e-3)
+        );
+    }
+    println!();
+    let guest = guests.join("counter_fast.elf");
+    eprintln!("[bench] snapshot and restore of a {SNAPSHOT_RAM} guest, {RUNS} runs each");
+    let (vc, vr) = medians(|| visor_snapshot(&visor, &guest, &dir))?;
+    let (qc, qr) = medians(|| qemu_snapshot(&guest, &dir))?;
+    println!("| snapshot, {SNAPSHOT_RAM} guest | visor | QEMU | QEMU / visor |");
+    println!("|---|---|---|---|");
+    println!(
+        "| create (paused) | {vc:.1} ms | {qc:.1} ms | {:.1}× |",
+        qc / vc
+    );
+    println!(
+        "| restore: process start to the guest's first line | {vr:.1} ms | {qr:.1} ms | {:.1}× |",
+        qr / vr
+    );
+    Ok(())
+}
