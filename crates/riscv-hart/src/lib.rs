@@ -7,6 +7,7 @@
 //! [`GuestRam`], everything else through the [`Platform`] the board supplies.
 
 mod csr;
+mod engine;
 mod exec;
 mod fpu;
 pub mod isa;
@@ -29,6 +30,7 @@ fn enter_status(status: u64, from_supervisor: bool) -> u64 {
     }
     s
 }
+pub use engine::{Engine, Interpreter, TranslationStats};
 pub use mmu::{tlb_tag, AccessMode, DataTlb, TlbStats, TLB_ENTRIES, TLB_TAG_MODE_BITS};
 pub use ram::{GuestRam, RamAllocError};
 pub use state::{HartState, StateError};

@@ -179,6 +179,21 @@ pub enum Engine {
     LockStep,
 }
 
+impl Engine {
+    /// A new engine of this kind for one hart (the one place the board
+    /// names the translator's crate).
+    fn build(self) -> Box<dyn riscv_hart::Engine> {
+        match self {
+            Engine::Interpreter => Box::new(riscv_hart::Interpreter),
+            Engine::Jit => Box::new(riscv_jit::Jit::new(riscv_jit::JitOptions::default())),
+            Engine::LockStep => Box::new(riscv_jit::Jit::new(riscv_jit::JitOptions {
+                lockstep: true,
+                inject_bug: false,
+            })),
+        }
+    }
+}
+
 pub use vm_device::ConsoleInput;
 
 /// Everything a hart reaches through its [`Platform`]: the devices and the clock.
@@ -318,8 +333,10 @@ impl Platform for Devices {
 /// A whole RISC-V virt machine.
 pub struct Machine {
     harts: Vec<Hart>,
-    /// Per hart, the binary translator when the engine is not the interpreter.
-    jits: Vec<Option<riscv_jit::Jit>>,
+    /// Per hart, the engine that runs it.
+    engines: Vec<Box<dyn riscv_hart::Engine>>,
+    /// Which engine that is.
+    engine: Engine,
     /// Instructions per hart turn.
     slice: u64,
     devices: Devices,
@@ -549,19 +566,11 @@ impl Machine {
             tohost: None,
             exit: None,
         };
-        let jits = (0..config.harts)
-            .map(|_| match config.engine {
-                Engine::Interpreter => None,
-                Engine::Jit => Some(riscv_jit::Jit::new(riscv_jit::JitOptions::default())),
-                Engine::LockStep => Some(riscv_jit::Jit::new(riscv_jit::JitOptions {
-                    lockstep: true,
-                    inject_bug: false,
-                })),
-            })
-            .collect();
+        let engines = (0..config.harts).map(|_| config.engine.build()).collect();
         let machine = Machine {
             harts,
-            jits,
+            engines,
+            engine: config.engine,
             slice: match config.engine {
                 Engine::Jit => JIT_SLICE,
                 Engine::Interpreter | Engine::LockStep => SLICE,
@@ -729,11 +738,7 @@ impl Machine {
         MachineInfo {
             ram_size: self.devices.ram.len(),
             harts: self.harts.len(),
-            engine: match self.jits.first() {
-                Some(Some(jit)) if jit.options().lockstep => Engine::LockStep,
-                Some(Some(_)) => Engine::Jit,
-                _ => Engine::Interpreter,
-            },
+            engine: self.engine,
             paused: self.paused,
         }
     }
@@ -1073,17 +1078,15 @@ impl Machine {
 
     /// Where lock-step mode found a translation bug, if it did.
     pub fn divergence(&self) -> Option<String> {
-        self.jits
-            .iter()
-            .flatten()
-            .find_map(|jit| jit.divergence().map(|d| d.to_string()))
+        self.engines.iter().find_map(|e| e.divergence())
     }
 
     /// What the translator did, across harts (`None` for the interpreter).
-    pub fn jit_stats(&self) -> Option<riscv_jit::JitStats> {
-        self.jits.iter().flatten().fold(None, |sum, jit| {
+    pub fn jit_stats(&self) -> Option<riscv_hart::TranslationStats> {
+        self.engines.iter().fold(None, |sum, engine| {
+            let stats = engine.translation_stats()?;
             let mut sum = sum.unwrap_or_default();
-            sum += jit.stats;
+            sum += stats;
             Some(sum)
         })
     }
@@ -1131,16 +1134,10 @@ impl Machine {
                     continue;
                 }
                 all_waiting = false;
-                match &mut self.jits[h] {
-                    Some(jit) => {
-                        jit.run(hart, &mut self.devices, self.slice);
-                        if jit.divergence().is_some() {
-                            return Exit::LockStepDivergence;
-                        }
-                    }
-                    None => {
-                        hart.run(&mut self.devices, self.slice);
-                    }
+                let engine = &mut self.engines[h];
+                engine.run(hart, &mut self.devices, self.slice);
+                if self.engine == Engine::LockStep && engine.divergence().is_some() {
+                    return Exit::LockStepDivergence;
                 }
                 if let Some(exit) = self.devices.exit.take() {
                     return exit;
