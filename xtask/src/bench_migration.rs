@@ -132,7 +132,7 @@ impl Qmp {
             if self.input.read_line(&mut line)? == 0 {
                 bail!("QMP closed");
             }
-            if !line.contains("\"event\"") {
+            if field(&line, "event").is_err() {
                 return Ok(line);
             }
         }
@@ -141,7 +141,7 @@ impl Qmp {
     fn execute(&mut self, command: &str) -> Result<String> {
         writeln!(self.out, "{command}")?;
         let reply = self.reply()?;
-        if reply.contains("\"error\"") {
+        if field(&reply, "error").is_ok() {
             bail!("QMP {command}: {reply}");
         }
         Ok(reply)
@@ -155,10 +155,11 @@ impl Qmp {
         let deadline = Instant::now() + LIMIT;
         loop {
             let reply = self.execute(r#"{"execute":"query-migrate"}"#)?;
-            if reply.contains("\"status\": \"completed\"") {
+            let status = field(&reply, "status").unwrap_or_default();
+            if status == "completed" {
                 return Ok((number(&reply, "total-time")?, number(&reply, "downtime")?));
             }
-            if reply.contains("\"status\": \"failed\"") || Instant::now() > deadline {
+            if status == "failed" || Instant::now() > deadline {
                 bail!("QEMU's migration did not complete: {reply}");
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -166,16 +167,19 @@ impl Qmp {
     }
 }
 
-/// The number after `"key": ` in a JSON text.
+/// Field `key` of a JSON object, or of its `return` (a QMP reply).
+fn field(text: &str, key: &str) -> Result<serde_json::Value> {
+    let value: serde_json::Value = serde_json::from_str(text.trim())?;
+    let found = value.get(key).or_else(|| value.get("return")?.get(key));
+    found
+        .cloned()
+        .with_context(|| format!("no {key} in {text}"))
+}
+
 fn number(text: &str, key: &str) -> Result<f64> {
-    let at = text
-        .find(&format!("\"{key}\":"))
-        .with_context(|| format!("no {key} in {text}"))?;
-    let rest = text[at + key.len() + 3..].trim_start();
-    let end = rest
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == 'e'))
-        .unwrap_or(rest.len());
-    Ok(rest[..end].parse()?)
+    field(text, key)?
+        .as_f64()
+        .with_context(|| format!("{key} is not a number in {text}"))
 }
 
 fn qemu_guest(guest: &Path, memory: &str) -> Command {

@@ -16,6 +16,25 @@ mod ram;
 mod state;
 mod trap;
 
+/// A platform with no devices and a stopped clock, for the unit tests.
+#[cfg(test)]
+mod test_platform {
+    pub struct NoDevices;
+
+    impl crate::Platform for NoDevices {
+        fn load(&mut self, _: usize, _: u64, _: u8) -> Option<u64> {
+            None
+        }
+        fn store(&mut self, _: usize, _: u64, _: u8, _: u64) -> bool {
+            false
+        }
+        fn watched_store(&mut self, _: usize, _: u64, _: u8, _: u64) {}
+        fn mtime(&mut self) -> u64 {
+            0
+        }
+    }
+}
+
 pub use csr::{Csrs, MIP_MEIP, MIP_MSIP, MIP_MTIP, MIP_SEIP, MIP_SSIP, MIP_STIP};
 
 /// `sstatus`/`vsstatus` on a trap into that level: SPP records whether the

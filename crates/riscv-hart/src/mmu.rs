@@ -1134,19 +1134,7 @@ mod tests {
         );
     }
 
-    struct NoDevices;
-    impl Platform for NoDevices {
-        fn load(&mut self, _: usize, _: u64, _: u8) -> Option<u64> {
-            None
-        }
-        fn store(&mut self, _: usize, _: u64, _: u8, _: u64) -> bool {
-            false
-        }
-        fn watched_store(&mut self, _: usize, _: u64, _: u8, _: u64) {}
-        fn mtime(&mut self) -> u64 {
-            0
-        }
-    }
+    use crate::test_platform::NoDevices;
 
     #[test]
     fn tlb_follows_page_table_changes_after_flush() {

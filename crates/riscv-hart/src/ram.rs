@@ -249,10 +249,6 @@ impl GuestRam {
         }
     }
 
-    pub fn dirty_tracking(&self) -> bool {
-        self.dirty.tracking.get()
-    }
-
     /// The pages stored to since tracking started or this was last called,
     /// a bit per page (bit `i % 64` of word `i / 64`), and clears them.
     pub fn take_dirty(&self) -> Vec<u64> {

@@ -95,23 +95,10 @@ impl Hart {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{GuestRam, Platform};
+    use crate::test_platform::NoDevices;
+    use crate::GuestRam;
 
     const BASE: u64 = 0x8000_0000;
-
-    struct NoDevices;
-    impl Platform for NoDevices {
-        fn load(&mut self, _: usize, _: u64, _: u8) -> Option<u64> {
-            None
-        }
-        fn store(&mut self, _: usize, _: u64, _: u8, _: u64) -> bool {
-            false
-        }
-        fn watched_store(&mut self, _: usize, _: u64, _: u8, _: u64) {}
-        fn mtime(&mut self) -> u64 {
-            0
-        }
-    }
 
     /// RAM holding a loop that keeps a running sum in memory, takes an
     /// ecall trap into M-mode every iteration (mtvec returns with mret),

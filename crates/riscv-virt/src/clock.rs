@@ -53,10 +53,6 @@ impl GuestClock {
     pub fn resume(&mut self) {
         self.running_since.get_or_insert_with(Instant::now);
     }
-
-    pub fn is_running(&self) -> bool {
-        self.running_since.is_some()
-    }
 }
 
 impl Default for GuestClock {

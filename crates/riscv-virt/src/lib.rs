@@ -494,12 +494,7 @@ impl Machine {
     ) -> Result<Machine, RestoreError> {
         let state = snapshot::read_state(dir)?;
         let shape = &state.shape;
-        if !(MIN_RAM..=MAX_RAM).contains(&shape.ram_size) || shape.ram_size % PAGE_SIZE != 0 {
-            return Err(SnapshotError::Shape(format!("{} bytes of RAM", shape.ram_size)).into());
-        }
-        if !(1..=MAX_HARTS).contains(&shape.harts) || state.harts.len() != shape.harts {
-            return Err(SnapshotError::Shape(format!("{} harts", state.harts.len())).into());
-        }
+        check_shape(shape.ram_size, shape.harts)?;
         // A diff: back along its bases to the full snapshot they build on.
         let mut chain = vec![(dir.to_owned(), state.clone())];
         while let Some(diff) = &chain.last().unwrap().1.diff {
@@ -527,14 +522,29 @@ impl Machine {
             let pages = &diff_state.diff.as_ref().unwrap().pages;
             snapshot::apply_diff(diff_dir, pages, &ram)?;
         }
+        Machine::resume_from(&state, ram, &memory, engine, console)
+    }
+
+    /// The machine `state` describes, on `ram` that already holds its
+    /// contents (a snapshot's, or what a migration sent).
+    fn resume_from(
+        state: &MachineState,
+        ram: GuestRam,
+        memory: &GuestMemoryMmap,
+        engine: Engine,
+        console: Box<dyn Write + Send>,
+    ) -> Result<Machine, RestoreError> {
+        if state.harts.len() != state.shape.harts {
+            return Err(SnapshotError::Shape(format!("{} harts", state.harts.len())).into());
+        }
         let config = MachineConfig {
-            harts: shape.harts,
+            harts: state.shape.harts,
             engine,
-            disks: shape.disks.clone(),
-            ..MachineConfig::new(shape.ram_size)
+            disks: state.shape.disks.clone(),
+            ..MachineConfig::new(state.shape.ram_size)
         };
-        let (mut machine, _) = Machine::assemble(&config, ram, &memory, console)?;
-        machine.restore_state(&state)?;
+        let (mut machine, _) = Machine::assemble(&config, ram, memory, console)?;
+        machine.restore_state(state)?;
         Ok(machine)
     }
 
@@ -664,14 +674,10 @@ impl Machine {
                 self.not_snapshotable.join(", ")
             )));
         }
-        for transport in &self.transports {
-            lock(transport)
-                .flush_device()
-                .map_err(|cause| SnapshotError::Io {
-                    path: dir.to_owned(),
-                    cause,
-                })?;
-        }
+        self.flush_devices().map_err(|cause| SnapshotError::Io {
+            path: dir.to_owned(),
+            cause,
+        })?;
         let mut state = self.save_state();
         if diff {
             let Some(base) = self.last_snapshot.clone() else {
@@ -679,6 +685,11 @@ impl Machine {
                     "a diff snapshot needs an earlier snapshot of this VM by this process".into(),
                 ));
             };
+            if std::path::absolute(dir).is_ok_and(|d| d == base) {
+                return Err(SnapshotError::Unsupported(
+                    "a diff snapshot needs a directory of its own, not its base's".into(),
+                ));
+            }
             state.diff = Some(snapshot::Diff {
                 base,
                 pages: self.take_dirty_pages(),
@@ -698,6 +709,14 @@ impl Machine {
             cause,
         })?);
         Ok(())
+    }
+
+    /// Makes what the guest wrote to its disks durable (before a snapshot
+    /// or a migration names them by path).
+    fn flush_devices(&self) -> std::io::Result<()> {
+        self.transports
+            .iter()
+            .try_for_each(|t| lock(t).flush_device())
     }
 
     /// Records, from now on, which pages harts and devices write.
@@ -930,10 +949,7 @@ impl Machine {
     fn stop_and_copy(&mut self, mut m: Outgoing, forced: bool) -> bool {
         self.set_paused(true);
         let paused_at = std::time::Instant::now();
-        let flushed = self
-            .transports
-            .iter()
-            .try_for_each(|t| lock(t).flush_device());
+        let flushed = self.flush_devices();
         let mut pending = self.take_dirty_pages();
         for (word, left) in pending.iter_mut().zip(&m.pending) {
             *word |= left;
@@ -1008,13 +1024,8 @@ impl Machine {
             stream.try_clone().map_err(migrate::IncomingError::from)?,
         );
         let header = migrate::read_header(&mut input)?;
-        let (ram_size, harts) = (header.ram_size, header.harts);
-        if !(MIN_RAM..=MAX_RAM).contains(&ram_size) || ram_size % PAGE_SIZE != 0 {
-            return Err(SnapshotError::Shape(format!("{ram_size} bytes of RAM")).into());
-        }
-        if !(1..=MAX_HARTS as u32).contains(&harts) {
-            return Err(SnapshotError::Shape(format!("{harts} harts")).into());
-        }
+        let ram_size = header.ram_size;
+        check_shape(ram_size, header.harts as usize)?;
         let (ram, memory) = allocate_ram(ram_size)?;
         let pages = ram_size / PAGE_SIZE;
         let zeros = [0u8; migrate::PAGE];
@@ -1035,22 +1046,12 @@ impl Machine {
                 migrate::Record::State(state) => break state,
             }
         };
-        if state.shape.ram_size != ram_size
-            || state.shape.harts != harts as usize
-            || state.harts.len() != harts as usize
-        {
+        if state.shape.ram_size != ram_size || state.shape.harts != header.harts as usize {
             return Err(
                 SnapshotError::Shape("another shape than the stream's header".into()).into(),
             );
         }
-        let config = MachineConfig {
-            harts: harts as usize,
-            engine,
-            disks: state.shape.disks.clone(),
-            ..MachineConfig::new(ram_size)
-        };
-        let (mut machine, _) = Machine::assemble(&config, ram, &memory, console)?;
-        machine.restore_state(&state)?;
+        let machine = Machine::resume_from(&state, ram, &memory, engine, console)?;
         let crc = header.verify.then(|| machine.ram_crc());
         migrate::send_running(&mut stream).map_err(migrate::IncomingError::from)?;
         Ok((machine, crc))
@@ -1253,6 +1254,17 @@ impl Machine {
         }
         None
     }
+}
+
+/// Refuses a snapshot's or a migration's machine shape this board cannot build.
+fn check_shape(ram_size: u64, harts: usize) -> Result<(), SnapshotError> {
+    if !(MIN_RAM..=MAX_RAM).contains(&ram_size) || !ram_size.is_multiple_of(PAGE_SIZE) {
+        return Err(SnapshotError::Shape(format!("{ram_size} bytes of RAM")));
+    }
+    if !(1..=MAX_HARTS).contains(&harts) {
+        return Err(SnapshotError::Shape(format!("{harts} harts")));
+    }
+    Ok(())
 }
 
 /// A device's lock; a device that panicked while holding it left its

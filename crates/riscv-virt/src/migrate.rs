@@ -17,7 +17,7 @@
 //! is in place. Everything the destination reads is checked: the header,
 //! every index, the length and CRC of the state.
 
-use crate::snapshot::MachineState;
+use crate::snapshot::{self, MachineState};
 use std::io::{self, Read, Write};
 use std::time::Duration;
 
@@ -29,8 +29,6 @@ const TAG_ZERO: u8 = 2;
 const TAG_STATE: u8 = 3;
 /// The destination's answer: the VM runs there now.
 const RUNNING: u8 = b'R';
-/// The most state a stream may carry (as for a state file).
-const MAX_STATE: u64 = 16 << 20;
 /// How long either end waits for the other before giving up.
 pub const LINK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -104,11 +102,11 @@ pub fn write_page(out: &mut impl Write, index: u64, data: &[u8]) -> io::Result<(
 }
 
 pub fn write_state(out: &mut impl Write, state: &MachineState) -> io::Result<()> {
-    let payload = serde_json::to_vec(state).map_err(io::Error::other)?;
+    let (payload, crc) = snapshot::encode_payload(state).map_err(io::Error::other)?;
     out.write_all(&[TAG_STATE])?;
     out.write_all(&(payload.len() as u64).to_le_bytes())?;
     out.write_all(&payload)?;
-    out.write_all(&crc32fast::hash(&payload).to_le_bytes())?;
+    out.write_all(&crc.to_le_bytes())?;
     out.flush()
 }
 
@@ -209,18 +207,21 @@ pub fn read_record(input: &mut impl Read, pages: u64) -> Result<Record, Incoming
         TAG_STATE => {
             input.read_exact(&mut word).map_err(eof)?;
             let len = u64::from_le_bytes(word);
-            if len > MAX_STATE {
+            if len > snapshot::MAX_PAYLOAD {
                 return Err(IncomingError::BadState(format!("{len} bytes")));
             }
             let mut payload = vec![0u8; len as usize];
             input.read_exact(&mut payload).map_err(eof)?;
             let mut crc = [0u8; 4];
             input.read_exact(&mut crc).map_err(eof)?;
-            if crc32fast::hash(&payload) != u32::from_le_bytes(crc) {
-                return Err(IncomingError::BadState("CRC mismatch".into()));
-            }
-            let state = serde_json::from_slice(&payload)
-                .map_err(|e| IncomingError::BadState(e.to_string()))?;
+            let state = snapshot::decode_payload(&payload, u32::from_le_bytes(crc)).map_err(
+                |e| match e {
+                    snapshot::PayloadError::BadCrc => {
+                        IncomingError::BadState("CRC mismatch".into())
+                    }
+                    snapshot::PayloadError::Malformed(why) => IncomingError::BadState(why),
+                },
+            )?;
             Ok(Record::State(Box::new(state)))
         }
         other => Err(IncomingError::BadTag(other)),

@@ -30,9 +30,9 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Magic, version, payload length.
 const HEADER_LEN: usize = 8 + 4 + 8;
 const CRC_LEN: usize = 4;
-/// A state file larger than this is not one of ours (a few harts' and
+/// A state larger than this is not one of ours (a few harts' and
 /// devices' registers take kilobytes).
-const MAX_PAYLOAD: u64 = 16 << 20;
+pub(crate) const MAX_PAYLOAD: u64 = 16 << 20;
 const PAGE: usize = 4096;
 
 /// The machine a snapshot was taken of, as far as restoring it needs:
@@ -128,25 +128,34 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
 }
 
 /// Writes `state` and `ram` into `dir` (created if needed), each file
-/// written whole under a temporary name and then renamed, so a failed
-/// snapshot never leaves a half-written one under the final names.
+/// written whole under a temporary name and then renamed, memory first and
+/// the state last, so a failed snapshot never leaves a half-written file
+/// or a mismatched pair under the final names.
 pub fn write(dir: &Path, state: &MachineState, ram: &GuestRam) -> Result<(), SnapshotError> {
     std::fs::create_dir_all(dir).map_err(io_error(dir))?;
     let memory = dir.join(MEMORY_FILE);
     let partial = dir.join(format!("{MEMORY_FILE}.partial"));
     write_memory(&partial, ram, state.diff.as_ref().map(|d| &d.pages[..]))?;
+    // An older snapshot here loses its state file first: the directory
+    // never pairs one snapshot's state with another's memory.
+    match std::fs::remove_file(dir.join(STATE_FILE)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(io_error(&dir.join(STATE_FILE))(e))
+        }
+        _ => {}
+    }
     std::fs::rename(&partial, &memory).map_err(io_error(&memory))?;
 
-    let payload = serde_json::to_vec(state).map_err(|e| SnapshotError::Malformed {
+    let (payload, crc) = encode_payload(state).map_err(|cause| SnapshotError::Malformed {
         path: dir.join(STATE_FILE),
-        cause: e.to_string(),
+        cause,
     })?;
     let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len() + CRC_LEN);
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     bytes.extend_from_slice(&payload);
-    bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    bytes.extend_from_slice(&crc.to_le_bytes());
     let path = dir.join(STATE_FILE);
     let partial = dir.join(format!("{STATE_FILE}.partial"));
     let mut file = File::create(&partial).map_err(io_error(&partial))?;
@@ -214,15 +223,37 @@ fn parse_state(path: &Path, bytes: &[u8]) -> Result<MachineState, SnapshotError>
     }
     let payload = &bytes[HEADER_LEN..HEADER_LEN + length as usize];
     let crc = u32::from_le_bytes(bytes[bytes.len() - CRC_LEN..].try_into().unwrap());
-    if crc32fast::hash(payload) != crc {
-        return Err(SnapshotError::BadCrc {
+    decode_payload(payload, crc).map_err(|e| match e {
+        PayloadError::BadCrc => SnapshotError::BadCrc {
             path: path.to_owned(),
-        });
-    }
-    serde_json::from_slice(payload).map_err(|e| SnapshotError::Malformed {
-        path: path.to_owned(),
-        cause: e.to_string(),
+        },
+        PayloadError::Malformed(cause) => SnapshotError::Malformed {
+            path: path.to_owned(),
+            cause,
+        },
     })
+}
+
+/// A state as the state file and the migration stream carry it: JSON,
+/// and its CRC-32 (an error for a path that is not UTF-8).
+pub(crate) fn encode_payload(state: &MachineState) -> Result<(Vec<u8>, u32), String> {
+    let payload = serde_json::to_vec(state).map_err(|e| e.to_string())?;
+    let crc = crc32fast::hash(&payload);
+    Ok((payload, crc))
+}
+
+/// Why a carried state's payload is refused.
+pub(crate) enum PayloadError {
+    BadCrc,
+    Malformed(String),
+}
+
+/// The state in `payload`, whose CRC-32 must be `crc`.
+pub(crate) fn decode_payload(payload: &[u8], crc: u32) -> Result<MachineState, PayloadError> {
+    if crc32fast::hash(payload) != crc {
+        return Err(PayloadError::BadCrc);
+    }
+    serde_json::from_slice(payload).map_err(|e| PayloadError::Malformed(e.to_string()))
 }
 
 /// Copies the pages a diff snapshot in `dir` holds into `ram`.

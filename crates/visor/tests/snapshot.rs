@@ -38,21 +38,6 @@ fn succeeds(out: &Output, what: &str) {
     );
 }
 
-/// The (count, nonce, sum) of each complete "count" line in `text`.
-fn counts(text: &str) -> Vec<(u64, String, String)> {
-    text.lines()
-        .filter_map(|line| {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            match words[..] {
-                ["count", n, "nonce", nonce, "sum", sum] if sum.len() == 18 => {
-                    Some((n.parse().ok()?, nonce.to_owned(), sum.to_owned()))
-                }
-                _ => None,
-            }
-        })
-        .collect()
-}
-
 /// Everything the session has printed, after `wait` more.
 fn printed_within(session: &mut Session, wait: Duration) -> String {
     session.collect(wait);
@@ -212,17 +197,7 @@ fn damaged_snapshots_are_refused_with_one_line() {
 #[test]
 fn a_linux_shell_on_two_harts_goes_on_after_a_diff_restore_with_its_disk_intact() {
     let dir = scratch_dir("snapshot-linux");
-    let disk = rootfs_copy(&dir);
-    let socket = dir.join("api.sock");
-    let socket_arg = socket.display().to_string();
-    let mut source = Session::boot_from_disk(
-        "/dev/vda",
-        &["--disk", &disk, "--smp", "2", "--api-sock", &socket_arg],
-    );
-    shell_ready(&mut source);
-    source.send("echo before-$((40+2)) > /root/before; sync; echo nproc=$(nproc)");
-    source.expect("nproc=2", STEP);
-    source.expect("# ", STEP);
+    let (mut source, disk, socket) = linux_for_moving(&dir);
     succeeds(&control("pause", &socket, &[]), "pause");
     let base = dir.join("base");
     succeeds(&control("snapshot", &socket, &[&base]), "snapshot");
@@ -250,25 +225,12 @@ fn a_linux_shell_on_two_harts_goes_on_after_a_diff_restore_with_its_disk_intact(
     let mut cmd = visor();
     cmd.args(["run", "--restore"]).arg(&snapshot);
     let mut restored = Session::start(cmd);
-    restored
-        .send("cat /root/before; echo after-$((40+3)) > /root/after; sync; echo nproc=$(nproc)");
-    restored.expect("before-42", STEP);
-    restored.expect("nproc=2", STEP);
-    restored.expect("# ", STEP);
-    // From the page cache the disk filled before the diff.
-    restored.send("md5sum /bin/busybox");
-    restored.expect(&format!("{hash}  /bin/busybox"), STEP);
-    restored.expect("# ", STEP);
-    assert!(
-        !restored.seen.contains("Linux version"),
-        "it rebooted:\n{}",
-        restored.seen
-    );
-    restored.send("poweroff");
-    assert_eq!(restored.wait_exit(STEP), 0);
-    assert_eq!(host_cat(&disk, "/root/before"), "before-42\n");
-    assert_eq!(host_cat(&disk, "/root/after"), "after-43\n");
-    assert_fsck_clean(&disk);
+    linux_goes_on(&mut restored, &disk, |restored| {
+        // From the page cache the disk filled before the diff.
+        restored.send("md5sum /bin/busybox");
+        restored.expect(&format!("{hash}  /bin/busybox"), STEP);
+        restored.expect("# ", STEP);
+    });
 }
 
 /// Bytes the file at `path` takes on disk (holes take none).

@@ -321,3 +321,59 @@ pub fn shell_ready(s: &mut Session) {
     s.expect("visor-init: ready", BOOT);
     s.expect("# ", STEP);
 }
+
+/// The (count, nonce, sum) of each complete "count" line that
+/// `guests/riscv/counter.c` printed in `text`.
+pub fn counts(text: &str) -> Vec<(u64, String, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words[..] {
+                ["count", n, "nonce", nonce, "sum", sum] if sum.len() == 18 => {
+                    Some((n.parse().ok()?, nonce.to_owned(), sum.to_owned()))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Linux on two harts with its root on a private copy of the rootfs in
+/// `dir` and its control socket there, at a shell that has written
+/// /root/before: (session, disk image, socket).
+pub fn linux_for_moving(dir: &Path) -> (Session, String, PathBuf) {
+    let disk = rootfs_copy(dir);
+    let socket = dir.join("api.sock");
+    let socket_arg = socket.display().to_string();
+    let mut linux = Session::boot_from_disk(
+        "/dev/vda",
+        &["--disk", &disk, "--smp", "2", "--api-sock", &socket_arg],
+    );
+    shell_ready(&mut linux);
+    linux.send("echo before-$((40+2)) > /root/before; sync; echo nproc=$(nproc)");
+    linux.expect("nproc=2", STEP);
+    linux.expect("# ", STEP);
+    (linux, disk, socket)
+}
+
+/// The moved Linux of [`linux_for_moving`] in `moved` goes on: it reads
+/// /root/before, writes /root/after, still has two harts, did not reboot;
+/// after `extra` (more checks), it powers off and both files are on the
+/// image, which `e2fsck` finds clean.
+pub fn linux_goes_on(moved: &mut Session, disk: &str, extra: impl FnOnce(&mut Session)) {
+    moved.send("cat /root/before; echo after-$((40+3)) > /root/after; sync; echo nproc=$(nproc)");
+    moved.expect("before-42", STEP);
+    moved.expect("nproc=2", STEP);
+    moved.expect("# ", STEP);
+    extra(moved);
+    assert!(
+        !moved.seen.contains("Linux version"),
+        "it rebooted:\n{}",
+        moved.seen
+    );
+    moved.send("poweroff");
+    assert_eq!(moved.wait_exit(STEP), 0);
+    assert_eq!(host_cat(disk, "/root/before"), "before-42\n");
+    assert_eq!(host_cat(disk, "/root/after"), "after-43\n");
+    assert_fsck_clean(disk);
+}
