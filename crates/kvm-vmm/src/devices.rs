@@ -6,6 +6,7 @@ use crate::{kvm_error, Shared, VmExit, VmmError};
 use kvm_ioctls::VmFd;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
+use virtio::devices::{self, Slots, Wanted};
 use vm_device::{Bus, BusDevice, DeviceStats, IrqLine, StatsTable};
 use vm_superio::{Serial, Trigger};
 use vmm_sys_util::eventfd::EventFd;
@@ -205,43 +206,35 @@ pub fn virtio_bus(
     net: Option<&virtio::net::NetConfig>,
     stats: &mut StatsTable,
 ) -> Result<(Bus, Vec<String>), VmmError> {
-    let mut devices: Vec<(Box<dyn virtio::VirtioDevice>, Arc<DeviceStats>)> = Vec::new();
-    for (i, disk) in disks.iter().enumerate() {
-        let device_stats = stats.register(format!("virtio-blk{i}"));
-        let block = virtio::blk::Block::open(disk, device_stats.clone())?;
-        devices.push((Box::new(block), device_stats));
-    }
-    if let Some(net) = net {
-        let device_stats = stats.register("virtio-net");
-        let device = virtio::net::Net::open(net, device_stats.clone())?;
-        devices.push((Box::new(device), device_stats));
-    }
-    let device_stats = stats.register("virtio-rng");
-    devices.push((
-        Box::new(virtio::rng::Rng::new(device_stats.clone())),
-        device_stats,
-    ));
-    if devices.len() > VIRTIO_SLOTS {
-        return Err(VmmError::TooManyDevices(VIRTIO_SLOTS));
-    }
     let mut bus = Bus::new();
-    let mut announce = Vec::new();
-    for (slot, (device, device_stats)) in devices.into_iter().enumerate() {
-        let gsi = VIRTIO_GSI + slot as u32;
-        let line = Arc::new(IrqFdLine {
-            event: irqfd(vm, gsi)?,
-            stats: device_stats.clone(),
-        });
-        let transport = virtio::MmioTransport::new(device, memory.clone(), line);
-        let base = VIRTIO_BASE + slot as u64 * virtio::MMIO_SLOT_SIZE;
-        bus.insert(
-            base,
-            virtio::MMIO_SLOT_SIZE,
-            Arc::new(Mutex::new(transport)),
-            device_stats,
-        )
-        .expect("virtio slots do not overlap");
-        announce.push(format!("virtio_mmio.device=4K@{base:#x}:{gsi}"));
-    }
+    let wanted = Wanted {
+        disks,
+        net,
+        console: None,
+    };
+    let slots = Slots {
+        base: VIRTIO_BASE,
+        count: VIRTIO_SLOTS,
+    };
+    let placed = devices::place(
+        wanted,
+        slots,
+        memory,
+        &mut bus,
+        stats,
+        |slot, device_stats| {
+            Ok::<_, VmmError>(Arc::new(IrqFdLine {
+                event: irqfd(vm, VIRTIO_GSI + slot as u32)?,
+                stats: device_stats.clone(),
+            }) as Arc<dyn IrqLine>)
+        },
+    )?;
+    let announce = placed
+        .iter()
+        .map(|p| {
+            let gsi = VIRTIO_GSI + p.slot as u32;
+            format!("virtio_mmio.device=4K@{:#x}:{gsi}", p.base)
+        })
+        .collect();
     Ok((bus, announce))
 }

@@ -51,11 +51,7 @@ pub enum VmmError {
     #[error("vCPU count {0} is out of range (1 to {MAX_VCPUS})")]
     BadVcpuCount(usize),
     #[error(transparent)]
-    Disk(#[from] virtio::blk::DiskError),
-    #[error(transparent)]
-    Net(#[from] virtio::net::NetError),
-    #[error("too many virtio devices (at most {0})")]
-    TooManyDevices(usize),
+    Devices(#[from] virtio::devices::DeviceError),
     #[error("cannot allocate guest RAM: {0}")]
     Memory(String),
     #[error("{what}: {cause}")]

@@ -11,10 +11,11 @@
 //! LBA28 and LBA48, FLUSH CACHE (EXT), SET FEATURES, the power-mode
 //! commands, EXECUTE DEVICE DIAGNOSTIC, soft reset; anything else is aborted as the standard says.
 
+use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
-use vm_device::{BusDevice, DeviceStats, IrqLine};
+use vm_device::{check, BusDevice, DeviceStats, IrqLine, Persist, RestoreError};
 
 pub const SECTOR: usize = 512;
 /// Offset of the control block inside the device's window.
@@ -47,8 +48,8 @@ const DEVICE_LBA: u8 = 0x40;
 const LBA28_MAX: u64 = 0x0fff_ffff;
 
 /// A taskfile register with its "high order byte" (the value written before it, for LBA48).
-#[derive(Clone, Copy, Default)]
-struct Reg {
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reg {
     current: u8,
     previous: u8,
 }
@@ -60,7 +61,8 @@ impl Reg {
     }
 }
 
-enum Transfer {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Transfer {
     None,
     /// Sectors flowing to the host; `buffer` holds the current one.
     In {
@@ -378,6 +380,94 @@ impl Pata {
     }
 }
 
+/// What the guest can observe of the controller: the taskfile, status,
+/// the transfer in progress and the sector buffer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PataState {
+    features: Reg,
+    count: Reg,
+    lba: [Reg; 3],
+    device: u8,
+    status: u8,
+    error: u8,
+    control: u8,
+    interrupt: bool,
+    transfer: Transfer,
+    buffer: Vec<u8>,
+    position: usize,
+}
+
+impl Pata {
+    /// Makes what the guest wrote durable (before a snapshot names the
+    /// disk by its path).
+    pub fn flush(&self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+impl Persist for Pata {
+    type State = PataState;
+
+    fn save(&self) -> PataState {
+        PataState {
+            features: self.features,
+            count: self.count,
+            lba: self.lba,
+            device: self.device,
+            status: self.status,
+            error: self.error,
+            control: self.control,
+            interrupt: self.interrupt,
+            transfer: self.transfer,
+            buffer: self.buffer.to_vec(),
+            position: self.position,
+        }
+    }
+
+    fn restore(&mut self, s: &PataState) -> Result<(), RestoreError> {
+        const NAME: &str = "PATA";
+        let buffer: [u8; SECTOR] = s
+            .buffer
+            .as_slice()
+            .try_into()
+            .map_err(|_| RestoreError::new(NAME, "a sector buffer of another size"))?;
+        check(
+            s.position <= SECTOR,
+            NAME,
+            "a buffer position past the sector",
+        )?;
+        let transfer_fits = match s.transfer {
+            Transfer::None => true,
+            // IDENTIFY's sector is In { lba: 0, remaining: 1 } on any disk.
+            Transfer::In {
+                lba: 0,
+                remaining: 1,
+            } => true,
+            Transfer::In { lba, remaining } | Transfer::Out { lba, remaining } => {
+                remaining > 0 && self.in_range(lba, remaining)
+            }
+        };
+        check(transfer_fits, NAME, "a transfer beyond the disk's end")?;
+        check(
+            !(matches!(s.transfer, Transfer::Out { .. }) && self.read_only),
+            NAME,
+            "a write to a read-only disk",
+        )?;
+        self.features = s.features;
+        self.count = s.count;
+        self.lba = s.lba;
+        self.device = s.device;
+        self.status = s.status;
+        self.error = s.error;
+        self.control = s.control;
+        self.transfer = s.transfer;
+        self.buffer = buffer;
+        self.position = s.position;
+        self.set_interrupt(s.interrupt);
+        Ok(())
+    }
+}
+
 impl BusDevice for Pata {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         data.fill(0);
@@ -543,6 +633,39 @@ mod tests {
         outb(p, REG_LBA_HIGH, (lba >> 16) as u8);
         outb(p, REG_DEVICE, DEVICE_LBA | (lba >> 24) as u8 & 0xf);
         outb(p, REG_STATUS_COMMAND, command);
+    }
+
+    #[test]
+    fn a_read_in_progress_goes_on_in_a_restored_controller() {
+        let (mut p, file, _) = disk(16);
+        lba28(&mut p, 2, 2, 0x20);
+        let first = read_words(&mut p, 3);
+        let state = serde_json::to_string(&p.save()).unwrap();
+        let irq = vm_device::LevelIrq::new(Default::default());
+        let mut q = Pata::new(file, 16 * SECTOR as u64, false, irq, Default::default());
+        q.restore(&serde_json::from_str(&state).unwrap()).unwrap();
+        let rest = read_words(&mut q, 256 + 256 - 3);
+        let all = [first, rest].concat();
+        assert_eq!(&all[..5], b"hello");
+        assert_eq!(all.len(), 2 * SECTOR);
+        assert_eq!(q.save().transfer, Transfer::None, "both sectors read");
+    }
+
+    #[test]
+    fn a_saved_state_that_does_not_fit_the_disk_is_refused_whole() {
+        let (mut p, _, _) = disk(16);
+        lba28(&mut p, 14, 2, 0x30);
+        let mut state = p.save();
+        let before = p.save();
+        state.transfer = Transfer::Out {
+            lba: 15,
+            remaining: 2,
+        };
+        assert!(p.restore(&state).is_err(), "past the end");
+        state.transfer = Transfer::None;
+        state.buffer.pop();
+        assert!(p.restore(&state).is_err(), "a short buffer");
+        assert_eq!(p.save(), before, "nothing changed");
     }
 
     #[test]

@@ -5,12 +5,10 @@
 use crate::BootError;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use virtio::blk::Block;
-use virtio::console::{Console, ConsoleInput};
-use virtio::net::Net;
-use virtio::rng::Rng;
-use virtio::{MmioTransport, VirtioDevice, MMIO_SLOT_SIZE};
-use vm_device::{Bus, DeviceStats, GuestMemoryMmap, LevelIrq, StatsTable};
+use virtio::console::ConsoleInput;
+use virtio::devices::{self, Slots, Wanted};
+use virtio::MmioTransport;
+use vm_device::{Bus, GuestMemoryMmap, IrqLine, LevelIrq, StatsTable};
 
 /// First virtio-mmio slot and its PLIC source; slots follow at 4 KiB steps.
 pub const VIRTIO_BASE: u64 = 0x1000_1000;
@@ -42,13 +40,12 @@ pub struct IoDevices {
     pub console_input: ConsoleInput,
     /// Number of virtio-mmio slots in use.
     pub virtio_slots: usize,
-    pub pata: bool,
     /// A device receives host input on its own (a TAP), so idle sleeps must stay short.
     pub needs_polling: bool,
     /// The virtio transports, in slot order (also on the bus), for snapshots.
     pub transports: Vec<Arc<Mutex<MmioTransport>>>,
-    /// Devices whose state snapshots do not keep yet (disks, a NIC, PATA).
-    pub not_snapshotable: Vec<&'static str>,
+    /// The PATA controller, when the machine has one (also on the bus).
+    pub pata: Option<Arc<Mutex<pata::Pata>>>,
 }
 
 pub fn build(
@@ -57,75 +54,43 @@ pub fn build(
     output: SharedWriter,
     stats: &mut StatsTable,
 ) -> Result<IoDevices, BootError> {
-    let mut io = IoDevices {
-        bus: Bus::new(),
-        lines: Vec::new(),
-        console_input: ConsoleInput::default(),
-        virtio_slots: 0,
-        pata: false,
-        needs_polling: config.net.is_some(),
-        transports: Vec::new(),
-        not_snapshotable: Vec::new(),
+    let console_input = ConsoleInput::default();
+    let mut bus = Bus::new();
+    let mut lines = Vec::new();
+    let wanted = Wanted {
+        disks: &config.disks,
+        net: config.net.as_ref(),
+        console: Some((Box::new(output), console_input.clone())),
     };
-    if config.net.is_some() {
-        io.not_snapshotable.push("virtio-net");
-    }
-    if config.ide_disk.is_some() {
-        io.not_snapshotable.push("PATA");
-    }
-    let mut devices: Vec<(Box<dyn VirtioDevice>, Arc<DeviceStats>)> = Vec::new();
-    for (i, disk) in config.disks.iter().enumerate() {
-        let device_stats = stats.register(format!("virtio-blk{i}"));
-        let device = Block::open(disk, device_stats.clone())?;
-        devices.push((Box::new(device), device_stats));
-    }
-    if let Some(net) = &config.net {
-        let device_stats = stats.register("virtio-net");
-        let device = Net::open(net, device_stats.clone())?;
-        devices.push((Box::new(device), device_stats));
-    }
-    let device_stats = stats.register("virtio-console");
-    let console = Console::new(
-        Box::new(output),
-        io.console_input.clone(),
-        device_stats.clone(),
-    );
-    devices.push((Box::new(console), device_stats));
-    let device_stats = stats.register("virtio-rng");
-    devices.push((Box::new(Rng::new(device_stats.clone())), device_stats));
-    if devices.len() > VIRTIO_SLOTS {
-        return Err(BootError::TooManyDevices(VIRTIO_SLOTS));
-    }
-    for (slot, (device, device_stats)) in devices.into_iter().enumerate() {
+    let slots = Slots {
+        base: VIRTIO_BASE,
+        count: VIRTIO_SLOTS,
+    };
+    let placed = devices::place(wanted, slots, mem, &mut bus, stats, |slot, device_stats| {
         let line = LevelIrq::new(device_stats.clone());
-        let transport = Arc::new(Mutex::new(MmioTransport::new(
-            device,
-            mem.clone(),
-            line.clone(),
-        )));
-        let base = VIRTIO_BASE + slot as u64 * MMIO_SLOT_SIZE;
-        io.bus
-            .insert(base, MMIO_SLOT_SIZE, transport.clone(), device_stats)
-            .expect("virtio slots do not overlap");
-        io.transports.push(transport);
-        io.lines.push((VIRTIO_IRQ + slot, line));
-        io.virtio_slots += 1;
-    }
+        lines.push((VIRTIO_IRQ + slot, line.clone()));
+        Ok::<_, BootError>(line as Arc<dyn IrqLine>)
+    })?;
+    let mut io = IoDevices {
+        bus,
+        lines,
+        console_input,
+        virtio_slots: placed.len(),
+        needs_polling: config.net.is_some(),
+        transports: placed.into_iter().map(|p| p.transport).collect(),
+        pata: None,
+    };
     if let Some(disk) = &config.ide_disk {
         let (file, len) = disk.open()?;
         let pata_stats = stats.register("pata");
         let line = LevelIrq::new(pata_stats.clone());
         let device = pata::Pata::new(file, len, disk.read_only, line.clone(), pata_stats.clone());
+        let device = Arc::new(Mutex::new(device));
         io.bus
-            .insert(
-                PATA_BASE,
-                pata::WINDOW,
-                Arc::new(Mutex::new(device)),
-                pata_stats,
-            )
+            .insert(PATA_BASE, pata::WINDOW, device.clone(), pata_stats)
             .expect("the PATA window is free");
         io.lines.push((PATA_IRQ, line));
-        io.pata = true;
+        io.pata = Some(device);
     }
     Ok(io)
 }

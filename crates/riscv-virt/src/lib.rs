@@ -15,6 +15,7 @@ pub mod snapshot;
 pub mod uart;
 
 use riscv_hart::{GuestRam, Hart, Platform, MIP_MEIP, MIP_MSIP, MIP_MTIP, MIP_SEIP};
+use serde::{Deserialize, Serialize};
 use snapshot::{MachineState, SnapshotError};
 use std::collections::VecDeque;
 use std::io::Write;
@@ -93,13 +94,12 @@ pub enum BootError {
     #[error(transparent)]
     Disk(#[from] virtio::blk::DiskError),
     #[error(transparent)]
-    Net(#[from] virtio::net::NetError),
-    #[error("too many virtio devices: the board has {0} virtio-mmio slots")]
-    TooManyDevices(usize),
+    Devices(#[from] virtio::devices::DeviceError),
 }
 
 /// Which device host keyboard input goes to.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ConsoleDevice {
     /// The 16550 UART (Linux `ttyS0`).
     #[default]
@@ -108,8 +108,12 @@ pub enum ConsoleDevice {
     Virtio,
 }
 
-/// How the machine is put together.
-#[derive(Clone, Debug)]
+/// How the machine is put together: what the CLI builds from its flags,
+/// what `GET /vm/config` answers, and what a snapshot or a migration
+/// carries so the destination builds the same machine (boot images are
+/// kept for the record; a restore does not load them).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MachineConfig {
     pub ram_size: u64,
     pub harts: usize,
@@ -128,6 +132,19 @@ pub struct MachineConfig {
 }
 
 impl MachineConfig {
+    /// Whether `self` and `other` describe the same machine (whatever
+    /// engine runs it).
+    pub fn same_machine(&self, other: &MachineConfig) -> bool {
+        let engine = Engine::default();
+        MachineConfig {
+            engine,
+            ..self.clone()
+        } == MachineConfig {
+            engine,
+            ..other.clone()
+        }
+    }
+
     /// A machine with `ram_size` bytes, one hart and no images or disks.
     pub fn new(ram_size: u64) -> MachineConfig {
         MachineConfig {
@@ -169,13 +186,16 @@ pub enum Exit {
 }
 
 /// Which engine runs the harts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Engine {
     #[default]
+    #[serde(rename = "interp")]
     Interpreter,
     /// Binary translation, the interpreter for the rest.
+    #[serde(rename = "jit")]
     Jit,
     /// The translator checked block by block against the interpreter.
+    #[serde(rename = "lockstep")]
     LockStep,
 }
 
@@ -335,14 +355,15 @@ pub struct Machine {
     harts: Vec<Hart>,
     /// Per hart, the engine that runs it.
     engines: Vec<Box<dyn riscv_hart::Engine>>,
-    /// Which engine that is.
-    engine: Engine,
+    /// What the machine was built from (its engine the one now running).
+    config: MachineConfig,
     /// Instructions per hart turn.
     slice: u64,
     devices: Devices,
     pending_input: VecDeque<u8>,
     input_closed: bool,
-    console: ConsoleDevice,
+    /// Where the UART and virtio-console print.
+    output: io::SharedWriter,
     virtio_console_input: virtio::console::ConsoleInput,
     /// A device receives host input on its own (a TAP): poll it every
     /// [`POLL_TICKS`] and keep idle sleeps short.
@@ -359,10 +380,7 @@ pub struct Machine {
     outgoing: Option<Outgoing>,
     /// The virtio transports, in slot order, for snapshots.
     transports: Vec<Arc<Mutex<virtio::MmioTransport>>>,
-    /// Devices whose state snapshots do not keep yet.
-    not_snapshotable: Vec<&'static str>,
-    /// The virtio disks, which a snapshot names.
-    disks: Vec<DiskConfig>,
+    pata: Option<Arc<Mutex<pata::Pata>>>,
     /// Where lifecycle commands come from, if anywhere.
     control: Option<Receiver<Command>>,
     /// Paused by a command: no hart runs and guest time stands still.
@@ -382,6 +400,14 @@ pub enum Command {
     Snapshot {
         dir: PathBuf,
         diff: bool,
+        reply: Sender<Result<(), CommandError>>,
+    },
+    /// Replaces the paused VM with the one a snapshot holds (the engine
+    /// stays); with `resume` it runs at once, else it stays paused. The VM
+    /// goes on as it was when anything in the snapshot is refused.
+    Load {
+        dir: PathBuf,
+        resume: bool,
         reply: Sender<Result<(), CommandError>>,
     },
     Info(Sender<MachineInfo>),
@@ -432,9 +458,7 @@ pub enum CommandError {
 /// What a machine is and whether it runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MachineInfo {
-    pub ram_size: u64,
-    pub harts: usize,
-    pub engine: Engine,
+    pub config: MachineConfig,
     pub paused: bool,
 }
 
@@ -493,8 +517,8 @@ impl Machine {
         console: Box<dyn Write + Send>,
     ) -> Result<Machine, RestoreError> {
         let state = snapshot::read_state(dir)?;
-        let shape = &state.shape;
-        check_shape(shape.ram_size, shape.harts)?;
+        let config = &state.config;
+        check_shape(config.ram_size, config.harts)?;
         // A diff: back along its bases to the full snapshot they build on.
         let mut chain = vec![(dir.to_owned(), state.clone())];
         while let Some(diff) = &chain.last().unwrap().1.diff {
@@ -506,9 +530,9 @@ impl Machine {
                 .into());
             }
             let base = snapshot::read_state(&diff.base)?;
-            if base.shape != state.shape {
+            if !base.config.same_machine(&state.config) {
                 return Err(SnapshotError::Shape(format!(
-                    "another shape than its base {}",
+                    "another configuration than its base {}",
                     diff.base.display()
                 ))
                 .into());
@@ -516,8 +540,8 @@ impl Machine {
             chain.push((diff.base.clone(), base));
         }
         let (full, _) = chain.last().unwrap();
-        let file = snapshot::open_memory(full, shape.ram_size)?;
-        let (ram, memory) = map_ram_file(file, shape.ram_size)?;
+        let file = snapshot::open_memory(full, config.ram_size)?;
+        let (ram, memory) = map_ram_file(file, config.ram_size)?;
         for (diff_dir, diff_state) in chain.iter().rev().skip(1) {
             let pages = &diff_state.diff.as_ref().unwrap().pages;
             snapshot::apply_diff(diff_dir, pages, &ram)?;
@@ -534,14 +558,25 @@ impl Machine {
         engine: Engine,
         console: Box<dyn Write + Send>,
     ) -> Result<Machine, RestoreError> {
-        if state.harts.len() != state.shape.harts {
-            return Err(SnapshotError::Shape(format!("{} harts", state.harts.len())).into());
+        if state.harts.len() != state.config.harts {
+            return Err(SnapshotError::Shape(format!(
+                "{} harts and the state of {}",
+                state.config.harts,
+                state.harts.len()
+            ))
+            .into());
+        }
+        if ram.len() != state.config.ram_size {
+            return Err(SnapshotError::Shape(format!(
+                "{} bytes of RAM, and {} came",
+                state.config.ram_size,
+                ram.len()
+            ))
+            .into());
         }
         let config = MachineConfig {
-            harts: state.shape.harts,
             engine,
-            disks: state.shape.disks.clone(),
-            ..MachineConfig::new(state.shape.ram_size)
+            ..state.config.clone()
         };
         let (mut machine, _) = Machine::assemble(&config, ram, memory, console)?;
         machine.restore_state(state)?;
@@ -567,7 +602,7 @@ impl Machine {
             ram,
             clint: clint::Clint::new(config.harts),
             plic: plic::Plic::new(config.harts),
-            uart: uart::Uart::new(Box::new(output), uart_stats.clone()),
+            uart: uart::Uart::new(Box::new(output.clone()), uart_stats.clone()),
             uart_irq: LevelIrq::new(uart_stats.clone()),
             uart_stats,
             bus: std::mem::take(&mut io.bus),
@@ -580,7 +615,7 @@ impl Machine {
         let machine = Machine {
             harts,
             engines,
-            engine: config.engine,
+            config: config.clone(),
             slice: match config.engine {
                 Engine::Jit => JIT_SLICE,
                 Engine::Interpreter | Engine::LockStep => SLICE,
@@ -588,7 +623,7 @@ impl Machine {
             devices,
             pending_input: VecDeque::new(),
             input_closed: false,
-            console: config.console,
+            output,
             virtio_console_input: io.console_input.clone(),
             needs_polling: io.needs_polling,
             next_poll: 0,
@@ -597,8 +632,7 @@ impl Machine {
             last_snapshot: None,
             outgoing: None,
             transports: std::mem::take(&mut io.transports),
-            disks: config.disks.clone(),
-            not_snapshotable: std::mem::take(&mut io.not_snapshotable),
+            pata: io.pata.clone(),
             control: None,
             paused: false,
         };
@@ -609,17 +643,15 @@ impl Machine {
     /// paused (between turns, guest time stopped).
     fn save_state(&self) -> MachineState {
         MachineState {
-            shape: snapshot::Shape {
-                ram_size: self.devices.ram.len(),
-                harts: self.harts.len(),
-                disks: self.disks.clone(),
-            },
+            config: self.config.clone(),
+            console_input: self.undelivered_input(),
             mtime: self.devices.clock.now(),
             harts: self.harts.iter().map(Hart::save_state).collect(),
             clint: self.devices.clint.save(),
             plic: self.devices.plic.save(),
             uart: self.devices.uart.save(),
             virtio: self.transports.iter().map(|t| lock(t).save()).collect(),
+            pata: self.pata.as_ref().map(|p| lock(p).save()),
             tohost: self.devices.tohost,
             diff: None,
         }
@@ -650,6 +682,12 @@ impl Machine {
                 .restore(saved)
                 .map_err(SnapshotError::from)?;
         }
+        match (&self.pata, &state.pata) {
+            (Some(pata), Some(saved)) => lock(pata).restore(saved).map_err(SnapshotError::from)?,
+            (None, None) => {}
+            _ => return Err(SnapshotError::Shape("another PATA controller".into()).into()),
+        }
+        self.pending_input = state.console_input.iter().copied().collect();
         d.refresh_bus_irqs();
         if let Some(tohost) = state.tohost {
             if !d.ram.contains(tohost, 8) {
@@ -668,12 +706,6 @@ impl Machine {
     /// with `diff` the pages written since the last snapshot; writes are
     /// tracked from then on.
     fn snapshot(&mut self, dir: &std::path::Path, diff: bool) -> Result<(), SnapshotError> {
-        if !self.not_snapshotable.is_empty() {
-            return Err(SnapshotError::Unsupported(format!(
-                "snapshots of machines with {} are not supported yet",
-                self.not_snapshotable.join(", ")
-            )));
-        }
         self.flush_devices().map_err(|cause| SnapshotError::Io {
             path: dir.to_owned(),
             cause,
@@ -716,7 +748,15 @@ impl Machine {
     fn flush_devices(&self) -> std::io::Result<()> {
         self.transports
             .iter()
-            .try_for_each(|t| lock(t).flush_device())
+            .try_for_each(|t| lock(t).flush_device())?;
+        self.pata.as_ref().map_or(Ok(()), |p| lock(p).flush())
+    }
+
+    /// Host console input the guest has not taken yet, in order.
+    fn undelivered_input(&self) -> Vec<u8> {
+        let mut bytes: Vec<u8> = lock(&self.virtio_console_input).iter().copied().collect();
+        bytes.extend(&self.pending_input);
+        bytes
     }
 
     /// Records, from now on, which pages harts and devices write.
@@ -755,9 +795,7 @@ impl Machine {
     /// What the machine is, for a control API's `GET /vm/config`.
     pub fn info(&self) -> MachineInfo {
         MachineInfo {
-            ram_size: self.devices.ram.len(),
-            harts: self.harts.len(),
-            engine: self.engine,
+            config: self.config.clone(),
             paused: self.paused,
         }
     }
@@ -811,6 +849,16 @@ impl Machine {
                     };
                     let _ = reply.send(result);
                 }
+                Command::Load { dir, resume, reply } => {
+                    let result = if self.paused && self.outgoing.is_none() {
+                        self.load(&dir, resume)
+                    } else {
+                        Err(CommandError::WrongState(
+                            "the VM must be paused to load a snapshot over it",
+                        ))
+                    };
+                    let _ = reply.send(result);
+                }
                 Command::Info(reply) => {
                     let _ = reply.send(self.info());
                 }
@@ -832,6 +880,18 @@ impl Machine {
         }
     }
 
+    /// Becomes the machine the snapshot in `dir` holds (see [`Command::Load`]).
+    fn load(&mut self, dir: &std::path::Path, resume: bool) -> Result<(), CommandError> {
+        let console = Box::new(self.output.clone());
+        let mut loaded = Machine::restore(dir, self.config.engine, console)
+            .map_err(|e| CommandError::Failed(format!("cannot load {}: {e}", dir.display())))?;
+        loaded.control = self.control.take();
+        loaded.input_closed = self.input_closed;
+        loaded.set_paused(!resume);
+        *self = loaded;
+        Ok(())
+    }
+
     /// Connects to the destination and starts the full pass.
     fn start_migration(
         &mut self,
@@ -839,12 +899,6 @@ impl Machine {
         params: migrate::MigrationParams,
         reply: Sender<Result<(migrate::MigrationReport, Option<u32>), CommandError>>,
     ) -> std::io::Result<()> {
-        if !self.not_snapshotable.is_empty() {
-            return Err(std::io::Error::other(format!(
-                "migrating machines with {} is not supported yet",
-                self.not_snapshotable.join(", ")
-            )));
-        }
         use std::net::ToSocketAddrs;
         let address = to
             .to_socket_addrs()?
@@ -1046,10 +1100,11 @@ impl Machine {
                 migrate::Record::State(state) => break state,
             }
         };
-        if state.shape.ram_size != ram_size || state.shape.harts != header.harts as usize {
-            return Err(
-                SnapshotError::Shape("another shape than the stream's header".into()).into(),
-            );
+        if state.config.ram_size != ram_size || state.config.harts != header.harts as usize {
+            return Err(SnapshotError::Shape(
+                "another configuration than the stream's header".into(),
+            )
+            .into());
         }
         let machine = Machine::resume_from(&state, ram, &memory, engine, console)?;
         let crc = header.verify.then(|| machine.ram_crc());
@@ -1137,7 +1192,7 @@ impl Machine {
                 all_waiting = false;
                 let engine = &mut self.engines[h];
                 engine.run(hart, &mut self.devices, self.slice);
-                if self.engine == Engine::LockStep && engine.divergence().is_some() {
+                if self.config.engine == Engine::LockStep && engine.divergence().is_some() {
                     return Exit::LockStepDivergence;
                 }
                 if let Some(exit) = self.devices.exit.take() {
@@ -1202,7 +1257,7 @@ impl Machine {
                 Err(TryRecvError::Disconnected) => self.input_closed = true,
             }
         }
-        match self.console {
+        match self.config.console {
             ConsoleDevice::Serial => {
                 while self.devices.uart.rx_space() > 0 {
                     let Some(b) = self.pending_input.pop_front() else {
@@ -1414,7 +1469,7 @@ fn load_boot_images(
         cmdline: &config.cmdline,
         initrd,
         virtio_slots: io.virtio_slots,
-        pata: io.pata,
+        pata: io.pata.is_some(),
     };
     let blob = fdt::build(&layout).map_err(|e| BootError::Fdt(e.to_string()))?;
     loader::load_raw(ram, "device tree", &blob, fdt_addr)?;

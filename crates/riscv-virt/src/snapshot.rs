@@ -1,6 +1,6 @@
 //! A machine snapshot on disk: a directory holding a state file (every
-//! hart and device, guest time, the machine's shape with its disks by
-//! path) and a memory file
+//! hart and device, guest time, the machine's configuration with its
+//! disks by path) and a memory file
 //! (guest RAM, sparse: only pages holding something are written, the rest
 //! are holes). A restore maps the memory file copy-on-write, so it does
 //! not read RAM first. A diff snapshot's memory file holds only the pages
@@ -10,7 +10,7 @@
 //! The state file is `MAGIC`, the format version (u32), the payload's
 //! length (u64), the payload (JSON), and the payload's CRC-32 (all
 //! little-endian). Both files are untrusted input: every length, the CRC,
-//! the version and the machine's shape are checked before anything is
+//! the version and the machine's configuration are checked before anything is
 //! restored.
 
 use crate::clint::ClintState;
@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 pub const STATE_FILE: &str = "state";
 pub const MEMORY_FILE: &str = "memory";
 const MAGIC: &[u8; 8] = b"VISORSNP";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Magic, version, payload length.
 const HEADER_LEN: usize = 8 + 4 + 8;
 const CRC_LEN: usize = 4;
@@ -35,20 +35,13 @@ const CRC_LEN: usize = 4;
 pub(crate) const MAX_PAYLOAD: u64 = 16 << 20;
 const PAGE: usize = 4096;
 
-/// The machine a snapshot was taken of, as far as restoring it needs:
-/// the same shape, or the guest would find its hardware changed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Shape {
-    pub ram_size: u64,
-    pub harts: usize,
-    /// The virtio disks, by path (flushed when the snapshot was taken).
-    pub disks: Vec<virtio::blk::DiskConfig>,
-}
-
 /// Everything but RAM.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MachineState {
-    pub shape: Shape,
+    /// The machine it was taken of, which a restore builds again: RAM
+    /// size, harts, the disks by path (flushed when the snapshot was
+    /// taken), a TAP by name, which console takes input.
+    pub config: crate::MachineConfig,
     /// Guest time (`mtime`) when the machine paused.
     pub mtime: u64,
     pub harts: Vec<HartState>,
@@ -57,6 +50,9 @@ pub struct MachineState {
     pub uart: UartState,
     /// The virtio-mmio transports, in slot order.
     pub virtio: Vec<virtio::mmio::MmioState>,
+    pub pata: Option<pata::PataState>,
+    /// Host console input the guest had not taken yet.
+    pub console_input: Vec<u8>,
     /// The program's HTIF `tohost`, when it has one.
     pub tohost: Option<u64>,
     /// A diff snapshot's: the snapshot it builds on (which holds every
@@ -296,17 +292,15 @@ mod tests {
         let harts = vec![riscv_hart::Hart::new(0, ram).save_state()];
         use vm_device::Persist;
         MachineState {
-            shape: Shape {
-                ram_size: 1 << 20,
-                harts: 1,
-                disks: Vec::new(),
-            },
+            config: crate::MachineConfig::new(1 << 20),
             mtime: 1234,
             harts,
             clint: crate::clint::Clint::new(1).save(),
             plic: crate::plic::Plic::new(1).save(),
             uart: crate::uart::Uart::new(Box::new(std::io::sink()), Default::default()).save(),
             virtio: Vec::new(),
+            pata: None,
+            console_input: b"typed ahead".to_vec(),
             tohost: None,
             diff: None,
         }
@@ -356,7 +350,7 @@ mod tests {
         version[8] = 9;
         assert_eq!(
             reason(&version),
-            "state: snapshot format version 9, this visor reads version 1"
+            "state: snapshot format version 9, this visor reads version 2"
         );
         let truncated = &good[..good.len() - 10];
         assert!(

@@ -15,6 +15,7 @@
 
 pub mod blk;
 pub mod console;
+pub mod devices;
 pub mod harness;
 pub mod mmio;
 pub mod net;

@@ -29,7 +29,7 @@ pub struct NetError {
 }
 
 /// `--net tap=NAME[,mac=..]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NetConfig {
     pub tap: String,
     pub mac: [u8; 6],

@@ -8,17 +8,18 @@
 //!
 //! | request | body | does |
 //! |---|---|---|
-//! | `GET /vm/config` | | `{"mem_size_mib", "vcpu_count", "engine", "state"}` |
+//! | `GET /vm/config` | | `{"mem_size_mib", "vcpu_count", "engine", "state", "config"}`: `config` is the machine's whole configuration, the value the CLI built (and a snapshot carries) |
 //! | `PATCH /vm` | `{"state": "Paused" \| "Resumed"}` | pauses or resumes every hart and guest time |
 //! | `PUT /migrate` | `{"destination_url": "tcp:HOST:PORT", "downtime_ms": 300, "max_rounds": 30, "verify_ram": false}` | live migration (pre-copy); answers with rounds, pages, total and downtime (ms), whether the round limit forced the stop, and (with `verify_ram`) the RAM's CRC-32 at the pause |
 //! | `PUT /snapshot/create` | `{"snapshot_dir": DIR, "snapshot_type": "Full" \| "Diff"}` | a snapshot of the paused VM into DIR (a diff: the pages written since the last one) |
+//! | `PUT /snapshot/load` | `{"snapshot_dir": DIR, "resume_vm": false}` | replaces the paused VM with the one DIR holds (QEMU's `loadvm`); it runs at once with `resume_vm`; a refused snapshot leaves the VM as it was |
 //!
-//! The CLI front (`visor pause|resume|snapshot --api-sock PATH`) is a
+//! The CLI front (`visor pause|resume|snapshot|load|migrate --api-sock PATH`) is a
 //! client of the same endpoints ([`request`]).
 
 use anyhow::{bail, Context, Result};
 use riscv_virt::migrate::MigrationParams;
-use riscv_virt::{Command, CommandError, Engine, MachineInfo};
+use riscv_virt::{Command, CommandError, MachineInfo};
 use serde::Deserialize;
 use serde_json::json;
 use std::io::{Read, Write};
@@ -100,6 +101,14 @@ struct Migrate {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct SnapshotLoad {
+    snapshot_dir: PathBuf,
+    #[serde(default)]
+    resume_vm: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SnapshotCreate {
     snapshot_dir: PathBuf,
     /// "Full" (the default) or "Diff", as Firecracker names them.
@@ -170,6 +179,17 @@ fn answer(
                 reply,
             }))
         }
+        ("/snapshot/load", Put) => {
+            let wanted: SnapshotLoad = match serde_json::from_str(&body) {
+                Ok(v) => v,
+                Err(e) => return fault(400, format!("bad JSON: {e}")),
+            };
+            done(ask(commands, |reply| Command::Load {
+                dir: wanted.snapshot_dir,
+                resume: wanted.resume_vm,
+                reply,
+            }))
+        }
         ("/migrate", Put) => {
             let wanted: Migrate = match serde_json::from_str(&body) {
                 Ok(v) => v,
@@ -206,7 +226,7 @@ fn answer(
                 None => fault(400, "the VM has stopped"),
             }
         }
-        ("/vm/config" | "/vm" | "/snapshot/create" | "/migrate", _) => {
+        ("/vm/config" | "/vm" | "/snapshot/create" | "/snapshot/load" | "/migrate", _) => {
             fault(405, format!("{path} does not take that method"))
         }
         _ => fault(404, format!("no such endpoint: {path}")),
@@ -230,15 +250,13 @@ fn done(result: Option<Result<(), CommandError>>) -> (u16, serde_json::Value) {
 }
 
 fn describe(info: &MachineInfo) -> serde_json::Value {
+    let config = &info.config;
     json!({
-        "mem_size_mib": info.ram_size >> 20,
-        "vcpu_count": info.harts,
-        "engine": match info.engine {
-            Engine::Interpreter => "interp",
-            Engine::Jit => "jit",
-            Engine::LockStep => "lockstep",
-        },
+        "mem_size_mib": config.ram_size >> 20,
+        "vcpu_count": config.harts,
+        "engine": config.engine,
         "state": if info.paused { "Paused" } else { "Running" },
+        "config": config,
     })
 }
 

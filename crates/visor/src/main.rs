@@ -33,8 +33,21 @@ enum Command {
     Resume(ApiArgs),
     /// Snapshot a paused VM into a directory (`visor run --restore DIR`).
     Snapshot(SnapshotArgs),
+    /// Replace a paused VM with the one a snapshot directory holds.
+    Load(LoadArgs),
     /// Live-migrate a VM to a `visor run --incoming` waiting elsewhere.
     Migrate(MigrateArgs),
+}
+
+#[derive(Parser)]
+struct LoadArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    /// The snapshot (a directory `visor snapshot` wrote).
+    dir: PathBuf,
+    /// Run the loaded VM at once (else it stays paused).
+    #[arg(long)]
+    resume: bool,
 }
 
 #[derive(Parser)]
@@ -272,6 +285,7 @@ fn main() {
         Command::Pause(args) => set_state(&args, "Paused"),
         Command::Resume(args) => set_state(&args, "Resumed"),
         Command::Snapshot(args) => snapshot(&args),
+        Command::Load(args) => load(&args),
         Command::Migrate(args) => migrate(&args),
     };
     match code {
@@ -296,6 +310,14 @@ fn snapshot(args: &SnapshotArgs) -> Result<i32> {
     let kind = if args.diff { "Diff" } else { "Full" };
     let body = serde_json::json!({ "snapshot_dir": dir, "snapshot_type": kind }).to_string();
     api::request(&args.api.api_sock, "PUT", "/snapshot/create", &body)?;
+    Ok(0)
+}
+
+/// `visor load`: PUT /snapshot/load.
+fn load(args: &LoadArgs) -> Result<i32> {
+    let dir = std::path::absolute(&args.dir)?;
+    let body = serde_json::json!({ "snapshot_dir": dir, "resume_vm": args.resume }).to_string();
+    api::request(&args.api.api_sock, "PUT", "/snapshot/load", &body)?;
     Ok(0)
 }
 

@@ -1,6 +1,7 @@
 //! End-to-end: virtio-net on a TAP device inside a network namespace this
 //! test creates. Guest and host ping each other and move data over TCP both
-//! ways; only the namespace's own 10.0.2.0/24 is ever addressed. Needs root
+//! ways, and a snapshot of the guest restored in another visor process
+//! gets its TAP back by name; only the namespace's own 10.0.2.0/24 is ever addressed. Needs root
 //! (network namespaces, /dev/net/tun) and the images `cargo xtask test` builds.
 
 mod common;
@@ -139,4 +140,63 @@ fn guest_and_host_ping_and_tcp_over_virtio_net() {
         counters[2] >= 1 << 20 && counters[3] >= 1 << 20,
         "bytes moved: {row}"
     );
+}
+
+#[test]
+fn a_restored_guest_gets_its_tap_back_by_name() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: virtio-net test needs root for network namespaces and /dev/net/tun");
+        return;
+    }
+    const TAP2: &str = "vtap1";
+    let dir = scratch_dir("net-restore");
+    let socket = dir.join("api.sock");
+    let ns = Namespace::create(TAP2, HOST_IP);
+    let mut cmd = ns.command(env!("CARGO_BIN_EXE_visor"));
+    cmd.args(["run", "--kernel"])
+        .arg(image("VISOR_LINUX_IMAGE"))
+        .arg("--initrd")
+        .arg(image("VISOR_INITRAMFS"))
+        .args(["--net", &format!("tap={TAP2}"), "--api-sock"])
+        .arg(&socket);
+    let mut s = Session::start(cmd);
+    s.expect("visor-init: ready", BOOT);
+    s.expect("# ", STEP);
+    s.send(&format!(
+        "ip addr add {GUEST_IP}/24 dev eth0 && ip link set eth0 up && ping -c 1 -W 5 {HOST_IP} >/dev/null && echo NET''-UP"
+    ));
+    s.expect("NET-UP", STEP);
+    s.expect("# ", STEP);
+    let snapshot = dir.join("snap");
+    for (verb, args) in [("pause", vec![]), ("snapshot", vec![snapshot.clone()])] {
+        let mut c = visor();
+        c.arg(verb).arg("--api-sock").arg(&socket).args(&args);
+        let out = run_with_timeout(c, STEP);
+        assert!(
+            out.status.success(),
+            "{verb}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    drop(s);
+
+    let mut cmd = ns.command(env!("CARGO_BIN_EXE_visor"));
+    cmd.args(["run", "--restore"]).arg(&snapshot);
+    let mut restored = Session::start(cmd);
+    restored.send(&format!("ping -c 3 -W 5 {HOST_IP}"));
+    restored.expect("3 packets transmitted, 3 packets received", STEP);
+    let ping = ns
+        .command("ping")
+        .args(["-c", "3", "-W", "5", GUEST_IP])
+        .output()
+        .unwrap();
+    assert!(
+        ping.status.success(),
+        "host ping of the restored guest failed:\n{}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    assert!(!restored.seen.contains("Linux version"), "not a reboot");
+    restored.send("poweroff");
+    assert_eq!(restored.wait_exit(STEP), 0);
 }

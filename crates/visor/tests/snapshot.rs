@@ -94,6 +94,62 @@ fn a_snapshot_resumes_counting_with_the_same_nonce_under_either_engine() {
 }
 
 #[test]
+fn a_snapshot_loaded_over_the_running_vm_takes_it_back_to_that_moment() {
+    let dir = scratch_dir("snapshot-load");
+    let (mut vm, socket) = counting(&dir, "jit");
+    vm.expect("count 2 ", LIMIT);
+    succeeds(&control("pause", &socket, &[]), "pause");
+    let at_pause = printed_within(&mut vm, Duration::from_millis(200));
+    let (last, nonce, _) = counts(&at_pause).last().cloned().unwrap();
+    let snapshot = dir.join("snap");
+    succeeds(&control("snapshot", &socket, &[&snapshot]), "snapshot");
+    succeeds(&control("resume", &socket, &[]), "resume");
+    vm.expect(&format!("count {} ", last + 4), LIMIT);
+
+    // Only a paused VM takes a snapshot over it; a refused one leaves it as it was.
+    let out = control("load", &socket, &[&snapshot]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "visor: error: the VM must be paused to load a snapshot over it"
+    );
+    succeeds(&control("pause", &socket, &[]), "pause");
+    let out = control("load", &socket, &[&dir.join("missing")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("cannot load") && stderr.contains("No such file"),
+        "{stderr}"
+    );
+    let before_load = counts(&printed_within(&mut vm, Duration::from_millis(100))).len();
+    succeeds(&control("resume", &socket, &[]), "resume");
+    vm.expect(&format!("count {} ", last + 6), LIMIT);
+
+    // Loaded paused, then resumed: it counts from the snapshot's moment on.
+    succeeds(&control("pause", &socket, &[]), "pause");
+    let seen_before = vm.seen.len();
+    succeeds(&control("load", &socket, &[&snapshot]), "load");
+    let loaded = printed_within(&mut vm, Duration::from_millis(300));
+    assert!(
+        counts(&loaded[seen_before..]).is_empty(),
+        "a VM loaded paused stays paused"
+    );
+    succeeds(&control("resume", &socket, &[]), "resume");
+    vm.expect(&format!("count {} ", last + 3), LIMIT);
+    let text = vm.seen[seen_before..].to_owned();
+    let after = counts(&text);
+    assert_eq!(after[0].0, last + 1, "{text}");
+    assert!(after.iter().all(|(_, n, _)| *n == nonce), "{text}");
+    assert!(
+        !text.contains("booted"),
+        "not a reboot:
+{text}"
+    );
+    assert!(before_load > 0);
+    // The API still drives the loaded VM.
+    let out = control("load", &socket, &[&snapshot]);
+    assert!(!out.status.success(), "running again");
+}
+
+#[test]
 fn requests_in_the_wrong_state_and_bad_json_are_refused() {
     let dir = scratch_dir("snapshot-refusals");
     let (mut source, socket) = counting(&dir, "jit");
@@ -161,6 +217,26 @@ fn damaged_snapshots_are_refused_with_one_line() {
     flipped[middle] ^= 0x20;
     let mut version = state.clone();
     version[8] = 7;
+    // A well-formed state (its CRC right) of a machine other than its
+    // memory and harts describe.
+    let reconfigured = |edit: &dyn Fn(&mut serde_json::Value)| -> Vec<u8> {
+        const HEADER: usize = 8 + 4 + 8;
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&state[HEADER..state.len() - 4]).unwrap();
+        edit(&mut json);
+        let payload = serde_json::to_vec(&json).unwrap();
+        let mut file = state[..12].to_vec();
+        file.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        file.extend_from_slice(&payload);
+        file.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        file
+    };
+    let two_harts = reconfigured(&|j| j["config"]["harts"] = 2.into());
+    let more_ram = reconfigured(&|j| j["config"]["ram_size"] = (256u64 << 20).into());
+    let a_disk = reconfigured(&|j| {
+        j["config"]["disks"] =
+            serde_json::json!([{"path": "/nonexistent/disk.img", "read_only": false}])
+    });
     let cases = [
         (
             damaged("truncated", &state[..state.len() - 9], None),
@@ -176,6 +252,15 @@ fn damaged_snapshots_are_refused_with_one_line() {
             "but the snapshot's RAM is",
         ),
         (dir.join("missing"), "No such file"),
+        (
+            damaged("two-harts", &two_harts, None),
+            "a machine with 2 harts and the state of 1",
+        ),
+        (
+            damaged("more-ram", &more_ram, None),
+            "but the snapshot's RAM is 268435456",
+        ),
+        (damaged("a-disk", &a_disk, None), "/nonexistent/disk.img"),
     ];
     for (snapshot, reason) in cases {
         let mut cmd = visor();

@@ -339,21 +339,41 @@ pub fn counts(text: &str) -> Vec<(u64, String, String)> {
 }
 
 /// Linux on two harts with its root on a private copy of the rootfs in
-/// `dir` and its control socket there, at a shell that has written
-/// /root/before: (session, disk image, socket).
+/// `dir`, a scratch disk on the PATA controller, and its control socket
+/// there, at a shell that has written /root/before and sector 1 of the
+/// PATA disk: (session, root image, socket).
 pub fn linux_for_moving(dir: &Path) -> (Session, String, PathBuf) {
     let disk = rootfs_copy(dir);
+    let pata = pata_scratch(&disk);
+    std::fs::write(&pata, vec![0u8; 1 << 20]).unwrap();
+    let pata_arg = format!("{},if=ide", pata.display());
     let socket = dir.join("api.sock");
     let socket_arg = socket.display().to_string();
     let mut linux = Session::boot_from_disk(
         "/dev/vda",
-        &["--disk", &disk, "--smp", "2", "--api-sock", &socket_arg],
+        &[
+            "--disk",
+            &disk,
+            "--disk",
+            &pata_arg,
+            "--smp",
+            "2",
+            "--api-sock",
+            &socket_arg,
+        ],
     );
     shell_ready(&mut linux);
-    linux.send("echo before-$((40+2)) > /root/before; sync; echo nproc=$(nproc)");
+    linux.send(
+        "echo before-$((40+2)) > /root/before; echo pata-before | dd of=/dev/sda bs=512 seek=1 2>/dev/null; sync; echo nproc=$(nproc)",
+    );
     linux.expect("nproc=2", STEP);
     linux.expect("# ", STEP);
     (linux, disk, socket)
+}
+
+/// The scratch disk on the PATA controller beside the root image `disk`.
+fn pata_scratch(disk: &str) -> PathBuf {
+    Path::new(disk).with_file_name("pata.img")
 }
 
 /// The moved Linux of [`linux_for_moving`] in `moved` goes on: it reads
@@ -365,6 +385,12 @@ pub fn linux_goes_on(moved: &mut Session, disk: &str, extra: impl FnOnce(&mut Se
     moved.expect("before-42", STEP);
     moved.expect("nproc=2", STEP);
     moved.expect("# ", STEP);
+    moved.send(
+        "dd if=/dev/sda bs=512 skip=1 count=1 2>/dev/null | head -c 11; echo; echo pata-after | dd of=/dev/sda bs=512 seek=2 2>/dev/null; sync; echo PATA''-DONE",
+    );
+    moved.expect("pata-before", STEP);
+    moved.expect("PATA-DONE", STEP);
+    moved.expect("# ", STEP);
     extra(moved);
     assert!(
         !moved.seen.contains("Linux version"),
@@ -375,5 +401,12 @@ pub fn linux_goes_on(moved: &mut Session, disk: &str, extra: impl FnOnce(&mut Se
     assert_eq!(moved.wait_exit(STEP), 0);
     assert_eq!(host_cat(disk, "/root/before"), "before-42\n");
     assert_eq!(host_cat(disk, "/root/after"), "after-43\n");
+    let pata = std::fs::read(pata_scratch(disk)).unwrap();
+    assert_eq!(&pata[512..524], b"pata-before\n", "the PATA disk, sector 1");
+    assert_eq!(
+        &pata[1024..1035],
+        b"pata-after\n",
+        "the PATA disk, sector 2"
+    );
     assert_fsck_clean(disk);
 }
