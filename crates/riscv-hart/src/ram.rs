@@ -255,6 +255,12 @@ impl GuestRam {
         self.dirty.bits.iter().map(|w| w.replace(0)).collect()
     }
 
+    /// The pages stored to since tracking started or [`GuestRam::take_dirty`]
+    /// was last called, without clearing them.
+    pub fn peek_dirty(&self) -> Vec<u64> {
+        self.dirty.bits.iter().map(Cell::get).collect()
+    }
+
     /// Marks the pages of `[addr, addr + len)` (inside RAM) dirty when tracking.
     #[inline]
     pub(crate) fn mark_dirty(&self, addr: u64, len: u64) {

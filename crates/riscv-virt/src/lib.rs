@@ -376,6 +376,11 @@ pub struct Machine {
     /// The snapshot this process wrote last, since which writes are
     /// tracked (what a diff snapshot holds).
     last_snapshot: Option<PathBuf>,
+    /// Pages that may hold something other than zeros: written before
+    /// the dirty marks were last taken (with those marks, every page
+    /// written since the machine was built; a restored machine's RAM
+    /// counts as all written). Snapshots and migrations skip the rest.
+    written: Vec<u64>,
     /// A live migration in progress.
     outgoing: Option<Outgoing>,
     /// The virtio transports, in slot order, for snapshots.
@@ -422,29 +427,33 @@ pub enum Command {
     },
 }
 
-/// A migration under way: the stream, and which pages the current round
-/// still has to send.
+/// A migration under way: its sending thread and the current round.
 struct Outgoing {
-    stream: std::io::BufWriter<std::net::TcpStream>,
+    link: migrate::Outbound,
     to: String,
     params: migrate::MigrationParams,
     reply: Sender<Result<(migrate::MigrationReport, Option<u32>), CommandError>>,
     started: std::time::Instant,
     round: u32,
-    pending: Vec<u64>,
-    cursor: usize,
     round_started: std::time::Instant,
-    round_pages: u64,
+    /// The current round's pages went out (the next round begins once it
+    /// lasted [`MIGRATION_MIN_ROUND`]).
+    round_sent: Option<migrate::Sent>,
+    /// Bytes per second on the link, from the last set large enough to tell.
+    rate: f64,
     pages_sent: u64,
     /// Paused by a command before the migration began (stays so if it fails).
     was_paused: bool,
 }
 
-/// How long a migration sends pages between two turns of the harts.
-const MIGRATION_STEP: std::time::Duration = std::time::Duration::from_millis(2);
 /// The shortest round: what the guest writes over a shorter one (a few
 /// turns, maybe all spent on a device) says little about its rate.
 const MIGRATION_MIN_ROUND: std::time::Duration = std::time::Duration::from_millis(5);
+/// A set of pages this large tells the link's rate.
+const RATE_SAMPLE_BYTES: u64 = 1 << 20;
+/// The longest a migrating machine with nothing to run waits before it
+/// looks at its sending thread again.
+const MIGRATION_POLL: Duration = Duration::from_millis(1);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CommandError {
@@ -546,7 +555,10 @@ impl Machine {
             let pages = &diff_state.diff.as_ref().unwrap().pages;
             snapshot::apply_diff(diff_dir, pages, &ram)?;
         }
-        Machine::resume_from(&state, ram, &memory, engine, console)
+        let mut machine = Machine::resume_from(&state, ram, &memory, engine, console)?;
+        // What the memory file holds is not tracked: count all of it.
+        machine.written.fill(u64::MAX);
+        Ok(machine)
     }
 
     /// The machine `state` describes, on `ram` that already holds its
@@ -595,6 +607,9 @@ impl Machine {
         let mut stats = StatsTable::default();
         let uart_stats = stats.register("uart");
         let mut io = io::build(config, memory, output.clone(), &mut stats)?;
+        // Tracked from the start (the loaders' writes included), so the
+        // pages never written are known to be zero.
+        ram.set_dirty_tracking(true);
         let harts: Vec<Hart> = (0..config.harts)
             .map(|id| Hart::new(id, ram.clone()))
             .collect();
@@ -630,6 +645,7 @@ impl Machine {
             stats,
             memory: memory.clone(),
             last_snapshot: None,
+            written: vec![0; (config.ram_size.div_ceil(PAGE_SIZE) as usize).div_ceil(64)],
             outgoing: None,
             transports: std::mem::take(&mut io.transports),
             pata: io.pata.clone(),
@@ -729,11 +745,11 @@ impl Machine {
         } else {
             self.start_dirty_tracking();
         }
-        let result = snapshot::write(dir, &state, &self.devices.ram);
+        let written = self.maybe_nonzero();
+        let result = snapshot::write(dir, &state, &self.devices.ram, &written);
         if result.is_err() {
             // The next diff must hold what this one would have.
             self.last_snapshot = None;
-            self.devices.ram.set_dirty_tracking(false);
             return result;
         }
         self.last_snapshot = Some(std::path::absolute(dir).map_err(|cause| SnapshotError::Io {
@@ -759,19 +775,25 @@ impl Machine {
         bytes
     }
 
-    /// Records, from now on, which pages harts and devices write.
+    /// Restarts the record of which pages harts and devices write.
     fn start_dirty_tracking(&mut self) {
-        self.devices.ram.set_dirty_tracking(true);
         self.take_dirty_pages();
     }
 
-    /// The pages written since tracking started or this was last called (a
-    /// bit per 4 KiB page), by harts or by devices; cleared.
-    fn take_dirty_pages(&mut self) -> Vec<u64> {
-        let mut pages = self.devices.ram.take_dirty();
-        for hart in &mut self.harts {
-            hart.drop_write_translations();
+    /// Pages that may hold something other than zeros (see
+    /// [`Machine::written`]), the dirty marks left as they are.
+    fn maybe_nonzero(&self) -> Vec<u64> {
+        let mut pages = self.devices.ram.peek_dirty();
+        self.or_device_writes(&mut pages, false);
+        for (word, written) in pages.iter_mut().zip(&self.written) {
+            *word |= written;
         }
+        pages
+    }
+
+    /// Adds the pages devices wrote (vm-memory's dirty bitmap) to
+    /// `pages`; with `reset`, clears the bitmap.
+    fn or_device_writes(&self, pages: &mut [u64], reset: bool) {
         use vm_device::vm_memory::{bitmap::Bitmap, GuestMemoryRegion};
         for region in self.memory.iter() {
             let bitmap = vm_device::vm_memory::MmapRegion::bitmap(&**region);
@@ -781,7 +803,22 @@ impl Machine {
                     pages[page / 64] |= 1 << (page % 64);
                 }
             }
-            bitmap.reset();
+            if reset {
+                bitmap.reset();
+            }
+        }
+    }
+
+    /// The pages written since tracking started or this was last called (a
+    /// bit per 4 KiB page), by harts or by devices; cleared.
+    fn take_dirty_pages(&mut self) -> Vec<u64> {
+        let mut pages = self.devices.ram.take_dirty();
+        for hart in &mut self.harts {
+            hart.drop_write_translations();
+        }
+        self.or_device_writes(&mut pages, true);
+        for (written, page) in self.written.iter_mut().zip(&pages) {
+            *written |= page;
         }
         pages
     }
@@ -913,112 +950,96 @@ impl Machine {
             harts: self.harts.len() as u32,
             verify: params.verify,
         };
-        let mut stream = std::io::BufWriter::with_capacity(1 << 20, stream);
-        migrate::write_header(&mut stream, header)?;
+        let link = migrate::Outbound::start(stream, header, self.memory.clone(), RAM_BASE)?;
         // Tracking restarts: a diff snapshot needs a full one after this.
         self.last_snapshot = None;
         self.start_dirty_tracking();
-        let pages = self.devices.ram.len().div_ceil(PAGE_SIZE) as usize;
+        link.send_pages(self.maybe_nonzero());
         let now = std::time::Instant::now();
         self.outgoing = Some(Outgoing {
-            stream,
+            link,
             to: to.to_owned(),
             params,
             reply,
             started: now,
             round: 0,
-            pending: vec![u64::MAX; pages.div_ceil(64)],
-            cursor: 0,
             round_started: now,
-            round_pages: 0,
+            round_sent: None,
+            rate: 0.0,
             pages_sent: 0,
             was_paused: self.paused,
         });
         Ok(())
     }
 
-    /// Sends the next pages of the migration; at a round's end, decides
-    /// whether to go on or stop and copy. True when the VM now runs at the
-    /// destination.
+    /// Looks at the migration: at a round's end, decides whether to go on
+    /// (the pages written meanwhile go to the sending thread) or stop and
+    /// copy. True when the VM now runs at the destination.
     fn migrate_step(&mut self) -> bool {
         let mut m = self.outgoing.take().expect("a migration under way");
-        let pages = self.devices.ram.len().div_ceil(PAGE_SIZE) as usize;
-        let until = std::time::Instant::now() + MIGRATION_STEP;
-        if let Err(e) = self.send_pages(&mut m, Some(until)) {
-            self.migration_failed(m, &e.to_string());
-            return false;
+        if m.round_sent.is_none() {
+            match m.link.poll() {
+                None => {
+                    self.outgoing = Some(m);
+                    return false;
+                }
+                Some(migrate::Done::Pages(sent)) => {
+                    m.pages_sent += sent.pages;
+                    if sent.bytes >= RATE_SAMPLE_BYTES || m.rate == 0.0 {
+                        m.rate = sent.bytes as f64 / sent.busy.as_secs_f64().max(1e-6);
+                    }
+                    m.round_sent = Some(sent);
+                }
+                Some(migrate::Done::Running(_)) => unreachable!("no finish was asked for"),
+                Some(migrate::Done::Failed(why)) => {
+                    self.migration_failed(m, &why);
+                    return false;
+                }
+            }
         }
-        if m.cursor < pages || m.round_started.elapsed() < MIGRATION_MIN_ROUND {
+        if m.round_started.elapsed() < MIGRATION_MIN_ROUND {
             self.outgoing = Some(m);
             return false;
         }
         // The round is done: what did the guest write meanwhile?
+        m.round_sent = None;
         let dirty = self.take_dirty_pages();
         let left: u64 = dirty.iter().map(|w| w.count_ones() as u64).sum();
-        let seconds = m.round_started.elapsed().as_secs_f64().max(1e-6);
-        let pages_per_second = (m.round_pages as f64 / seconds).max(1.0);
-        let estimate = std::time::Duration::from_secs_f64(left as f64 / pages_per_second);
+        let bytes = left as f64 * (1 + 8 + migrate::PAGE) as f64;
+        let estimate = std::time::Duration::from_secs_f64(bytes / m.rate.max(1.0));
         let converged = estimate <= m.params.downtime;
-        m.pending = dirty;
-        m.cursor = 0;
         if converged || m.round >= m.params.max_rounds {
-            return self.stop_and_copy(m, !converged);
+            return self.stop_and_copy(m, dirty, !converged);
         }
         m.round += 1;
         m.round_started = std::time::Instant::now();
-        m.round_pages = 0;
+        m.link.send_pages(dirty);
         self.outgoing = Some(m);
         false
     }
 
-    /// Sends the pending pages from the cursor on, until `until` if given.
-    fn send_pages(
-        &self,
-        m: &mut Outgoing,
-        until: Option<std::time::Instant>,
-    ) -> std::io::Result<()> {
-        let ram = &self.devices.ram;
-        let pages = ram.len().div_ceil(PAGE_SIZE) as usize;
-        let mut page = vec![0u8; migrate::PAGE];
-        let mut sent = 0;
-        while m.cursor < pages {
-            let look_at_clock = m.cursor.is_multiple_of(64);
-            if look_at_clock && until.is_some_and(|t| std::time::Instant::now() >= t) {
-                break;
-            }
-            if snapshot::page_set(&m.pending, m.cursor) {
-                ram.read_bytes(ram.base() + (m.cursor * migrate::PAGE) as u64, &mut page);
-                migrate::write_page(&mut m.stream, m.cursor as u64, &page)?;
-                sent += 1;
-            }
-            m.cursor += 1;
-        }
-        m.round_pages += sent as u64;
-        m.pages_sent += sent as u64;
-        m.stream.flush()
-    }
-
-    /// Pauses the guest, sends what is left and the state, and waits for
-    /// the destination to run it. True when it does.
-    fn stop_and_copy(&mut self, mut m: Outgoing, forced: bool) -> bool {
+    /// Pauses the guest, has the rest (`dirty` and what was written since)
+    /// and the state sent, and waits for the destination to run it. True
+    /// when it does.
+    fn stop_and_copy(&mut self, mut m: Outgoing, mut dirty: Vec<u64>, forced: bool) -> bool {
         self.set_paused(true);
         let paused_at = std::time::Instant::now();
-        let flushed = self.flush_devices();
-        let mut pending = self.take_dirty_pages();
-        for (word, left) in pending.iter_mut().zip(&m.pending) {
-            *word |= left;
-        }
-        m.pending = pending;
-        m.cursor = 0;
-        let crc = m.params.verify.then(|| self.ram_crc());
-        let state = self.save_state();
-        let sent = flushed
-            .and_then(|_| self.send_pages(&mut m, None))
-            .and_then(|_| migrate::write_state(&mut m.stream, &state))
-            .and_then(|_| migrate::await_running(m.stream.get_mut()));
-        if let Err(e) = sent {
-            self.migration_failed(m, &format!("the destination did not take the VM: {e}"));
+        if let Err(e) = self.flush_devices() {
+            self.migration_failed(m, &format!("flushing the disks: {e}"));
             return false;
+        }
+        for (word, more) in dirty.iter_mut().zip(self.take_dirty_pages()) {
+            *word |= more;
+        }
+        let crc = m.params.verify.then(|| self.ram_crc());
+        m.link.finish(dirty, self.save_state());
+        match m.link.wait() {
+            migrate::Done::Running(sent) => m.pages_sent += sent.pages,
+            migrate::Done::Failed(why) => {
+                self.migration_failed(m, &format!("the destination did not take the VM: {why}"));
+                return false;
+            }
+            migrate::Done::Pages(_) => unreachable!("every set was answered"),
         }
         let report = migrate::MigrationReport {
             rounds: m.round,
@@ -1106,7 +1127,9 @@ impl Machine {
             )
             .into());
         }
-        let machine = Machine::resume_from(&state, ram, &memory, engine, console)?;
+        let mut machine = Machine::resume_from(&state, ram, &memory, engine, console)?;
+        // Every page not sent as data is zero here, as at the source.
+        machine.written = written;
         let crc = header.verify.then(|| machine.ram_crc());
         migrate::send_running(&mut stream).map_err(migrate::IncomingError::from)?;
         Ok((machine, crc))
@@ -1176,6 +1199,12 @@ impl Machine {
             if self.outgoing.is_some() && self.migrate_step() {
                 return Exit::Migrated;
             }
+            if self.paused {
+                // A paused VM migrating: nothing runs until the thread
+                // sending it is done with a round.
+                std::thread::sleep(MIGRATION_POLL);
+                continue;
+            }
             if let Some(exit) = self.feed_console(input) {
                 return exit;
             }
@@ -1199,7 +1228,7 @@ impl Machine {
                     return exit;
                 }
             }
-            if all_waiting && self.outgoing.is_none() {
+            if all_waiting {
                 if let Some(exit) = self.sleep_until_event(input) {
                     return exit;
                 }
@@ -1293,6 +1322,9 @@ impl Machine {
         let mut wait = Duration::from_nanos(ticks * (1_000_000_000 / TIMEBASE_HZ));
         if self.needs_polling {
             wait = wait.min(POLL_INTERVAL);
+        }
+        if self.outgoing.is_some() {
+            wait = wait.min(MIGRATION_POLL);
         }
         if wait.is_zero() {
             return None;

@@ -19,7 +19,11 @@
 
 use crate::snapshot::{self, MachineState};
 use std::io::{self, Read, Write};
-use std::time::Duration;
+use std::net::TcpStream;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use vm_device::vm_memory::{Bytes, GuestAddress};
+use vm_device::GuestMemoryMmap;
 
 const MAGIC: &[u8; 8] = b"VISORMIG";
 pub const FORMAT_VERSION: u32 = 1;
@@ -69,6 +73,144 @@ pub struct MigrationReport {
     pub forced: bool,
 }
 
+/// The source's sending end, on a thread of its own so the guest runs on
+/// while its pages go out (as QEMU's migration thread does). The machine
+/// hands it sets of pages (a bit per page) and, at the stop, the last set
+/// and the state. It reads RAM while the harts write it; for pre-copy
+/// that is sound: a page written meanwhile is marked dirty again and goes
+/// in a later set, and the last set is taken with every hart stopped.
+pub struct Outbound {
+    jobs: mpsc::Sender<Job>,
+    done: mpsc::Receiver<Done>,
+}
+
+enum Job {
+    Pages(Vec<u64>),
+    Finish {
+        pages: Vec<u64>,
+        state: Box<MachineState>,
+    },
+}
+
+/// A set of pages that went out: how many, the bytes they took on the
+/// wire, and how long sending them took.
+#[derive(Clone, Copy, Debug)]
+pub struct Sent {
+    pub pages: u64,
+    pub bytes: u64,
+    pub busy: Duration,
+}
+
+/// What the sending thread reports.
+pub enum Done {
+    Pages(Sent),
+    /// The last pages and the state went out, and the destination runs the VM.
+    Running(Sent),
+    /// The link or the destination failed (the thread has ended).
+    Failed(String),
+}
+
+impl Outbound {
+    /// Sends `header` on `stream` and starts the thread, which reads pages
+    /// from `memory` (RAM at guest address `base`).
+    pub fn start(
+        stream: TcpStream,
+        header: Header,
+        memory: GuestMemoryMmap,
+        base: u64,
+    ) -> io::Result<Outbound> {
+        let mut out = io::BufWriter::with_capacity(1 << 20, stream);
+        write_header(&mut out, header)?;
+        let (jobs, job_queue) = mpsc::channel();
+        let (report, done) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("migration".into())
+            .spawn(move || {
+                for job in job_queue {
+                    let outcome = match job {
+                        Job::Pages(set) => send_set(&mut out, &memory, base, &set).map(Done::Pages),
+                        Job::Finish { pages, state } => send_set(&mut out, &memory, base, &pages)
+                            .and_then(|sent| {
+                                write_state(&mut out, &state)?;
+                                await_running(out.get_mut())?;
+                                Ok(Done::Running(sent))
+                            }),
+                    };
+                    let failed = outcome.is_err();
+                    let _ = report.send(outcome.unwrap_or_else(|e| Done::Failed(e.to_string())));
+                    if failed {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Outbound { jobs, done })
+    }
+
+    /// Queues the pages set in `pages` (a bit per page).
+    pub fn send_pages(&self, pages: Vec<u64>) {
+        let _ = self.jobs.send(Job::Pages(pages));
+    }
+
+    /// Queues the last pages and the state, after which the thread waits
+    /// for the destination to run the VM.
+    pub fn finish(&self, pages: Vec<u64>, state: MachineState) {
+        let _ = self.jobs.send(Job::Finish {
+            pages,
+            state: Box::new(state),
+        });
+    }
+
+    /// What the thread finished since the last look, if anything.
+    pub fn poll(&self) -> Option<Done> {
+        match self.done.try_recv() {
+            Ok(done) => Some(done),
+            Err(mpsc::TryRecvError::Empty) => None,
+            Err(mpsc::TryRecvError::Disconnected) => {
+                Some(Done::Failed("the sending thread ended".into()))
+            }
+        }
+    }
+
+    /// Waits for what the thread does next.
+    pub fn wait(&self) -> Done {
+        self.done
+            .recv()
+            .unwrap_or_else(|_| Done::Failed("the sending thread ended".into()))
+    }
+}
+
+/// Sends every page set in `set` and flushes.
+fn send_set(
+    out: &mut io::BufWriter<TcpStream>,
+    memory: &GuestMemoryMmap,
+    base: u64,
+    set: &[u64],
+) -> io::Result<Sent> {
+    let began = Instant::now();
+    let mut page = vec![0u8; PAGE];
+    let mut pages = 0;
+    let mut bytes = 0;
+    for (w, &word) in set.iter().enumerate() {
+        let mut bits = word;
+        while bits != 0 {
+            let index = (w * 64) as u64 + bits.trailing_zeros() as u64;
+            bits &= bits - 1;
+            let addr = GuestAddress(base + index * PAGE as u64);
+            if memory.read_slice(&mut page, addr).is_err() {
+                continue; // past the end of RAM (a set rounds up to 64 pages)
+            }
+            bytes += write_page(out, index, &page)? as u64;
+            pages += 1;
+        }
+    }
+    out.flush()?;
+    Ok(Sent {
+        pages,
+        bytes,
+        busy: began.elapsed(),
+    })
+}
+
 /// The stream's header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
@@ -89,16 +231,19 @@ pub fn write_header(out: &mut impl Write, header: Header) -> io::Result<()> {
     out.write_all(&flags.to_le_bytes())
 }
 
-/// Page `index` with contents `data` (a zero page goes as its index only).
-pub fn write_page(out: &mut impl Write, index: u64, data: &[u8]) -> io::Result<()> {
+/// Page `index` with contents `data` (a zero page goes as its index
+/// only); the bytes that took.
+pub fn write_page(out: &mut impl Write, index: u64, data: &[u8]) -> io::Result<usize> {
     // An OR over the page (no early exit, so it vectorizes).
     if data.iter().fold(0, |any, &b| any | b) == 0 {
         out.write_all(&[TAG_ZERO])?;
-        return out.write_all(&index.to_le_bytes());
+        out.write_all(&index.to_le_bytes())?;
+        return Ok(1 + 8);
     }
     out.write_all(&[TAG_PAGE])?;
     out.write_all(&index.to_le_bytes())?;
-    out.write_all(data)
+    out.write_all(data)?;
+    Ok(1 + 8 + PAGE)
 }
 
 pub fn write_state(out: &mut impl Write, state: &MachineState) -> io::Result<()> {

@@ -126,12 +126,22 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
 /// Writes `state` and `ram` into `dir` (created if needed), each file
 /// written whole under a temporary name and then renamed, memory first and
 /// the state last, so a failed snapshot never leaves a half-written file
-/// or a mismatched pair under the final names.
-pub fn write(dir: &Path, state: &MachineState, ram: &GuestRam) -> Result<(), SnapshotError> {
+/// or a mismatched pair under the final names. A full snapshot reads only
+/// the pages set in `written` (the others are known to be zero); a diff,
+/// the pages it names.
+pub fn write(
+    dir: &Path,
+    state: &MachineState,
+    ram: &GuestRam,
+    written: &[u64],
+) -> Result<(), SnapshotError> {
     std::fs::create_dir_all(dir).map_err(io_error(dir))?;
     let memory = dir.join(MEMORY_FILE);
     let partial = dir.join(format!("{MEMORY_FILE}.partial"));
-    write_memory(&partial, ram, state.diff.as_ref().map(|d| &d.pages[..]))?;
+    match &state.diff {
+        Some(diff) => write_memory(&partial, ram, &diff.pages, false)?,
+        None => write_memory(&partial, ram, written, true)?,
+    }
     // An older snapshot here loses its state file first: the directory
     // never pairs one snapshot's state with another's memory.
     match std::fs::remove_file(dir.join(STATE_FILE)) {
@@ -161,20 +171,24 @@ pub fn write(dir: &Path, state: &MachineState, ram: &GuestRam) -> Result<(), Sna
     std::fs::rename(&partial, &path).map_err(io_error(&path))
 }
 
-/// RAM into `path`: the file has RAM's length, and only pages that are
-/// not all zero are written (of a diff, only the pages in `pages`).
-fn write_memory(path: &Path, ram: &GuestRam, pages: Option<&[u64]>) -> Result<(), SnapshotError> {
+/// RAM into `path`: the file has RAM's length, and only the pages in
+/// `pages` are written (with `skip_zero`, only those not all zero).
+fn write_memory(
+    path: &Path,
+    ram: &GuestRam,
+    pages: &[u64],
+    skip_zero: bool,
+) -> Result<(), SnapshotError> {
     let file = File::create(path).map_err(io_error(path))?;
     file.set_len(ram.len()).map_err(io_error(path))?;
     let mut page = vec![0u8; PAGE];
     for offset in (0..ram.len()).step_by(PAGE) {
-        let wanted = pages.is_none_or(|bits| page_set(bits, offset as usize / PAGE));
-        if !wanted {
+        if !page_set(pages, offset as usize / PAGE) {
             continue;
         }
         let len = PAGE.min((ram.len() - offset) as usize);
         ram.read_bytes(ram.base() + offset, &mut page[..len]);
-        if pages.is_some() || page[..len].iter().any(|&b| b != 0) {
+        if !skip_zero || page[..len].iter().fold(0, |any, &b| any | b) != 0 {
             file.write_all_at(&page[..len], offset)
                 .map_err(io_error(path))?;
         }
@@ -318,7 +332,7 @@ mod tests {
         let dir = scratch("roundtrip");
         let ram = GuestRam::new(0x8000_0000, 1 << 20).unwrap();
         ram.write(0x8000_0000 + 5 * PAGE as u64 + 8, 8, 0x1122_3344);
-        write(&dir, &state(), &ram).unwrap();
+        write(&dir, &state(), &ram, &[u64::MAX; 4]).unwrap();
         assert_eq!(read_state(&dir).unwrap(), state());
         let memory = open_memory(&dir, 1 << 20).unwrap();
         let mut word = [0u8; 8];
@@ -340,7 +354,7 @@ mod tests {
     fn damaged_state_files_are_refused_with_the_reason() {
         let dir = scratch("damaged");
         let ram = GuestRam::new(0x8000_0000, 1 << 20).unwrap();
-        write(&dir, &state(), &ram).unwrap();
+        write(&dir, &state(), &ram, &[u64::MAX; 4]).unwrap();
         let good = std::fs::read(dir.join(STATE_FILE)).unwrap();
         let path = Path::new("state");
         let reason = |bytes: &[u8]| parse_state(path, bytes).unwrap_err().to_string();

@@ -441,23 +441,29 @@ fn run(args: RunArgs) -> Result<i32> {
         },
         ..MachineConfig::new(args.memory)
     };
-    let mut machine = match (&args.restore, &args.incoming) {
+    // Attached first, so a VM that comes in (or is restored) runs the
+    // moment it is in place.
+    let console = console::Console::attach();
+    let built = match (&args.restore, &args.incoming) {
         (Some(dir), _) => Machine::restore(dir, config.engine, Box::new(std::io::stdout()))
-            .with_context(|| format!("cannot restore {}", dir.display()))?,
+            .with_context(|| format!("cannot restore {}", dir.display())),
         (None, Some(url)) => {
             let address = tcp_address(url)?;
-            let (machine, crc) =
-                Machine::incoming(address, config.engine, Box::new(std::io::stdout()))
-                    .context("no VM came in")?;
-            match crc {
-                Some(crc) => eprintln!("visor: a VM came in: RAM CRC-32 {crc:08x}"),
-                None => eprintln!("visor: a VM came in"),
-            }
-            machine
+            Machine::incoming(address, config.engine, Box::new(std::io::stdout()))
+                .context("no VM came in")
+                .map(|(machine, crc)| {
+                    match crc {
+                        Some(crc) => eprintln!("visor: a VM came in: RAM CRC-32 {crc:08x}"),
+                        None => eprintln!("visor: a VM came in"),
+                    }
+                    machine
+                })
         }
-        (None, None) => Machine::new(&config, Box::new(std::io::stdout()))
-            .context("cannot build the machine")?,
+        (None, None) => {
+            Machine::new(&config, Box::new(std::io::stdout())).context("cannot build the machine")
+        }
     };
+    let mut machine = built?; // (an error drops the console first, restoring the terminal)
     let api_server = match &args.api_sock {
         Some(socket) => {
             let (commands, control) = std::sync::mpsc::channel();
@@ -466,7 +472,6 @@ fn run(args: RunArgs) -> Result<i32> {
         }
         None => None,
     };
-    let console = console::Console::attach();
     let started = std::time::Instant::now();
     let exit = machine.run(console.input());
     drop(console);
