@@ -50,7 +50,10 @@ fn enter_status(status: u64, from_supervisor: bool) -> u64 {
     s
 }
 pub use engine::{Engine, Interpreter, TranslationStats};
-pub use mmu::{tlb_tag, AccessMode, DataTlb, TlbStats, TLB_ENTRIES, TLB_TAG_MODE_BITS};
+pub use mmu::{
+    tlb_tag, AccessMode, DataTlb, TlbStats, TLB_ENTRIES, TLB_ENTRY_ADDEND, TLB_ENTRY_SHIFT,
+    TLB_TAG_MODE_BITS,
+};
 pub use ram::{GuestRam, RamAllocError};
 pub use state::{HartState, StateError};
 pub use trap::{Exception, ExceptionCause, TrapValues};

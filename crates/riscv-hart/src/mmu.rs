@@ -123,6 +123,13 @@ struct TlbEntry {
     addend: u64,
 }
 
+/// log2 of a soft-TLB entry's size, and the offset of its addend, as
+/// translated code indexes and reads entries.
+pub const TLB_ENTRY_SHIFT: u32 = 4;
+pub const TLB_ENTRY_ADDEND: usize = std::mem::offset_of!(TlbEntry, addend);
+const _: () = assert!(std::mem::size_of::<TlbEntry>() == 1 << TLB_ENTRY_SHIFT);
+const _: () = assert!(std::mem::offset_of!(TlbEntry, tag) == 0);
+
 const EMPTY: TlbEntry = TlbEntry {
     tag: u64::MAX,
     addend: 0,

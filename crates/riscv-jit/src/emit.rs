@@ -93,6 +93,25 @@ pub fn jump_index(pc: u64) -> usize {
     (pc >> 1) as usize & (JUMP_CACHE_ENTRIES - 1)
 }
 
+/// Where translated code finds [`ExitState`]'s fields (rbp points at it).
+const EXIT_PC: i32 = std::mem::offset_of!(ExitState, pc) as i32;
+const EXIT_COUNT: i32 = std::mem::offset_of!(ExitState, count) as i32;
+const EXIT_PATCH: i32 = std::mem::offset_of!(ExitState, patch) as i32;
+const EXIT_JUMP_CACHE: i32 = std::mem::offset_of!(ExitState, jump_cache) as i32;
+const EXIT_EPOCH: i32 = std::mem::offset_of!(ExitState, epoch) as i32;
+const EXIT_MXCSR: i32 = std::mem::offset_of!(ExitState, mxcsr) as i32;
+const EXIT_FFLAGS: i32 = std::mem::offset_of!(ExitState, fflags) as i32;
+const EXIT_HART: i32 = std::mem::offset_of!(ExitState, hart) as i32;
+/// log2 of a jump-cache entry's size, and where its fields are.
+const JUMP_ENTRY_SHIFT: i8 = 5;
+const JUMP_ENTRY_MODE: i32 = std::mem::offset_of!(JumpEntry, mode) as i32;
+const JUMP_ENTRY_CODE: i32 = std::mem::offset_of!(JumpEntry, entry) as i32;
+const _: () = assert!(std::mem::size_of::<JumpEntry>() == 1 << JUMP_ENTRY_SHIFT);
+const _: () = assert!(std::mem::offset_of!(JumpEntry, pc) == 0);
+const _: () = assert!(std::mem::size_of::<ExitState>() < 128, "rbp-relative disp8");
+/// The byte offset of a soft-TLB entry's addend.
+const TLB_ADDEND: i32 = riscv_hart::TLB_ENTRY_ADDEND as i32;
+
 /// What `exit` records, plus the jump cache `enter` pins.
 #[repr(C)]
 pub struct ExitState {
@@ -182,9 +201,9 @@ impl Runtime {
             ; jmp rdx
             ; .align 16
             ; =>exit
-            ; mov QWORD [rbp], rax
-            ; mov QWORD [rbp + 8], r12
-            ; mov QWORD [rbp + 16], rdx
+            ; mov QWORD [rbp + EXIT_PC], rax
+            ; mov QWORD [rbp + EXIT_COUNT], r12
+            ; mov QWORD [rbp + EXIT_PATCH], rdx
             ; add rsp, 8
             ; pop r15 ; pop r14 ; pop r13 ; pop r12 ; pop rbp ; pop rbx
             ; ret
@@ -284,7 +303,7 @@ pub fn emit_block(target: Target, pc: u64, instructions: &[(Instruction, u8)]) -
     let write_table = target.tlb.write as i64 - target.tlb.read as i64;
     assert_eq!(
         write_table,
-        (TLB_ENTRIES * 16) as i64,
+        (TLB_ENTRIES << riscv_hart::TLB_ENTRY_SHIFT) as i64,
         "the write table follows the read table"
     );
     // Room for a long block, so assembling rarely reallocates.
@@ -435,7 +454,7 @@ impl Emitter {
             ; =>cell
             ; .u32 0
             ; .u32 0
-            ; mov eax, DWORD [rbp + 32]
+            ; mov eax, DWORD [rbp + EXIT_EPOCH]
             ; cmp DWORD [=>cell], eax
             ; jne =>stale
             ; cmp r12, r14
@@ -483,7 +502,7 @@ impl Emitter {
             dynasm!(self.ops ; .arch x64
                 ; =>fill
                 ; push rdi ; push rsi ; push r8 ; push r9 ; push r10 ; push r11 ; push rax
-                ; mov rdi, QWORD [rbp + 56]
+                ; mov rdi, QWORD [rbp + EXIT_HART]
                 ; mov rsi, rax
                 ; mov rax, QWORD helper
                 ; call rax
@@ -737,7 +756,11 @@ impl Emitter {
         write: bool,
         slow: DynamicLabel,
     ) {
-        let table = if write { (TLB_ENTRIES * 16) as i32 } else { 0 };
+        let table = if write {
+            (TLB_ENTRIES << riscv_hart::TLB_ENTRY_SHIFT) as i32
+        } else {
+            0
+        };
         let (retry, miss) = (self.ops.new_dynamic_label(), self.ops.new_dynamic_label());
         self.misses
             .push((miss, retry, slow, size as u64 | (write as u64) << 8));
@@ -751,7 +774,7 @@ impl Emitter {
             ; shr rdx, 12
             ; mov ecx, edx
             ; and ecx, (TLB_ENTRIES - 1) as i32
-            ; shl ecx, 4
+            ; shl ecx, riscv_hart::TLB_ENTRY_SHIFT as i8
             // riscv_hart::tlb_tag(vaddr, mode): vpn << TLB_TAG_MODE_BITS | mode
             ; shl rdx, TLB_TAG_MODE_BITS as i8
         );
@@ -765,7 +788,7 @@ impl Emitter {
             ; and edx, 0xfff
             ; cmp edx, (0x1000 - size as u32) as i32
             ; ja =>slow
-            ; add rax, QWORD [r15 + rcx + table + 8]
+            ; add rax, QWORD [r15 + rcx + table + TLB_ADDEND]
         );
     }
 
@@ -1230,12 +1253,12 @@ impl Emitter {
                 // raised since the dispatcher last folded MXCSR in.
                 let table = MXCSR_TO_FFLAGS.as_ptr() as i64;
                 dynasm!(self.ops ; .arch x64
-                    ; stmxcsr DWORD [rbp + 40]
-                    ; mov eax, DWORD [rbp + 40]
+                    ; stmxcsr DWORD [rbp + EXIT_MXCSR]
+                    ; mov eax, DWORD [rbp + EXIT_MXCSR]
                     ; and eax, 0x3f
                     ; mov rcx, QWORD table
                     ; movzx eax, BYTE [rcx + rax]
-                    ; mov rcx, QWORD [rbp + 48]
+                    ; mov rcx, QWORD [rbp + EXIT_FFLAGS]
                     ; or rax, QWORD [rcx]
                 );
                 if op == CsrOp::Write {
@@ -1245,8 +1268,8 @@ impl Emitter {
                     dynasm!(self.ops ; .arch x64
                         ; and eax, 0x1f
                         ; mov QWORD [rcx], rax
-                        ; mov DWORD [rbp + 40], DEFAULT_MXCSR as i32
-                        ; ldmxcsr DWORD [rbp + 40]
+                        ; mov DWORD [rbp + EXIT_MXCSR], DEFAULT_MXCSR as i32
+                        ; ldmxcsr DWORD [rbp + EXIT_MXCSR]
                         ; mov rax, rdx
                     );
                 }
@@ -1274,13 +1297,13 @@ impl Emitter {
             ; mov edx, eax
             ; shr edx, 1
             ; and edx, (JUMP_CACHE_ENTRIES - 1) as i32
-            ; shl edx, 5
-            ; add rdx, QWORD [rbp + 24]
+            ; shl edx, JUMP_ENTRY_SHIFT
+            ; add rdx, QWORD [rbp + EXIT_JUMP_CACHE]
             ; cmp rax, QWORD [rdx]
             ; jne =>miss
-            ; cmp QWORD [rdx + 8], self.mode as i32
+            ; cmp QWORD [rdx + JUMP_ENTRY_MODE], self.mode as i32
             ; jne =>miss
-            ; jmp QWORD [rdx + 16]
+            ; jmp QWORD [rdx + JUMP_ENTRY_CODE]
             ; =>miss
             ; xor edx, edx
             ; jmp extern self.exit

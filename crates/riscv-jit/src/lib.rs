@@ -51,6 +51,7 @@ use riscv_hart::{DataTlb, Hart, Platform, RunExit, TLB_TAG_MODE_BITS};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::path::Path;
 use std::rc::Rc;
 
 /// Entries in the direct-mapped front of the block cache.
@@ -117,8 +118,20 @@ pub type JitStats = riscv_hart::TranslationStats;
 pub struct JitOptions {
     /// Check every block against the interpreter.
     pub lockstep: bool,
-    /// Deliberately mistranslate ADDI (adds one more): for testing lock-step.
+    /// Deliberately mistranslate ADDI (adds one more): for testing
+    /// lock-step; only this crate's tests have it.
+    #[cfg(test)]
     pub inject_bug: bool,
+}
+
+impl JitOptions {
+    /// Whether blocks are to be mistranslated on purpose (never outside tests).
+    fn injects_bug(&self) -> bool {
+        #[cfg(test)]
+        return self.inject_bug;
+        #[cfg(not(test))]
+        false
+    }
 }
 
 /// Blocks are looked up by virtual PC, host address of the code, and mode.
@@ -263,11 +276,7 @@ impl Jit {
             state,
             host_fma: std::arch::is_x86_feature_detected!("fma"),
             perf_map: std::env::var_os("VISOR_PERF_MAP").and_then(|_| {
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(format!("/tmp/perf-{}.map", std::process::id()))
-                    .ok()
+                open_perf_map(Path::new(&format!("/tmp/perf-{}.map", std::process::id())))
             }),
             divergence: None,
             stats: JitStats::default(),
@@ -501,7 +510,7 @@ impl Jit {
                         runtime: &jit.runtime,
                         tlb,
                         mode,
-                        inject_bug: jit.options.inject_bug,
+                        inject_bug: jit.options.injects_bug(),
                     },
                     pc,
                     &translation.instructions,
@@ -589,6 +598,20 @@ impl Jit {
         self.stats.translated_instructions += count;
         Some(ran)
     }
+}
+
+/// Opens (creating it, private to this user) `perf`'s map file for
+/// appending; never through a symlink, which someone else may have put
+/// in /tmp to make visor write where they choose.
+fn open_perf_map(path: &Path) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .ok()
 }
 
 #[cfg(test)]

@@ -764,3 +764,25 @@ fn a_store_to_the_next_page_half_of_a_translated_instruction_is_seen() {
     assert_eq!(translated.x, reference.x);
     assert_eq!(translated.pc, reference.pc);
 }
+
+#[test]
+fn the_perf_map_is_never_opened_through_a_symlink() {
+    let dir = std::env::temp_dir().join(format!("visor-perf-map-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let target = dir.join("victim");
+    std::fs::write(&target, b"precious").unwrap();
+    let link = dir.join("perf.map");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    assert!(
+        super::open_perf_map(&link).is_none(),
+        "followed the symlink"
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+    let plain = dir.join("plain.map");
+    assert!(super::open_perf_map(&plain).is_some());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&plain).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "private to its user: {mode:o}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -83,6 +83,8 @@ pub enum BootError {
     NoFirmware(String),
     #[error("memory size {0} bytes is out of range (1 MiB to 64 GiB)")]
     BadMemorySize(u64),
+    #[error("memory size {0} bytes is not a whole number of 4 KiB pages")]
+    UnalignedMemorySize(u64),
     #[error("hart count {0} is out of range (1 to {MAX_HARTS})")]
     BadHartCount(usize),
     #[error("--bios none needs --kernel with an ELF program")]
@@ -208,7 +210,6 @@ impl Engine {
             Engine::Jit => Box::new(riscv_jit::Jit::new(riscv_jit::JitOptions::default())),
             Engine::LockStep => Box::new(riscv_jit::Jit::new(riscv_jit::JitOptions {
                 lockstep: true,
-                inject_bug: false,
             })),
         }
     }
@@ -495,6 +496,11 @@ impl Machine {
     ) -> Result<Machine, BootError> {
         if !(MIN_RAM..=MAX_RAM).contains(&config.ram_size) {
             return Err(BootError::BadMemorySize(config.ram_size));
+        }
+        // A partial last page would let a hart cache a translation for
+        // the whole page, reaching past the end of RAM.
+        if !config.ram_size.is_multiple_of(PAGE_SIZE) {
+            return Err(BootError::UnalignedMemorySize(config.ram_size));
         }
         if !(1..=MAX_HARTS).contains(&config.harts) {
             return Err(BootError::BadHartCount(config.harts));

@@ -145,6 +145,10 @@ fn invalid_memory_sizes() {
         &["run", "--bios", "none", "-m", "1000G", "--kernel", &elf],
         "out of range",
     );
+    expect_error(
+        &["run", "--bios", "none", "-m", "2049K", "--kernel", &elf],
+        "memory size 2098176 bytes is not a whole number of 4 KiB pages",
+    );
 }
 
 #[test]
