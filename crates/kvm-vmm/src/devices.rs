@@ -206,6 +206,7 @@ pub fn virtio_bus(
     net: Option<&virtio::net::NetConfig>,
     stats: &mut StatsTable,
 ) -> Result<(Bus, Vec<String>), VmmError> {
+    virtio::blk::check_distinct(disks).map_err(virtio::devices::DeviceError::from)?;
     let mut bus = Bus::new();
     let wanted = Wanted {
         disks,

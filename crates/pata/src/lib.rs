@@ -94,6 +94,9 @@ pub struct Pata {
     transfer: Transfer,
     buffer: [u8; SECTOR],
     position: usize,
+    /// A write-back failed (see virtio-blk's `lost_writes`): every later
+    /// write and FLUSH CACHE is aborted.
+    lost_writes: bool,
 }
 
 impl Pata {
@@ -122,6 +125,7 @@ impl Pata {
             transfer: Transfer::None,
             buffer: [0; SECTOR],
             position: 0,
+            lost_writes: false,
         };
         pata.signature();
         pata
@@ -262,7 +266,7 @@ impl Pata {
                 None => self.fail(ERROR_ABRT),
             },
             0x30 | 0x31 | 0x34 => match self.address(command == 0x34) {
-                _ if self.read_only => self.fail(ERROR_ABRT),
+                _ if self.read_only || self.lost_writes => self.fail(ERROR_ABRT),
                 Some((lba, count)) if self.in_range(lba, count) => {
                     self.transfer = Transfer::Out {
                         lba,
@@ -274,7 +278,7 @@ impl Pata {
                 Some(_) => self.fail(ERROR_IDNF),
                 None => self.fail(ERROR_ABRT),
             },
-            0xe7 | 0xea => match self.file.sync_data() {
+            0xe7 | 0xea => match self.write_back() {
                 Ok(()) => self.complete(),
                 Err(_) => self.fail(ERROR_ABRT),
             },
@@ -400,8 +404,30 @@ pub struct PataState {
 impl Pata {
     /// Makes what the guest wrote durable (before a snapshot names the
     /// disk by its path).
-    pub fn flush(&self) -> std::io::Result<()> {
-        self.file.sync_data()
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.write_back()
+    }
+
+    /// `fdatasync`, a failure remembered for good.
+    fn write_back(&mut self) -> std::io::Result<()> {
+        if self.lost_writes {
+            return Err(std::io::Error::other(
+                "an earlier write-back to the image failed",
+            ));
+        }
+        let result = self.file.sync_data();
+        self.lost_writes = result.is_err();
+        result
+    }
+
+    /// Drops the image's lock (a migration's source, its guest stopped).
+    pub fn release(&self) -> std::io::Result<()> {
+        vm_device::image::unlock(&self.file)
+    }
+
+    /// Takes the image's lock again.
+    pub fn reacquire(&self) -> std::io::Result<()> {
+        vm_device::image::lock(&self.file, self.read_only)
     }
 }
 
@@ -633,6 +659,29 @@ mod tests {
         outb(p, REG_LBA_HIGH, (lba >> 16) as u8);
         outb(p, REG_DEVICE, DEVICE_LBA | (lba >> 24) as u8 & 0xf);
         outb(p, REG_STATUS_COMMAND, command);
+    }
+
+    #[test]
+    fn a_failed_flush_aborts_every_later_write_and_flush() {
+        let (mut p, file, _) = disk(16);
+        let mut fds = [0; 2];
+        // SAFETY: pipe writes two new descriptors into fds.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: fds[0] is a new descriptor this File now owns; fds[1] is closed.
+        p.file = unsafe { <File as std::os::unix::io::FromRawFd>::from_raw_fd(fds[0]) };
+        // SAFETY: fds[1] is ours and not used again.
+        unsafe { libc::close(fds[1]) };
+        let aborted = |p: &mut Pata| inb(p, REG_STATUS_COMMAND) & STATUS_ERR != 0;
+        outb(&mut p, REG_STATUS_COMMAND, 0xe7);
+        assert!(aborted(&mut p), "fdatasync on a pipe fails");
+        p.file = file; // the image would write back fine now
+        outb(&mut p, REG_STATUS_COMMAND, 0xe7);
+        assert!(aborted(&mut p), "sticky");
+        lba28(&mut p, 1, 1, 0x30);
+        assert!(aborted(&mut p), "writes are aborted");
+        lba28(&mut p, 2, 1, 0x20);
+        assert!(!aborted(&mut p), "reads go on");
+        assert!(p.flush().is_err());
     }
 
     #[test]

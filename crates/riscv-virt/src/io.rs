@@ -54,6 +54,7 @@ pub fn build(
     output: SharedWriter,
     stats: &mut StatsTable,
 ) -> Result<IoDevices, BootError> {
+    virtio::blk::check_distinct(config.disks.iter().chain(&config.ide_disk))?;
     let console_input = ConsoleInput::default();
     let mut bus = Bus::new();
     let mut lines = Vec::new();

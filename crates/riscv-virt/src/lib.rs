@@ -926,8 +926,22 @@ impl Machine {
     /// Becomes the machine the snapshot in `dir` holds (see [`Command::Load`]).
     fn load(&mut self, dir: &std::path::Path, resume: bool) -> Result<(), CommandError> {
         let console = Box::new(self.output.clone());
-        let mut loaded = Machine::restore(dir, self.config.engine, console)
-            .map_err(|e| CommandError::Failed(format!("cannot load {}: {e}", dir.display())))?;
+        // The snapshot's machine may open the same images.
+        self.release_images()
+            .map_err(|e| CommandError::Failed(format!("releasing the disk images: {e}")))?;
+        let mut loaded = match Machine::restore(dir, self.config.engine, console) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                let relocked = match self.reacquire_images() {
+                    Ok(()) => String::new(),
+                    Err(e) => format!(" (and the VM's disk images could not be locked again: {e})"),
+                };
+                return Err(CommandError::Failed(format!(
+                    "cannot load {}: {e}{relocked}",
+                    dir.display()
+                )));
+            }
+        };
         loaded.control = self.control.take();
         loaded.input_closed = self.input_closed;
         loaded.set_paused(!resume);
@@ -1034,6 +1048,11 @@ impl Machine {
             self.migration_failed(m, &format!("flushing the disks: {e}"));
             return false;
         }
+        // The destination opens the disks when the state arrives.
+        if let Err(e) = self.release_images() {
+            self.migration_failed(m, &format!("releasing the disk images: {e}"));
+            return false;
+        }
         for (word, more) in dirty.iter_mut().zip(self.take_dirty_pages()) {
             *word |= more;
         }
@@ -1060,11 +1079,32 @@ impl Machine {
 
     /// Ends a failed migration: the VM runs on here as before.
     fn migration_failed(&mut self, m: Outgoing, why: &str) {
+        // Its disks back (the stop-and-copy may have let them go).
+        let relocked = match self.reacquire_images() {
+            Ok(()) => String::new(),
+            Err(e) => format!(" (but its disk images could not be locked again: {e})"),
+        };
         self.set_paused(m.was_paused);
         let _ = m.reply.send(Err(CommandError::Failed(format!(
-            "migration to {} failed: {why}; the VM runs on here",
+            "migration to {} failed: {why}; the VM runs on here{relocked}",
             m.to
         ))));
+    }
+
+    /// Lets go of the disk images' locks, so a destination can take them.
+    fn release_images(&self) -> std::io::Result<()> {
+        self.transports
+            .iter()
+            .try_for_each(|t| lock(t).release_device())?;
+        self.pata.as_ref().map_or(Ok(()), |p| lock(p).release())
+    }
+
+    /// Takes the disk images' locks again.
+    fn reacquire_images(&self) -> std::io::Result<()> {
+        self.transports
+            .iter()
+            .try_for_each(|t| lock(t).reacquire_device())?;
+        self.pata.as_ref().map_or(Ok(()), |p| lock(p).reacquire())
     }
 
     /// CRC-32 of all of guest RAM (both ends of a migration report it).

@@ -41,6 +41,10 @@ pub enum DiskError {
         path: PathBuf,
         cause: std::io::Error,
     },
+    #[error("disk image {}: in use by another VM (locked); an image several VMs share must be readonly in all of them", path.display())]
+    Locked { path: PathBuf },
+    #[error("disk image {} is given twice", path.display())]
+    Twice { path: PathBuf },
 }
 
 /// Why a request failed; each maps to a status byte.
@@ -133,10 +137,16 @@ pub struct Block {
     id: [u8; ID_BYTES],
     stats: Arc<DeviceStats>,
     buffer: Vec<u8>,
+    /// A write-back (`fdatasync`) failed: the image may have lost data
+    /// the guest was told is written, and a later flush could succeed
+    /// without bringing it back. From then on every write, discard and
+    /// flush fails, as with QEMU's file driver; reads go on.
+    lost_writes: bool,
 }
 
 impl DiskConfig {
-    /// Opens the image (read-only disks read-only) and returns it with its size.
+    /// Opens and locks the image (read-only disks read-only, under a
+    /// shared lock; see [`vm_device::image`]) and returns it with its size.
     pub fn open(&self) -> Result<(File, u64), DiskError> {
         let open_error = |cause| DiskError::Open {
             path: self.path.clone(),
@@ -148,8 +158,37 @@ impl DiskConfig {
             .open(&self.path)
             .map_err(open_error)?;
         let len = file.metadata().map_err(open_error)?.len();
+        vm_device::image::lock(&file, self.read_only).map_err(|cause| {
+            match cause.raw_os_error() {
+                Some(libc::EAGAIN | libc::EACCES) => DiskError::Locked {
+                    path: self.path.clone(),
+                },
+                _ => open_error(cause),
+            }
+        })?;
         Ok((file, len))
     }
+}
+
+/// Refuses a machine given the same image twice (by any path to it):
+/// it would mount one file system as two disks.
+pub fn check_distinct<'a>(
+    disks: impl IntoIterator<Item = &'a DiskConfig>,
+) -> Result<(), DiskError> {
+    let mut seen = Vec::new();
+    for disk in disks {
+        // A path that does not resolve fails to open, with its own message.
+        let Ok(real) = std::fs::canonicalize(&disk.path) else {
+            continue;
+        };
+        if seen.contains(&real) {
+            return Err(DiskError::Twice {
+                path: disk.path.clone(),
+            });
+        }
+        seen.push(real);
+    }
+    Ok(())
 }
 
 impl Block {
@@ -180,6 +219,7 @@ impl Block {
             id,
             stats,
             buffer: vec![0; CHUNK],
+            lost_writes: false,
         }
     }
 
@@ -230,10 +270,17 @@ impl Block {
             writer.available_bytes(),
             self.capacity,
         )?;
+        let changes = matches!(
+            request,
+            Request::Write { .. } | Request::Flush | Request::Discard
+        );
+        if changes && self.lost_writes {
+            return Err(RequestError::Io);
+        }
         match request {
             Request::Read { sector, len } => self.read(sector, len, writer),
             Request::Write { sector, len } => self.write(sector, len, reader),
-            Request::Flush => self.file.sync_data().map_err(|_| RequestError::Io),
+            Request::Flush => self.write_back().map_err(|_| RequestError::Io),
             Request::GetId => {
                 let n = ID_BYTES.min(writer.available_bytes());
                 writer
@@ -242,6 +289,18 @@ impl Block {
             }
             Request::Discard => self.discard(reader),
         }
+    }
+
+    /// `fdatasync`, remembering a failure for good (see `lost_writes`).
+    fn write_back(&mut self) -> std::io::Result<()> {
+        if self.lost_writes {
+            return Err(std::io::Error::other(
+                "an earlier write-back to the image failed",
+            ));
+        }
+        let result = self.file.sync_data();
+        self.lost_writes = result.is_err();
+        result
     }
 
     fn read(
@@ -350,7 +409,15 @@ impl VirtioDevice for Block {
         if self.read_only {
             return Ok(());
         }
-        self.file.sync_data()
+        self.write_back()
+    }
+
+    fn release(&mut self) -> std::io::Result<()> {
+        vm_device::image::unlock(&self.file)
+    }
+
+    fn reacquire(&mut self) -> std::io::Result<()> {
+        vm_device::image::lock(&self.file, self.read_only)
     }
 
     fn device_type(&self) -> u32 {
@@ -463,6 +530,38 @@ mod tests {
         );
         let [traps, _, from_guest, to_guest] = stats.snapshot();
         assert_eq!((traps, from_guest, to_guest), (0, 512, 1024));
+    }
+
+    #[test]
+    fn a_failed_write_back_fails_every_later_write_and_flush() {
+        let (mut block, _) = device(false);
+        let image = std::mem::replace(&mut block.file, pipe());
+        // fdatasync on a pipe fails (EINVAL), as on a disk that lost data.
+        let flush = |block: &mut Block| run(block, VIRTIO_BLK_T_FLUSH, 0, &[], false).1;
+        assert_eq!(flush(&mut block), VIRTIO_BLK_S_IOERR as u8);
+        block.file = image; // the image would write back fine now
+        assert_eq!(flush(&mut block), VIRTIO_BLK_S_IOERR as u8, "sticky");
+        let (_, status, _) = run(&mut block, VIRTIO_BLK_T_OUT, 5, &[7; 512], false);
+        assert_eq!(status, VIRTIO_BLK_S_IOERR as u8, "writes fail too");
+        let (_, status, data) = run(&mut block, VIRTIO_BLK_T_IN, 3, &[0; 512], true);
+        assert_eq!(status, VIRTIO_BLK_S_OK as u8, "reads go on");
+        assert_eq!(&data[..12], b"sector-three");
+        assert!(
+            VirtioDevice::flush(&mut block).is_err(),
+            "a snapshot's flush fails"
+        );
+    }
+
+    /// The read end of a fresh pipe, as a File.
+    fn pipe() -> File {
+        let mut fds = [0; 2];
+        // SAFETY: pipe writes two new descriptors into fds.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: fds[0] is a new descriptor this File now owns.
+        let file = unsafe { <File as std::os::unix::io::FromRawFd>::from_raw_fd(fds[0]) };
+        // SAFETY: fds[1] is ours and not used again.
+        unsafe { libc::close(fds[1]) };
+        file
     }
 
     #[test]

@@ -67,6 +67,15 @@ pub trait VirtioDevice: Send {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+    /// Lets another process take what the device holds on the host (a
+    /// disk image's lock): a migration's source, its guest stopped.
+    fn release(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+    /// Takes back what [`VirtioDevice::release`] let go.
+    fn reacquire(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Completes every available chain of `queue` with `handle`, which returns

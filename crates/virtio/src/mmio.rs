@@ -61,6 +61,16 @@ impl MmioTransport {
         self.device.flush()
     }
 
+    /// See [`VirtioDevice::release`].
+    pub fn release_device(&mut self) -> std::io::Result<()> {
+        self.device.release()
+    }
+
+    /// See [`VirtioDevice::reacquire`].
+    pub fn reacquire_device(&mut self) -> std::io::Result<()> {
+        self.device.reacquire()
+    }
+
     fn offered_features(&self) -> u64 {
         self.device.features() | TRANSPORT_FEATURES
     }

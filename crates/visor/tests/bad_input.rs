@@ -199,8 +199,20 @@ fn bad_disks_and_nics() {
     let disk = scratch("small.img", &[0; 4096]);
     let ide = format!("{disk},if=ide");
     with_program(&["--disk", &ide, "--disk", &ide], "takes one disk");
-    let many: Vec<&str> = (0..7).flat_map(|_| ["--disk", disk.as_str()]).collect();
+    let disks: Vec<String> = (0..7)
+        .map(|i| scratch(&format!("small{i}.img"), &[0; 4096]))
+        .collect();
+    let many: Vec<&str> = disks.iter().flat_map(|d| ["--disk", d.as_str()]).collect();
     with_program(&many, "too many virtio devices");
+    let same = format!(
+        "{}/../bad-input/small.img",
+        std::path::Path::new(&disk).parent().unwrap().display()
+    );
+    with_program(
+        &["--disk", &disk, "--disk", &same],
+        "small.img is given twice",
+    );
+    with_program(&["--disk", &disk, "--disk", &ide], "is given twice");
     with_program(&["--net", "mac=52:54:00:00:00:01"], "--net needs tap=NAME");
     with_program(&["--net", "tap=t0,mac=zz"], "is not a MAC address");
     with_program(
@@ -208,4 +220,38 @@ fn bad_disks_and_nics() {
         "TAP interface",
     );
     with_program(&["--console", "parallel"], "invalid value 'parallel'");
+}
+
+#[test]
+fn an_image_another_vm_writes_is_refused_and_readers_share() {
+    let disk = scratch("locked.img", &[0; 4096]);
+    let readonly = format!("{disk},readonly");
+    let counter = guest("counter").display().to_string();
+    let args = |disk: &str| -> Vec<String> {
+        [
+            "run", "--bios", "none", "--kernel", &counter, "--disk", disk,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let start = |disk: &str| {
+        let mut cmd = visor();
+        cmd.args(args(disk));
+        let mut vm = Session::start(cmd);
+        vm.expect("count 1 ", Duration::from_secs(20));
+        vm
+    };
+    let refused = |disk: &str| {
+        let args = args(disk);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        expect_error(&args, "locked.img: in use by another VM (locked)");
+    };
+    let writer = start(&disk);
+    refused(&disk);
+    refused(&readonly);
+    drop(writer);
+    // Readers share; a writer then waits its turn.
+    let _reader = start(&readonly);
+    let _another = start(&readonly);
+    refused(&disk);
 }

@@ -11,6 +11,7 @@
 //! guest RAM. Devices whose state a snapshot keeps implement [`Persist`].
 
 mod bus;
+pub mod image;
 mod irq;
 mod persist;
 mod stats;
