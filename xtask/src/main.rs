@@ -141,6 +141,28 @@ fn run(mut command: Command) -> Result<()> {
     Ok(())
 }
 
+/// `test`'s command again, for the unit tests and the guest-program
+/// suite under the `overflow` profile.
+fn with_overflow_checks(test: &Command) -> Command {
+    let mut c = cargo();
+    c.current_dir(test.get_current_dir().unwrap_or(Path::new(".")))
+        .args([
+            "test",
+            "--workspace",
+            "--profile",
+            "overflow",
+            "--lib",
+            "--bins",
+        ])
+        .args(["--test", "guest_programs"]);
+    for (key, value) in test.get_envs() {
+        if let Some(value) = value {
+            c.env(key, value);
+        }
+    }
+    c
+}
+
 /// Errors are one line (with their causes), never a backtrace: a failed apt
 /// run or image build is not a crash, whatever `RUST_BACKTRACE` says.
 fn main() -> std::process::ExitCode {
@@ -208,12 +230,23 @@ fn xtask() -> Result<()> {
             if let Some(vmlinux) = &images.linux_x86_64 {
                 c.env("VISOR_LINUX_X86_64", vmlinux);
             }
+            let checked = with_overflow_checks(&c);
             let started = std::time::Instant::now();
             run(c)?;
             eprintln!(
                 "[xtask] tests passed ({:.1} s)",
                 started.elapsed().as_secs_f64()
             );
+            // Unless a test was named: the unit tests and the guest
+            // programs again, with overflow checks and debug assertions.
+            if rest.is_empty() {
+                let started = std::time::Instant::now();
+                run(checked)?;
+                eprintln!(
+                    "[xtask] unit tests and guest programs with overflow checks passed ({:.1} s)",
+                    started.elapsed().as_secs_f64()
+                );
+            }
         }
         "bench" => {
             let images = prepare(&root)?;

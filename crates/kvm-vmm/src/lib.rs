@@ -137,9 +137,9 @@ pub struct Vm {
 }
 
 /// Where trapped accesses go: port I/O and MMIO, shared by every vCPU thread.
-struct Buses {
-    pio: Bus,
-    mmio: Bus,
+pub(crate) struct Buses {
+    pub(crate) pio: Bus,
+    pub(crate) mmio: Bus,
 }
 
 impl Vm {

@@ -43,6 +43,8 @@ pub struct TranslationStats {
     pub code_bytes: u64,
     /// Time spent translating (decoding and emitting), in nanoseconds.
     pub translation_nanos: u64,
+    /// Times the table of blocks reached its bound and was emptied.
+    pub table_flushes: u64,
 }
 
 impl std::ops::AddAssign for TranslationStats {
@@ -52,5 +54,6 @@ impl std::ops::AddAssign for TranslationStats {
         self.block_instructions += other.block_instructions;
         self.code_bytes += other.code_bytes;
         self.translation_nanos += other.translation_nanos;
+        self.table_flushes += other.table_flushes;
     }
 }

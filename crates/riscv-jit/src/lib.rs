@@ -213,10 +213,21 @@ fn reset_mxcsr() {
     unsafe { core::arch::asm!("ldmxcsr [{}]", in(reg) &DEFAULT_MXCSR, options(nostack)) };
 }
 
+/// The most entries the block table holds (about 200 bytes each, with
+/// the code they name); a guest that runs through more distinct (PC,
+/// page, mode) keys — say, memory full of instructions nothing can
+/// translate, or one page mapped at many addresses — empties it, as a
+/// full arena does, instead of growing host memory without limit.
+#[cfg(not(test))]
+const MAX_SLOTS: usize = 1 << 18;
+#[cfg(test)]
+const MAX_SLOTS: usize = 256;
+
 /// The translation engine for one hart.
 pub struct Jit {
     options: JitOptions,
-    /// Blocks by key, kept until replaced or the arena fills (no eviction).
+    /// Blocks by key, kept until replaced, the arena fills or the table
+    /// reaches [`MAX_SLOTS`].
     slots: HashMap<Key, Rc<Slot>, BuildHasherDefault<KeyHasher>>,
     /// Direct-mapped front for `slots`: the last block seen per index.
     recent: Vec<Option<(Key, Rc<Slot>)>>,
@@ -481,6 +492,10 @@ impl Jit {
         tlb: DataTlb,
     ) -> Option<Rc<Slot>> {
         let (pc, _, mode) = key;
+        if self.slots.len() >= MAX_SLOTS {
+            self.reset();
+            self.stats.table_flushes += 1;
+        }
         let features = translate::Features {
             // Lock-step replays blocks, so their side effects stay interpreted.
             side_effects: !self.options.lockstep,

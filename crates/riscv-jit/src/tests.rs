@@ -786,3 +786,29 @@ fn the_perf_map_is_never_opened_through_a_symlink() {
     assert_eq!(mode & 0o077, 0, "private to its user: {mode:o}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_block_table_stays_bounded_over_many_distinct_blocks() {
+    // 1,500 blocks of `addi x1, x1, 1; jal x0, +4`, then WFI.
+    let mut program = Vec::new();
+    for _ in 0..1500 {
+        program.push(i_type(0x13, 0, 1, 1, 1));
+        program.push(1 << 22 | 0x6f); // jal x0, +4
+    }
+    program.push(WFI);
+    let reference = interpret_long(&program);
+    let mut hart = hart_with(&program);
+    let mut jit = Jit::new(JitOptions::default());
+    assert_eq!(jit.run(&mut hart, &mut Bare, 100_000).0, RunExit::Wfi);
+    assert_eq!(hart.x, reference.x);
+    assert_eq!(hart.x[1], 1500);
+    assert!(jit.slots.len() <= MAX_SLOTS, "{} entries", jit.slots.len());
+    assert!(jit.stats.table_flushes >= 5, "{:?}", jit.stats);
+}
+
+fn interpret_long(program: &[u32]) -> Hart {
+    let mut hart = hart_with(program);
+    let (exit, _) = hart.run(&mut Bare, 100_000);
+    assert_eq!(exit, RunExit::Wfi);
+    hart
+}

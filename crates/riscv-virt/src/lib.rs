@@ -369,8 +369,10 @@ pub struct Machine {
     /// A device receives host input on its own (a TAP): poll it every
     /// [`POLL_TICKS`] and keep idle sleeps short.
     needs_polling: bool,
-    /// When the bus is next polled (mtime ticks); 0 = at the next turn.
-    next_poll: u64,
+    /// Guest time the bus was last polled at.
+    polled_at: u64,
+    /// Poll the bus at the next turn (console input is waiting for it).
+    poll_soon: bool,
     stats: StatsTable,
     /// Guest RAM as the devices see it (with their dirty bitmap).
     memory: GuestMemoryMmap,
@@ -647,7 +649,8 @@ impl Machine {
             output,
             virtio_console_input: io.console_input.clone(),
             needs_polling: io.needs_polling,
-            next_poll: 0,
+            polled_at: 0,
+            poll_soon: true,
             stats,
             memory: memory.clone(),
             last_snapshot: None,
@@ -1287,18 +1290,16 @@ impl Machine {
     /// attached. Not every turn: device accesses end turns, and polling
     /// then would tax every trapped access.
     fn poll_devices(&mut self) {
-        if self.next_poll == u64::MAX {
+        if !self.poll_soon && !self.needs_polling {
             return;
         }
         let now = self.devices.mtime();
-        if now < self.next_poll {
+        // Wrapping: the guest may set mtime anywhere, up to u64::MAX.
+        if !self.poll_soon && poll_interval_running(now, self.polled_at) {
             return;
         }
-        self.next_poll = if self.needs_polling {
-            now + POLL_TICKS
-        } else {
-            u64::MAX
-        };
+        self.poll_soon = false;
+        self.polled_at = now;
         self.devices.bus.poll();
         self.devices.refresh_bus_irqs();
     }
@@ -1348,7 +1349,7 @@ impl Machine {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner());
                 queue.extend(self.pending_input.drain(..));
-                self.next_poll = 0; // deliver it at once
+                self.poll_soon = true; // deliver it at once
             }
             ConsoleDevice::Virtio => {}
         }
@@ -1387,6 +1388,13 @@ impl Machine {
         }
         None
     }
+}
+
+/// Whether less than [`POLL_TICKS`] of guest time passed from `polled_at`
+/// to `now`, across a wrap of `mtime` too (a guest that sets `mtime`
+/// back makes the next poll due at once).
+fn poll_interval_running(now: u64, polled_at: u64) -> bool {
+    now.wrapping_sub(polled_at) < POLL_TICKS
 }
 
 /// Refuses a snapshot's or a migration's machine shape this board cannot build.
@@ -1563,4 +1571,21 @@ fn load_boot_images(
         fw_dynamic_info: info_addr,
         tohost,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polling_keeps_its_interval_across_a_wrap_of_mtime() {
+        let near_end = u64::MAX - 10;
+        assert!(poll_interval_running(near_end, near_end - 5));
+        assert!(!poll_interval_running(near_end, near_end - POLL_TICKS));
+        // Past the wrap, the interval still counts from the last poll.
+        assert!(poll_interval_running(5, near_end));
+        assert!(!poll_interval_running(POLL_TICKS, near_end));
+        // mtime set back: due at once.
+        assert!(!poll_interval_running(100, 5_000));
+    }
 }

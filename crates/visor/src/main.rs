@@ -497,6 +497,12 @@ fn run(args: RunArgs) -> Result<i32> {
                 jit.translation_nanos as f64 / 1e6,
                 jit.translation_nanos as f64 / 1e3 / blocks
             );
+            if jit.table_flushes > 0 {
+                eprintln!(
+                    "visor: the block table reached its bound {} times and was emptied",
+                    jit.table_flushes
+                );
+            }
         }
         let (flushes, tlb) = machine.tlb_stats();
         eprintln!(

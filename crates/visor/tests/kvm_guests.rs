@@ -133,6 +133,12 @@ fn switch_from_32_bit_entry_to_long_mode() {
     );
 }
 
+/// `rep outsb`/`rep insb`: every byte of count × size is a port access.
+#[test]
+fn string_port_io_moves_every_byte() {
+    check("string_io", "visor-x86: rep insb and rep outsb ok");
+}
+
 #[test]
 fn port_io_exits_are_dispatched_and_counted() {
     check("port_loop", "visor-x86: 100000 port writes");
