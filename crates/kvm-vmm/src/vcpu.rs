@@ -171,7 +171,7 @@ mod tests {
 
     impl BusDevice for Recorder {
         fn read(&mut self, _offset: u64, data: &mut [u8]) {
-            self.reads += 1;
+            self.reads = self.reads.wrapping_add(1);
             data.fill(self.reads);
         }
         fn write(&mut self, _offset: u64, data: &[u8]) {

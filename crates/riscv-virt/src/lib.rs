@@ -878,14 +878,26 @@ impl Machine {
             match command {
                 Command::Pause(reply) => {
                     self.set_paused(true);
+                    // A migration that fails leaves the VM as last asked.
+                    if let Some(m) = &mut self.outgoing {
+                        m.was_paused = true;
+                    }
                     let _ = reply.send(Ok(()));
                 }
                 Command::Resume(reply) => {
                     self.set_paused(false);
+                    if let Some(m) = &mut self.outgoing {
+                        m.was_paused = false;
+                    }
                     let _ = reply.send(Ok(()));
                 }
                 Command::Snapshot { dir, diff, reply } => {
-                    let result = if self.paused {
+                    let result = if self.outgoing.is_some() {
+                        // It would take the dirty marks the migration needs.
+                        Err(CommandError::WrongState(
+                            "a migration is under way; snapshot after it",
+                        ))
+                    } else if self.paused {
                         self.snapshot(&dir, diff)
                             .map_err(|e| CommandError::Failed(e.to_string()))
                     } else {
@@ -1082,14 +1094,21 @@ impl Machine {
 
     /// Ends a failed migration: the VM runs on here as before.
     fn migration_failed(&mut self, m: Outgoing, why: &str) {
-        // Its disks back (the stop-and-copy may have let them go).
-        let relocked = match self.reacquire_images() {
-            Ok(()) => String::new(),
-            Err(e) => format!(" (but its disk images could not be locked again: {e})"),
+        // Its disks back (the stop-and-copy may have let them go). If
+        // someone else holds them now — a destination that runs the VM
+        // after all? — it must not write them too: it stays paused.
+        let outcome = match self.reacquire_images() {
+            Ok(()) => {
+                self.set_paused(m.was_paused);
+                "the VM runs on here".to_owned()
+            }
+            Err(e) => {
+                self.set_paused(true);
+                format!("its disk images could not be locked again ({e}), so the VM stays paused")
+            }
         };
-        self.set_paused(m.was_paused);
         let _ = m.reply.send(Err(CommandError::Failed(format!(
-            "migration to {} failed: {why}; the VM runs on here{relocked}",
+            "migration to {} failed: {why}; {outcome}",
             m.to
         ))));
     }

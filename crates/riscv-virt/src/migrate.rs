@@ -26,7 +26,7 @@ use vm_device::vm_memory::{Bytes, GuestAddress};
 use vm_device::GuestMemoryMmap;
 
 const MAGIC: &[u8; 8] = b"VISORMIG";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 pub const PAGE: usize = 4096;
 const TAG_PAGE: u8 = 1;
 const TAG_ZERO: u8 = 2;

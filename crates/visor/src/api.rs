@@ -1,7 +1,8 @@
 //! The control API: HTTP/JSON on a Unix socket (`visor run --api-sock
 //! PATH`), with Firecracker's endpoint names where they apply, served by a
 //! thread that turns each request into a lifecycle [`Command`] for the
-//! machine and answers with what the machine said. Errors are JSON
+//! machine and answers with what the machine said (each request on a
+//! thread of its own, so a pause need not wait for a migration's answer). Errors are JSON
 //! `{"fault_message": "..."}` (Firecracker's shape): 400 for a request
 //! that cannot be carried out (bad JSON, the wrong state), 404 for an
 //! unknown path, 405 for a method a path does not take.
@@ -45,21 +46,30 @@ pub fn serve(socket: &Path, commands: Sender<Command>) -> Result<Server> {
         .spawn(move || {
             for mut request in server.incoming_requests() {
                 counter.fetch_add(1, Ordering::SeqCst);
-                let (status, body) = answer(&mut request, &commands);
-                let text = if body.is_null() {
-                    String::new()
-                } else {
-                    body.to_string()
-                };
-                let response = tiny_http::Response::from_string(text)
-                    .with_status_code(status)
-                    .with_header(
-                        "Content-Type: application/json"
-                            .parse::<tiny_http::Header>()
-                            .expect("a valid header"),
-                    );
-                let _ = request.respond(response);
-                counter.fetch_sub(1, Ordering::SeqCst);
+                // Each request on a thread of its own: a migration's
+                // answer takes as long as the migration, and a pause or
+                // a look at the VM must not wait for it.
+                let commands = commands.clone();
+                let counter = counter.clone();
+                let _ = std::thread::Builder::new()
+                    .name("api-request".into())
+                    .spawn(move || {
+                        let (status, body) = answer(&mut request, &commands);
+                        let text = if body.is_null() {
+                            String::new()
+                        } else {
+                            body.to_string()
+                        };
+                        let response = tiny_http::Response::from_string(text)
+                            .with_status_code(status)
+                            .with_header(
+                                "Content-Type: application/json"
+                                    .parse::<tiny_http::Header>()
+                                    .expect("a valid header"),
+                            );
+                        let _ = request.respond(response);
+                        counter.fetch_sub(1, Ordering::SeqCst);
+                    });
             }
         })?;
     Ok(Server { in_flight })

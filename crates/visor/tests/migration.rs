@@ -196,6 +196,55 @@ fn a_destination_that_dies_leaves_the_source_running() {
 }
 
 #[test]
+fn a_vm_paused_during_a_failed_migration_stays_paused_and_takes_no_snapshot_meanwhile() {
+    let dir = scratch_dir("migrate-paused");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // A destination that takes the start of the stream and then stalls
+    // (the dirtier's 16 MiB do not fit the socket's buffers) until told.
+    let (hang_up, hang_up_rx) = std::sync::mpsc::channel::<()>();
+    let (reading, reading_rx) = std::sync::mpsc::channel();
+    let stalls = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut start = vec![0u8; 64 << 10];
+        stream.read_exact(&mut start).unwrap();
+        reading.send(()).unwrap();
+        let _ = hang_up_rx.recv();
+    });
+    let (mut source, socket) = source(&dir, "dirtier");
+    source.expect("pass 1\n", LIMIT);
+    let migration = {
+        let socket = socket.clone();
+        std::thread::spawn(move || migrate(&socket, port, &[]))
+    };
+    reading_rx.recv().unwrap();
+    let control = |verb: &str, extra: &[&Path]| {
+        let mut cmd = visor();
+        cmd.arg(verb).arg("--api-sock").arg(&socket).args(extra);
+        run_with_timeout(cmd, LIMIT)
+    };
+    assert!(control("pause", &[]).status.success());
+    let out = control("snapshot", &[&dir.join("snap")]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "visor: error: a migration is under way; snapshot after it"
+    );
+    hang_up.send(()).unwrap();
+    stalls.join().unwrap();
+    let out = migration.join().unwrap();
+    assert!(!out.status.success(), "the destination hung up");
+    // Paused when the migration failed, so still paused.
+    source.collect(Duration::from_millis(200));
+    let before = source.seen.len();
+    source.collect(Duration::from_millis(500));
+    assert_eq!(source.seen.len(), before, "it ran while paused");
+    assert!(control("resume", &[]).status.success());
+    let passes = source.seen.matches("pass ").count();
+    source.expect(&format!("pass {}\n", passes + 2), LIMIT);
+    assert!(!source.seen.contains("FAIL"));
+}
+
+#[test]
 fn a_busy_port_and_a_stream_that_is_not_a_migration_are_refused() {
     let port = free_port();
     let mut first = destination(port, "interp");
