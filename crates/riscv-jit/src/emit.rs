@@ -248,7 +248,10 @@ impl Runtime {
 
 /// A translated block in the arena.
 pub struct Block {
+    /// Where it runs (the arena's executable view).
     pub entry: *mut u8,
+    /// The same bytes in the arena's writable view.
+    write: *mut u8,
     /// Guest instructions in one pass.
     pub len: u64,
     /// Bytes of host code.
@@ -260,26 +263,28 @@ impl Block {
     /// guest's to run in another).
     pub fn set_epoch(&self, epoch: u32) {
         // SAFETY: every block is placed right after its 8-byte cell.
-        unsafe { (self.entry.sub(8) as *mut u32).write(epoch) };
+        unsafe { (self.write.sub(8) as *mut u32).write(epoch) };
     }
 
     /// Sends everything that still jumps here (chains, jump-cache entries)
     /// on to `to`, this block's replacement.
     pub fn redirect(&self, to: &Block) {
-        write_jump(self.entry, to.entry);
+        write_jump(self.write, self.entry, to.entry);
     }
 }
 
-/// Makes the exit sequence at `site` jump straight to `target` (direct
-/// chaining).
-pub fn chain(site: u64, target: &Block) {
-    write_jump(site as *mut u8, target.entry);
+/// Makes the exit sequence at `site` (an executable address in `arena`)
+/// jump straight to `target` (direct chaining).
+pub fn chain(arena: &CodeArena, site: u64, target: &Block) {
+    let site = site as *const u8;
+    write_jump(arena.writable(site), site, target.entry);
 }
 
-fn write_jump(at: *mut u8, target: *const u8) {
-    let rel = (target as i64 - (at as i64 + 5)) as i32;
-    // SAFETY: `at` is a jump site (or a dead block's entry) in the RWX
-    // arena with at least 5 bytes, and no translated code is running.
+/// Writes `jmp target` at `at`, the writable alias of `site`.
+fn write_jump(at: *mut u8, site: *const u8, target: *const u8) {
+    let rel = (target as i64 - (site as i64 + 5)) as i32;
+    // SAFETY: `at` is the writable view of a jump site (or a dead block's
+    // entry) with at least 5 bytes, and no translated code is running.
     unsafe {
         at.write(0xe9);
         (at.add(1) as *mut i32).write_unaligned(rel);
@@ -335,6 +340,8 @@ pub fn emit_block(target: Target, pc: u64, instructions: &[(Instruction, u8)]) -
     Some(Block {
         // SAFETY: the code starts with the 8-byte epoch cell.
         entry: unsafe { start.add(8) },
+        // SAFETY: the same, in the writable view.
+        write: unsafe { target.arena.writable(start).add(8) },
         len: instructions.len() as u64,
         size: code.len() - 8,
     })

@@ -400,7 +400,7 @@ impl Jit {
         // A block reaching into the next page is entered through lookups
         // only, which check that page too.
         if patch != 0 && resets == self.resets && slot.next_page.is_none() {
-            emit::chain(patch, block);
+            emit::chain(&self.arena, patch, block);
         }
         self.jump_cache[emit::jump_index(pc)] = JumpEntry::new(pc, mode, block.entry);
         let flags_before = fp && read_mxcsr() & MXCSR_FLAGS != 0;

@@ -812,3 +812,28 @@ fn interpret_long(program: &[u32]) -> Hart {
     assert_eq!(exit, RunExit::Wfi);
     hart
 }
+
+#[test]
+fn translated_code_is_never_writable_where_it_runs() {
+    let mut hart = hart_with(&program());
+    let mut jit = Jit::new(JitOptions::default());
+    assert_eq!(jit.run(&mut hart, &mut Bare, 10_000).0, RunExit::Wfi);
+    assert!(jit.stats.blocks > 0);
+    let range = jit.arena.exec_range();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let view = maps
+        .lines()
+        .find(|l| {
+            let start = l.split('-').next().unwrap();
+            usize::from_str_radix(start, 16).unwrap() == range.start
+        })
+        .expect("the executable view is mapped");
+    let perms = view.split_whitespace().nth(1).unwrap();
+    assert_eq!(perms, "r-xs", "{view}");
+    let writable_and_executable = maps
+        .lines()
+        .filter(|l| l.contains("visor-jit"))
+        .filter(|l| l.split_whitespace().nth(1).unwrap().starts_with("rwx"))
+        .count();
+    assert_eq!(writable_and_executable, 0, "{maps}");
+}

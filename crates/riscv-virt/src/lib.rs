@@ -97,6 +97,15 @@ pub enum BootError {
     Disk(#[from] virtio::blk::DiskError),
     #[error(transparent)]
     Devices(#[from] virtio::devices::DeviceError),
+    #[error("{what} ({addr:#x}..{end:#x}) overlaps {other} ({other_addr:#x}..{other_end:#x})")]
+    Overlap {
+        what: String,
+        addr: u64,
+        end: u64,
+        other: String,
+        other_addr: u64,
+        other_end: u64,
+    },
 }
 
 /// Which device host keyboard input goes to.
@@ -1494,27 +1503,32 @@ fn load_boot_images(
 ) -> Result<BootInfo, BootError> {
     let mut tohost = None;
     let mut entry = RAM_BASE;
+    let placed = &mut loader::Placements::default();
     // The kernel: an ELF at its own addresses, or a Linux Image after the firmware.
     let mut kernel_span = None;
     if let Some(path) = &config.kernel {
         let bytes = loader::read_file(path)?;
         if loader::is_elf(&bytes) {
-            let program = loader::load_elf(ram, path, &bytes)?;
+            let program = loader::load_elf(ram, placed, path, &bytes)?;
             tohost = program.tohost;
             kernel_span = Some((program.entry, program.end));
             entry = program.entry;
         } else if let Some(size) = loader::linux_image_size(&bytes) {
             let at = RAM_BASE + KERNEL_OFFSET;
-            loader::load_raw(ram, &format!("kernel {}", path.display()), &bytes, at)?;
+            let what = format!("kernel {}", path.display());
+            loader::load_raw(ram, placed, &what, &bytes, at)?;
             if !ram.contains(at, size) {
                 return Err(BootError::DoesNotFit {
-                    what: format!("kernel {}", path.display()),
+                    what,
                     addr: at,
                     size,
                     ram_base: ram.base(),
                     ram_end: ram.end(),
                 });
             }
+            // The rest of the image's size is its bss.
+            let file_end = at + bytes.len() as u64;
+            placed.claim(&what, file_end, (at + size).saturating_sub(file_end))?;
             kernel_span = Some((at, at + size));
             entry = at;
         } else {
@@ -1525,10 +1539,11 @@ fn load_boot_images(
         Some(path) => {
             let bytes = loader::read_file(path)?;
             if loader::is_elf(&bytes) {
-                loader::load_elf(ram, path, &bytes)?;
+                loader::load_elf(ram, placed, path, &bytes)?;
             } else {
                 loader::load_raw(
                     ram,
+                    placed,
                     &format!("firmware {}", path.display()),
                     &bytes,
                     RAM_BASE,
@@ -1562,7 +1577,13 @@ fn load_boot_images(
                     ram_end: fdt_addr,
                 });
             };
-            loader::load_raw(ram, "initrd", &bytes, start)?;
+            loader::load_raw(
+                ram,
+                placed,
+                &format!("initrd {}", path.display()),
+                &bytes,
+                start,
+            )?;
             Some((start, start + size))
         }
         None => None,
@@ -1577,13 +1598,13 @@ fn load_boot_images(
         pata: io.pata.is_some(),
     };
     let blob = fdt::build(&layout).map_err(|e| BootError::Fdt(e.to_string()))?;
-    loader::load_raw(ram, "device tree", &blob, fdt_addr)?;
+    loader::load_raw(ram, placed, "the device tree", &blob, fdt_addr)?;
     // struct fw_dynamic_info { magic, version, next_addr, next_mode, options, boot_hart }
     let info_addr = (fdt_addr + blob.len() as u64 + 0xf) & !0xf;
     let next_addr = kernel_span.map_or(RAM_BASE + KERNEL_OFFSET, |(start, _)| start);
     let info: [u64; 6] = [FW_DYNAMIC_MAGIC, 2, next_addr, 1, 0, u64::MAX];
     let info_bytes: Vec<u8> = info.iter().flat_map(|v| v.to_le_bytes()).collect();
-    loader::load_raw(ram, "fw_dynamic_info", &info_bytes, info_addr)?;
+    loader::load_raw(ram, placed, "fw_dynamic_info", &info_bytes, info_addr)?;
     Ok(BootInfo {
         entry,
         fdt: fdt_addr,

@@ -43,6 +43,38 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, BootError> {
     })
 }
 
+/// Where the loaders put what, so no image lands on another (a kernel
+/// over the firmware, an ELF segment over the device tree): the second
+/// is refused, naming both.
+#[derive(Default)]
+pub struct Placements {
+    spans: Vec<(String, u64, u64)>,
+}
+
+impl Placements {
+    /// Takes `[addr, addr + len)` for `what`, unless something has it.
+    pub fn claim(&mut self, what: &str, addr: u64, len: u64) -> Result<(), BootError> {
+        let end = addr.saturating_add(len);
+        if len == 0 {
+            return Ok(());
+        }
+        if let Some((other, start, stop)) =
+            self.spans.iter().find(|(_, s, e)| addr < *e && *s < end)
+        {
+            return Err(BootError::Overlap {
+                what: what.to_owned(),
+                addr,
+                end,
+                other: other.clone(),
+                other_addr: *start,
+                other_end: *stop,
+            });
+        }
+        self.spans.push((what.to_owned(), addr, end));
+        Ok(())
+    }
+}
+
 /// A loaded ELF program.
 pub struct ElfProgram {
     pub entry: u64,
@@ -57,7 +89,12 @@ pub fn is_elf(bytes: &[u8]) -> bool {
 }
 
 /// Loads the PT_LOAD segments of a riscv64 ELF at their physical addresses.
-pub fn load_elf(ram: &GuestRam, path: &Path, bytes: &[u8]) -> Result<ElfProgram, BootError> {
+pub fn load_elf(
+    ram: &GuestRam,
+    placements: &mut Placements,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<ElfProgram, BootError> {
     let bad = |what: String| BootError::BadElf {
         path: path.to_owned(),
         what,
@@ -88,6 +125,10 @@ pub fn load_elf(ram: &GuestRam, path: &Path, bytes: &[u8]) -> Result<ElfProgram,
             )));
         }
         let fits = ram.contains(ph.p_paddr, ph.p_memsz);
+        if fits {
+            let what = format!("{} segment", path.display());
+            placements.claim(&what, ph.p_paddr, ph.p_memsz)?;
+        }
         if !fits || !ram.write_bytes(ph.p_paddr, data) {
             return Err(BootError::DoesNotFit {
                 what: format!("{} segment", path.display()),
@@ -153,7 +194,16 @@ pub fn linux_image_size(bytes: &[u8]) -> Option<u64> {
 }
 
 /// Copies a raw binary into RAM at `addr`.
-pub fn load_raw(ram: &GuestRam, what: &str, bytes: &[u8], addr: u64) -> Result<(), BootError> {
+pub fn load_raw(
+    ram: &GuestRam,
+    placements: &mut Placements,
+    what: &str,
+    bytes: &[u8],
+    addr: u64,
+) -> Result<(), BootError> {
+    if ram.contains(addr, bytes.len() as u64) {
+        placements.claim(what, addr, bytes.len() as u64)?;
+    }
     if ram.write_bytes(addr, bytes) {
         Ok(())
     } else {

@@ -112,6 +112,21 @@ fn elf_for_another_architecture() {
 }
 
 #[test]
+fn images_that_overlap_are_refused() {
+    // A raw "firmware" at the start of RAM, and a program linked there too.
+    let firmware = scratch("firmware.bin", &[0x13; 8192]);
+    let program = guest("int").display().to_string();
+    expect_error(
+        &["run", "--bios", &firmware, "--kernel", &program],
+        "overlaps",
+    );
+    expect_error(
+        &["run", "--bios", &firmware, "--kernel", &program],
+        "firmware",
+    );
+}
+
+#[test]
 fn initrd_that_does_not_fit() {
     let big = scratch("big.initrd", &vec![0u8; 3 << 20]);
     expect_error(
