@@ -223,10 +223,15 @@ impl Runtime {
     }
 
     /// Runs translated code from `block` until it exits; see [`ExitState`].
-    pub fn enter(
+    ///
+    /// # Safety
+    /// `x` and `f` must be valid for 32 registers each, and nothing may use
+    /// them, or the hart `state.hart` names, through another pointer or
+    /// reference until this returns (derive them all from one pointer).
+    pub unsafe fn enter(
         &self,
-        x: &mut [u64; 32],
-        f: &mut [u64; 32],
+        x: *mut [u64; 32],
+        f: *mut [u64; 32],
         block: &Block,
         budget: u64,
         tlb: DataTlb,
@@ -235,14 +240,7 @@ impl Runtime {
         // Blocks read and write x[0..32] and f[0..32] through RDI and RBX,
         // the TLB through R15, guest RAM only through host addresses the
         // TLB vouches for, and the jump cache and `state` through RBP.
-        (self.enter)(
-            x.as_mut_ptr(),
-            f.as_mut_ptr(),
-            block.entry,
-            budget,
-            tlb.read,
-            state,
-        )
+        (self.enter)(x.cast(), f.cast(), block.entry, budget, tlb.read, state)
     }
 }
 

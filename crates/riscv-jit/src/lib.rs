@@ -392,8 +392,6 @@ impl Jit {
         }
         let block = slot.block.as_ref()?;
         self.state.epoch = epoch as u64;
-        self.state.fflags = &mut hart.csr.fflags;
-        self.state.hart = hart;
         if self.options.lockstep {
             return self.check_block(hart, platform, block, tlb);
         }
@@ -407,14 +405,22 @@ impl Jit {
         if flags_before {
             reset_mxcsr();
         }
-        self.runtime.enter(
-            &mut hart.x,
-            &mut hart.f,
-            block,
-            budget,
-            tlb,
-            &mut self.state,
-        );
+        // Translated code reaches the hart only through pointers derived
+        // from this one (its registers, `fflags`, and the hart itself in
+        // the TLB-fill callback), so no two live references alias.
+        let raw: *mut Hart = hart;
+        // SAFETY: `raw` is valid (from `hart`) and nothing else uses the
+        // hart until `enter` returns.
+        unsafe {
+            self.state.fflags = std::ptr::addr_of_mut!((*raw).csr.fflags);
+            self.state.hart = raw;
+            let (x, f) = (
+                std::ptr::addr_of_mut!((*raw).x),
+                std::ptr::addr_of_mut!((*raw).f),
+            );
+            self.runtime
+                .enter(x, f, block, budget, tlb, &mut self.state);
+        }
         if fp {
             let mxcsr = read_mxcsr();
             if mxcsr & MXCSR_FLAGS != 0 {
@@ -586,8 +592,15 @@ impl Jit {
     ) -> Option<u64> {
         let (start_pc, start_traps) = (hart.pc, hart.traps);
         let (mut x, mut f) = (hart.x, hart.f);
-        self.runtime
-            .enter(&mut x, &mut f, block, block.len, tlb, &mut self.state);
+        // Lock-step blocks leave memory and `fflags` to the interpreter,
+        // so they never reach the hart: they run on copies of its registers.
+        self.state.hart = std::ptr::null_mut();
+        self.state.fflags = std::ptr::null_mut();
+        // SAFETY: `x` and `f` are locals nothing else touches meanwhile.
+        unsafe {
+            self.runtime
+                .enter(&mut x, &mut f, block, block.len, tlb, &mut self.state)
+        };
         // The interpreter accrues the flags itself.
         reset_mxcsr();
         let (translated_pc, count) = (self.state.pc, self.state.count);
