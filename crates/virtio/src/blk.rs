@@ -552,6 +552,65 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_full_host_file_system_gives_the_guest_io_errors() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED: mounting a tiny tmpfs needs root");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("visor-enospc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("SKIPPED: this machine does not let the test mount a tmpfs");
+            return;
+        }
+        struct Unmount(std::path::PathBuf);
+        impl Drop for Unmount {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("umount").arg(&self.0).status();
+                let _ = std::fs::remove_dir(&self.0);
+            }
+        }
+        let _unmount = Unmount(dir.clone());
+        // A 1 MiB sparse image on 64 KiB of space.
+        let path = dir.join("disk.img");
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(1 << 20)
+            .unwrap();
+        let config = DiskConfig {
+            path,
+            read_only: false,
+        };
+        let mut block = Block::open(&config, Default::default()).unwrap();
+        let statuses: Vec<u8> = (0..32)
+            .map(|i| {
+                run(
+                    &mut block,
+                    VIRTIO_BLK_T_OUT,
+                    i * 64,
+                    &[0xa5; 32 << 10],
+                    false,
+                )
+                .1
+            })
+            .collect();
+        assert_eq!(statuses[0], VIRTIO_BLK_S_OK as u8, "the first writes fit");
+        assert!(
+            statuses.contains(&(VIRTIO_BLK_S_IOERR as u8)),
+            "a full file system is an I/O error: {statuses:?}"
+        );
+        let (_, status, data) = run(&mut block, VIRTIO_BLK_T_IN, 0, &[0; 512], true);
+        assert_eq!(status, VIRTIO_BLK_S_OK as u8, "what was written reads back");
+        assert_eq!(data, [0xa5; 512]);
+    }
+
     /// The read end of a fresh pipe, as a File.
     fn pipe() -> File {
         let mut fds = [0; 2];
