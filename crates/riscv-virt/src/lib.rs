@@ -1122,7 +1122,8 @@ impl Machine {
         ))));
     }
 
-    /// Lets go of the disk images' locks, so a destination can take them.
+    /// Lets go of the disk images' locks and a NIC's TAP, so a
+    /// destination (or a loaded snapshot's machine) can take them.
     fn release_images(&self) -> std::io::Result<()> {
         self.transports
             .iter()
@@ -1130,7 +1131,7 @@ impl Machine {
         self.pata.as_ref().map_or(Ok(()), |p| lock(p).release())
     }
 
-    /// Takes the disk images' locks again.
+    /// Takes the disk images' locks and the TAP again.
     fn reacquire_images(&self) -> std::io::Result<()> {
         self.transports
             .iter()

@@ -55,8 +55,24 @@ impl FrameBackend for Tap {
     }
 }
 
+/// What a released NIC is attached to: nothing (frames sent are
+/// dropped, none arrive), as a cable pulled for a moment.
+struct Detached;
+
+impl FrameBackend for Detached {
+    fn receive(&mut self, _buf: &mut [u8]) -> std::io::Result<Option<usize>> {
+        Ok(None)
+    }
+    fn send(&mut self, _frame: &[u8]) {}
+}
+
 pub struct Net {
     backend: Box<dyn FrameBackend>,
+    /// The TAP's name, when the backend is one (to let it go and take it
+    /// again: a single-queue TAP has one user at a time).
+    tap: Option<String>,
+    /// The TAP was let go (see [`VirtioDevice::release`]).
+    released: bool,
     mac: [u8; 6],
     stats: Arc<DeviceStats>,
     /// Header plus frame as read from the TAP.
@@ -72,7 +88,9 @@ impl Net {
             name: config.tap.clone(),
             cause,
         })?;
-        Ok(Net::with_backend(Box::new(tap), config.mac, stats))
+        let mut net = Net::with_backend(Box::new(tap), config.mac, stats);
+        net.tap = Some(config.tap.clone());
+        Ok(net)
     }
 
     pub fn with_backend(
@@ -82,6 +100,8 @@ impl Net {
     ) -> Net {
         Net {
             backend,
+            tap: None,
+            released: false,
             mac,
             stats,
             frame: vec![0; HEADER + MAX_FRAME],
@@ -202,6 +222,26 @@ impl VirtioDevice for Net {
 
     fn reset(&mut self) {
         self.pending = None;
+    }
+
+    /// Closes the TAP, so another process (a migration's destination, a
+    /// loaded snapshot's machine) can attach to it.
+    fn release(&mut self) -> std::io::Result<()> {
+        if self.tap.is_some() && !self.released {
+            self.backend = Box::new(Detached);
+            self.pending = None;
+            self.released = true;
+        }
+        Ok(())
+    }
+
+    /// Attaches to the TAP again.
+    fn reacquire(&mut self) -> std::io::Result<()> {
+        if let (Some(name), true) = (&self.tap, self.released) {
+            self.backend = Box::new(Tap::open(name)?);
+            self.released = false;
+        }
+        Ok(())
     }
 }
 

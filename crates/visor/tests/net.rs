@@ -181,22 +181,63 @@ fn a_restored_guest_gets_its_tap_back_by_name() {
     }
     drop(s);
 
+    let socket2 = dir.join("api2.sock");
     let mut cmd = ns.command(env!("CARGO_BIN_EXE_visor"));
-    cmd.args(["run", "--restore"]).arg(&snapshot);
+    cmd.args(["run", "--restore"])
+        .arg(&snapshot)
+        .arg("--api-sock")
+        .arg(&socket2);
     let mut restored = Session::start(cmd);
-    restored.send(&format!("ping -c 3 -W 5 {HOST_IP}"));
-    restored.expect("3 packets transmitted, 3 packets received", STEP);
-    let ping = ns
-        .command("ping")
-        .args(["-c", "3", "-W", "5", GUEST_IP])
-        .output()
-        .unwrap();
-    assert!(
-        ping.status.success(),
-        "host ping of the restored guest failed:\n{}",
-        String::from_utf8_lossy(&ping.stdout)
+    let both_ways = |vm: &mut Session, when: &str| {
+        vm.send(&format!("ping -c 3 -W 5 {HOST_IP}"));
+        vm.expect("3 packets transmitted, 3 packets received", STEP);
+        let ping = ns
+            .command("ping")
+            .args(["-c", "3", "-W", "5", GUEST_IP])
+            .output()
+            .unwrap();
+        assert!(
+            ping.status.success(),
+            "host ping of the guest {when} failed:\n{}",
+            String::from_utf8_lossy(&ping.stdout)
+        );
+    };
+    both_ways(&mut restored, "restored");
+
+    // The same snapshot loaded over the running VM takes the TAP over.
+    let api = |verb: &str, args: &[&std::ffi::OsStr]| {
+        let mut c = visor();
+        c.arg(verb).arg("--api-sock").arg(&socket2).args(args);
+        let out = run_with_timeout(c, STEP);
+        assert!(
+            out.status.success(),
+            "{verb}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    api("pause", &[]);
+    api("load", &["--resume".as_ref(), snapshot.as_os_str()]);
+    both_ways(&mut restored, "loaded");
+
+    // And a migration to another visor on this host: the source lets the
+    // TAP go at the stop, the destination attaches to it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = ns.command(env!("CARGO_BIN_EXE_visor"));
+    cmd.args(["run", "--incoming"])
+        .arg(format!("tcp:127.0.0.1:{port}"));
+    let mut moved = Session::start(cmd);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    api(
+        "migrate",
+        &["--to".as_ref(), format!("tcp:127.0.0.1:{port}").as_ref()],
     );
-    assert!(!restored.seen.contains("Linux version"), "not a reboot");
-    restored.send("poweroff");
-    assert_eq!(restored.wait_exit(STEP), 0);
+    assert_eq!(restored.wait_exit(STEP), 0, "the source ends once moved");
+    both_ways(&mut moved, "migrated");
+    assert!(!moved.seen.contains("Linux version"), "not a reboot");
+    moved.send("poweroff");
+    assert_eq!(moved.wait_exit(STEP), 0);
 }
