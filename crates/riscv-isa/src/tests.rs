@@ -2247,6 +2247,8 @@ const ILLEGAL: &[(u32, &str)] = &[
     (0x00002001, "c.addiw with rd=x0"),
     (0x00004002, "c.lwsp with rd=x0"),
     (0x00006002, "c.ldsp with rd=x0"),
+    (0x00009c41, "quadrant 1, after c.subw/c.addw: reserved"),
+    (0x00009c61, "quadrant 1, the last reserved c.* slot"),
     (0xffffffff, "all ones"),
     (0x00007003, "load funct3=7"),
     (0x04001013, "slli with funct6 = 1"),
@@ -2281,4 +2283,23 @@ fn reserved_encodings_are_illegal() {
         let bits = if raw & 3 == 3 { raw } else { raw & 0xffff };
         assert_eq!(got, Illegal(bits), "{why} ({raw:#010x})");
     }
+}
+
+#[test]
+fn all_65536_halfwords_decode_without_panicking() {
+    let mut illegal = 0;
+    for raw in 0..=u16::MAX {
+        if raw & 3 == 3 {
+            continue; // the low half of a 32-bit instruction
+        }
+        let (got, len) = decode(raw as u32);
+        assert_eq!(len, 2, "{raw:#06x}");
+        assert_eq!(got, decode_compressed(raw), "{raw:#06x}");
+        if got == Illegal(raw as u32) {
+            illegal += 1;
+        }
+    }
+    // Quadrant 0 funct3=100 alone is 2,048 reserved encodings; the rest
+    // are the few reserved forms (zero immediates, x0 destinations, ...).
+    assert_eq!(illegal, 2_409, "illegal compressed encodings");
 }
