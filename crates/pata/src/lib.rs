@@ -94,9 +94,8 @@ pub struct Pata {
     transfer: Transfer,
     buffer: [u8; SECTOR],
     position: usize,
-    /// A write-back failed (see virtio-blk's `lost_writes`): every later
-    /// write and FLUSH CACHE is aborted.
-    lost_writes: bool,
+    /// Once a write-back failed, every write and FLUSH CACHE is aborted.
+    write_back: vm_device::image::WriteBack,
 }
 
 impl Pata {
@@ -125,7 +124,7 @@ impl Pata {
             transfer: Transfer::None,
             buffer: [0; SECTOR],
             position: 0,
-            lost_writes: false,
+            write_back: Default::default(),
         };
         pata.signature();
         pata
@@ -266,7 +265,7 @@ impl Pata {
                 None => self.fail(ERROR_ABRT),
             },
             0x30 | 0x31 | 0x34 => match self.address(command == 0x34) {
-                _ if self.read_only || self.lost_writes => self.fail(ERROR_ABRT),
+                _ if self.read_only || self.write_back.lost() => self.fail(ERROR_ABRT),
                 Some((lba, count)) if self.in_range(lba, count) => {
                     self.transfer = Transfer::Out {
                         lba,
@@ -278,7 +277,7 @@ impl Pata {
                 Some(_) => self.fail(ERROR_IDNF),
                 None => self.fail(ERROR_ABRT),
             },
-            0xe7 | 0xea => match self.write_back() {
+            0xe7 | 0xea => match self.write_back.sync(&self.file) {
                 Ok(()) => self.complete(),
                 Err(_) => self.fail(ERROR_ABRT),
             },
@@ -405,19 +404,7 @@ impl Pata {
     /// Makes what the guest wrote durable (before a snapshot names the
     /// disk by its path).
     pub fn flush(&mut self) -> std::io::Result<()> {
-        self.write_back()
-    }
-
-    /// `fdatasync`, a failure remembered for good.
-    fn write_back(&mut self) -> std::io::Result<()> {
-        if self.lost_writes {
-            return Err(std::io::Error::other(
-                "an earlier write-back to the image failed",
-            ));
-        }
-        let result = self.file.sync_data();
-        self.lost_writes = result.is_err();
-        result
+        self.write_back.sync(&self.file)
     }
 
     /// Drops the image's lock (a migration's source, its guest stopped).

@@ -121,8 +121,13 @@ fn hart_with(program: &[u32]) -> Hart {
 }
 
 fn interpret(program: &[u32]) -> Hart {
+    interpret_for(program, 10_000)
+}
+
+/// The interpreter's state once `program` reached its WFI within `budget`.
+fn interpret_for(program: &[u32], budget: u64) -> Hart {
     let mut hart = hart_with(program);
-    let (exit, _) = hart.run(&mut Bare, 10_000);
+    let (exit, _) = hart.run(&mut Bare, budget);
     assert_eq!(exit, RunExit::Wfi);
     hart
 }
@@ -796,7 +801,7 @@ fn the_block_table_stays_bounded_over_many_distinct_blocks() {
         program.push(1 << 22 | 0x6f); // jal x0, +4
     }
     program.push(WFI);
-    let reference = interpret_long(&program);
+    let reference = interpret_for(&program, 100_000);
     let mut hart = hart_with(&program);
     let mut jit = Jit::new(JitOptions::default());
     assert_eq!(jit.run(&mut hart, &mut Bare, 100_000).0, RunExit::Wfi);
@@ -804,13 +809,6 @@ fn the_block_table_stays_bounded_over_many_distinct_blocks() {
     assert_eq!(hart.x[1], 1500);
     assert!(jit.slots.len() <= MAX_SLOTS, "{} entries", jit.slots.len());
     assert!(jit.stats.table_flushes >= 5, "{:?}", jit.stats);
-}
-
-fn interpret_long(program: &[u32]) -> Hart {
-    let mut hart = hart_with(program);
-    let (exit, _) = hart.run(&mut Bare, 100_000);
-    assert_eq!(exit, RunExit::Wfi);
-    hart
 }
 
 #[test]

@@ -951,14 +951,16 @@ impl Machine {
     fn load(&mut self, dir: &std::path::Path, resume: bool) -> Result<(), CommandError> {
         let console = Box::new(self.output.clone());
         // The snapshot's machine may open the same images.
-        self.release_images()
-            .map_err(|e| CommandError::Failed(format!("releasing the disk images: {e}")))?;
+        self.release_backends()
+            .map_err(|e| CommandError::Failed(format!("releasing the disk images and TAP: {e}")))?;
         let mut loaded = match Machine::restore(dir, self.config.engine, console) {
             Ok(loaded) => loaded,
             Err(e) => {
-                let relocked = match self.reacquire_images() {
+                let relocked = match self.reacquire_backends() {
                     Ok(()) => String::new(),
-                    Err(e) => format!(" (and the VM's disk images could not be locked again: {e})"),
+                    Err(e) => {
+                        format!(" (and the VM's disk images or TAP could not be taken again: {e})")
+                    }
                 };
                 return Err(CommandError::Failed(format!(
                     "cannot load {}: {e}{relocked}",
@@ -1073,8 +1075,8 @@ impl Machine {
             return false;
         }
         // The destination opens the disks when the state arrives.
-        if let Err(e) = self.release_images() {
-            self.migration_failed(m, &format!("releasing the disk images: {e}"));
+        if let Err(e) = self.release_backends() {
+            self.migration_failed(m, &format!("releasing the disk images and TAP: {e}"));
             return false;
         }
         for (word, more) in dirty.iter_mut().zip(self.take_dirty_pages()) {
@@ -1106,14 +1108,16 @@ impl Machine {
         // Its disks back (the stop-and-copy may have let them go). If
         // someone else holds them now — a destination that runs the VM
         // after all? — it must not write them too: it stays paused.
-        let outcome = match self.reacquire_images() {
+        let outcome = match self.reacquire_backends() {
             Ok(()) => {
                 self.set_paused(m.was_paused);
                 "the VM runs on here".to_owned()
             }
             Err(e) => {
                 self.set_paused(true);
-                format!("its disk images could not be locked again ({e}), so the VM stays paused")
+                format!(
+                    "its disk images or TAP could not be taken again ({e}), so the VM stays paused"
+                )
             }
         };
         let _ = m.reply.send(Err(CommandError::Failed(format!(
@@ -1124,7 +1128,7 @@ impl Machine {
 
     /// Lets go of the disk images' locks and a NIC's TAP, so a
     /// destination (or a loaded snapshot's machine) can take them.
-    fn release_images(&self) -> std::io::Result<()> {
+    fn release_backends(&self) -> std::io::Result<()> {
         self.transports
             .iter()
             .try_for_each(|t| lock(t).release_device())?;
@@ -1132,7 +1136,7 @@ impl Machine {
     }
 
     /// Takes the disk images' locks and the TAP again.
-    fn reacquire_images(&self) -> std::io::Result<()> {
+    fn reacquire_backends(&self) -> std::io::Result<()> {
         self.transports
             .iter()
             .try_for_each(|t| lock(t).reacquire_device())?;

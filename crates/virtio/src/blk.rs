@@ -137,11 +137,8 @@ pub struct Block {
     id: [u8; ID_BYTES],
     stats: Arc<DeviceStats>,
     buffer: Vec<u8>,
-    /// A write-back (`fdatasync`) failed: the image may have lost data
-    /// the guest was told is written, and a later flush could succeed
-    /// without bringing it back. From then on every write, discard and
-    /// flush fails, as with QEMU's file driver; reads go on.
-    lost_writes: bool,
+    /// Once a write-back failed, every write, discard and flush fails.
+    write_back: vm_device::image::WriteBack,
 }
 
 impl DiskConfig {
@@ -219,7 +216,7 @@ impl Block {
             id,
             stats,
             buffer: vec![0; CHUNK],
-            lost_writes: false,
+            write_back: Default::default(),
         }
     }
 
@@ -274,13 +271,16 @@ impl Block {
             request,
             Request::Write { .. } | Request::Flush | Request::Discard
         );
-        if changes && self.lost_writes {
+        if changes && self.write_back.lost() {
             return Err(RequestError::Io);
         }
         match request {
             Request::Read { sector, len } => self.read(sector, len, writer),
             Request::Write { sector, len } => self.write(sector, len, reader),
-            Request::Flush => self.write_back().map_err(|_| RequestError::Io),
+            Request::Flush => self
+                .write_back
+                .sync(&self.file)
+                .map_err(|_| RequestError::Io),
             Request::GetId => {
                 let n = ID_BYTES.min(writer.available_bytes());
                 writer
@@ -289,18 +289,6 @@ impl Block {
             }
             Request::Discard => self.discard(reader),
         }
-    }
-
-    /// `fdatasync`, remembering a failure for good (see `lost_writes`).
-    fn write_back(&mut self) -> std::io::Result<()> {
-        if self.lost_writes {
-            return Err(std::io::Error::other(
-                "an earlier write-back to the image failed",
-            ));
-        }
-        let result = self.file.sync_data();
-        self.lost_writes = result.is_err();
-        result
     }
 
     fn read(
@@ -409,7 +397,7 @@ impl VirtioDevice for Block {
         if self.read_only {
             return Ok(());
         }
-        self.write_back()
+        self.write_back.sync(&self.file)
     }
 
     fn release(&mut self) -> std::io::Result<()> {

@@ -32,6 +32,34 @@ fn md5(data: &[u8]) -> String {
     String::from_utf8_lossy(&out.stdout)[..32].to_string()
 }
 
+/// Linux from the test images on TAP `tap` in `ns`, with `extra` arguments.
+fn linux_on_tap(ns: &Namespace, tap: &str, extra: &[&std::ffi::OsStr]) -> Session {
+    let mut cmd = ns.command(env!("CARGO_BIN_EXE_visor"));
+    cmd.args(["run", "--kernel"])
+        .arg(image("VISOR_LINUX_IMAGE"))
+        .arg("--initrd")
+        .arg(image("VISOR_INITRAMFS"))
+        .args(["--net", &format!("tap={tap}")])
+        .args(extra);
+    Session::start(cmd)
+}
+
+/// The guest in `vm` pings the host, and the host pings it, 3 of 3 each.
+fn pings_both_ways(ns: &Namespace, vm: &mut Session, when: &str) {
+    vm.send(&format!("ping -c 3 -W 5 {HOST_IP}"));
+    vm.expect("3 packets transmitted, 3 packets received", STEP);
+    let ping = ns
+        .command("ping")
+        .args(["-c", "3", "-W", "5", GUEST_IP])
+        .output()
+        .unwrap();
+    assert!(
+        ping.status.success(),
+        "host ping of the guest {when} failed:\n{}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+}
+
 #[test]
 fn guest_and_host_ping_and_tcp_over_virtio_net() {
     // SAFETY: geteuid has no preconditions.
@@ -40,13 +68,7 @@ fn guest_and_host_ping_and_tcp_over_virtio_net() {
         return;
     }
     let ns = Namespace::create(TAP, HOST_IP);
-    let mut cmd = ns.command(env!("CARGO_BIN_EXE_visor"));
-    cmd.args(["run", "--kernel"])
-        .arg(image("VISOR_LINUX_IMAGE"))
-        .arg("--initrd")
-        .arg(image("VISOR_INITRAMFS"))
-        .args(["--net", &format!("tap={TAP}"), "--stats"]);
-    let mut s = Session::start(cmd);
+    let mut s = linux_on_tap(&ns, TAP, &["--stats".as_ref()]);
     s.expect("visor-init: ready", BOOT);
     s.expect("# ", STEP);
     s.send(&format!(
@@ -54,19 +76,7 @@ fn guest_and_host_ping_and_tcp_over_virtio_net() {
     ));
     s.expect("NET-UP", STEP);
 
-    // Guest → host and host → guest ping.
-    s.send(&format!("ping -c 3 {HOST_IP}"));
-    s.expect("3 packets transmitted, 3 packets received", STEP);
-    let ping = ns
-        .command("ping")
-        .args(["-c", "3", "-W", "5", GUEST_IP])
-        .output()
-        .unwrap();
-    assert!(
-        ping.status.success(),
-        "host ping failed:\n{}",
-        String::from_utf8_lossy(&ping.stdout)
-    );
+    pings_both_ways(&ns, &mut s, "booted");
 
     // Guest fetches 1 MiB from a host TCP server.
     let download = blob(1 << 20, 0x5a);
@@ -153,14 +163,7 @@ fn a_restored_guest_gets_its_tap_back_by_name() {
     let dir = scratch_dir("net-restore");
     let socket = dir.join("api.sock");
     let ns = Namespace::create(TAP2, HOST_IP);
-    let mut cmd = ns.command(env!("CARGO_BIN_EXE_visor"));
-    cmd.args(["run", "--kernel"])
-        .arg(image("VISOR_LINUX_IMAGE"))
-        .arg("--initrd")
-        .arg(image("VISOR_INITRAMFS"))
-        .args(["--net", &format!("tap={TAP2}"), "--api-sock"])
-        .arg(&socket);
-    let mut s = Session::start(cmd);
+    let mut s = linux_on_tap(&ns, TAP2, &["--api-sock".as_ref(), socket.as_os_str()]);
     s.expect("visor-init: ready", BOOT);
     s.expect("# ", STEP);
     s.send(&format!(
@@ -188,21 +191,7 @@ fn a_restored_guest_gets_its_tap_back_by_name() {
         .arg("--api-sock")
         .arg(&socket2);
     let mut restored = Session::start(cmd);
-    let both_ways = |vm: &mut Session, when: &str| {
-        vm.send(&format!("ping -c 3 -W 5 {HOST_IP}"));
-        vm.expect("3 packets transmitted, 3 packets received", STEP);
-        let ping = ns
-            .command("ping")
-            .args(["-c", "3", "-W", "5", GUEST_IP])
-            .output()
-            .unwrap();
-        assert!(
-            ping.status.success(),
-            "host ping of the guest {when} failed:\n{}",
-            String::from_utf8_lossy(&ping.stdout)
-        );
-    };
-    both_ways(&mut restored, "restored");
+    pings_both_ways(&ns, &mut restored, "restored");
 
     // The same snapshot loaded over the running VM takes the TAP over.
     let api = |verb: &str, args: &[&std::ffi::OsStr]| {
@@ -217,7 +206,7 @@ fn a_restored_guest_gets_its_tap_back_by_name() {
     };
     api("pause", &[]);
     api("load", &["--resume".as_ref(), snapshot.as_os_str()]);
-    both_ways(&mut restored, "loaded");
+    pings_both_ways(&ns, &mut restored, "loaded");
 
     // And a migration to another visor on this host: the source lets the
     // TAP go at the stop, the destination attaches to it.
@@ -236,7 +225,7 @@ fn a_restored_guest_gets_its_tap_back_by_name() {
         &["--to".as_ref(), format!("tcp:127.0.0.1:{port}").as_ref()],
     );
     assert_eq!(restored.wait_exit(STEP), 0, "the source ends once moved");
-    both_ways(&mut moved, "migrated");
+    pings_both_ways(&ns, &mut moved, "migrated");
     assert!(!moved.seen.contains("Linux version"), "not a reboot");
     moved.send("poweroff");
     assert_eq!(moved.wait_exit(STEP), 0);

@@ -40,6 +40,35 @@ fn set(file: &File, kind: libc::c_short) -> io::Result<()> {
     Ok(())
 }
 
+/// Write-back (`fdatasync`) of an image, a failure remembered for good:
+/// after one, the image may have lost data the guest was told is written,
+/// and a later flush could succeed without bringing it back. So every
+/// later write-back fails, and the device fails every write (QEMU's file
+/// driver does the same); reads go on.
+#[derive(Default)]
+pub struct WriteBack {
+    lost: bool,
+}
+
+impl WriteBack {
+    /// `fdatasync` of `file`, unless an earlier one failed.
+    pub fn sync(&mut self, file: &File) -> io::Result<()> {
+        if self.lost {
+            return Err(io::Error::other(
+                "an earlier write-back to the image failed",
+            ));
+        }
+        let result = file.sync_data();
+        self.lost = result.is_err();
+        result
+    }
+
+    /// A write-back failed: the image takes no more writes.
+    pub fn lost(&self) -> bool {
+        self.lost
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
