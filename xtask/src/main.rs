@@ -3,6 +3,8 @@
 //! - `boot [VISOR-ARGS…]`: install dependencies, build missing images, boot Linux to a shell.
 //! - `test [CARGO-TEST-ARGS…]`: the same preparation, then the whole test suite.
 //! - `images`: build missing images and print their paths.
+//! - `fuzz [SECONDS] [TARGET…]`: the libFuzzer targets in `fuzz/` (`fuzz.rs`);
+//!   `test` runs each for a short fixed time.
 //! - `bench [engine|workloads|paravirt|kvm|hypervisor]`: visor against QEMU
 //!   on the same images (`bench.rs`; the CPU workload set inside Linux in
 //!   `bench_workloads.rs`), emulated against paravirtual devices
@@ -17,6 +19,7 @@ mod bench_migration;
 mod bench_paravirt;
 mod bench_type1;
 mod bench_workloads;
+mod fuzz;
 mod images;
 
 use anyhow::{bail, Context, Result};
@@ -246,14 +249,22 @@ fn xtask() -> Result<()> {
                     "[xtask] unit tests and guest programs with overflow checks passed ({:.1} s)",
                     started.elapsed().as_secs_f64()
                 );
+                let started = std::time::Instant::now();
+                fuzz::run(&root, fuzz::TARGETS, fuzz::CI_SECONDS)?;
+                eprintln!(
+                    "[xtask] every fuzz target ran {} s without a failure ({:.1} s)",
+                    fuzz::CI_SECONDS,
+                    started.elapsed().as_secs_f64()
+                );
             }
         }
+        "fuzz" => fuzz::run_from_args(&root, rest)?,
         "bench" => {
             let images = prepare(&root)?;
             bench::run(&root, &images, rest)?;
         }
         _ => {
-            eprintln!("usage: cargo xtask (boot [VISOR-ARGS…] | test [CARGO-TEST-ARGS…] | images | bench)");
+            eprintln!("usage: cargo xtask (boot [VISOR-ARGS…] | test [CARGO-TEST-ARGS…] | images | fuzz [SECONDS] [TARGET…] | bench)");
             if command != "help" {
                 std::process::exit(2);
             }

@@ -119,9 +119,13 @@ impl BusDevice for PostCode {
     }
 }
 
+/// Makes the eventfd that raises a GSI: [`irqfd`] on a VM, a plain
+/// eventfd in the fuzz body.
+pub type IrqEvents<'a> = &'a dyn Fn(u32) -> Result<EventFd, VmmError>;
+
 /// The port-I/O bus, and COM1 (for feeding it host input).
 pub fn port_bus(
-    vm: &VmFd,
+    irq_events: IrqEvents,
     console: Box<dyn Write + Send>,
     exit: &ExitRequest,
     stats: &mut StatsTable,
@@ -129,7 +133,7 @@ pub fn port_bus(
     let mut bus = Bus::new();
     let com1_stats = stats.register("com1");
     let trigger = IrqFdTrigger {
-        event: irqfd(vm, COM1_IRQ)?,
+        event: irq_events(COM1_IRQ)?,
         stats: com1_stats.clone(),
     };
     let com1 = Com1 {
@@ -186,11 +190,17 @@ impl IrqLine for IrqFdLine {
     }
 }
 
-fn irqfd(vm: &VmFd, gsi: u32) -> Result<EventFd, VmmError> {
-    let event = EventFd::new(libc::EFD_NONBLOCK).map_err(|cause| VmmError::Host {
+/// A new non-blocking eventfd.
+pub fn eventfd() -> Result<EventFd, VmmError> {
+    EventFd::new(libc::EFD_NONBLOCK).map_err(|cause| VmmError::Host {
         what: "creating an eventfd",
         cause,
-    })?;
+    })
+}
+
+/// An eventfd that raises `gsi` in `vm`.
+pub fn irqfd(vm: &VmFd, gsi: u32) -> Result<EventFd, VmmError> {
+    let event = eventfd()?;
     vm.register_irqfd(&event, gsi)
         .map_err(kvm_error("registering an irqfd"))?;
     Ok(event)
@@ -200,7 +210,7 @@ fn irqfd(vm: &VmFd, gsi: u32) -> Result<EventFd, VmmError> {
 /// for, and virtio-rng — and the `virtio_mmio.device=` arguments that
 /// announce them to Linux.
 pub fn virtio_bus(
-    vm: &VmFd,
+    irq_events: IrqEvents,
     memory: &vm_device::GuestMemoryMmap,
     disks: &[virtio::blk::DiskConfig],
     net: Option<&virtio::net::NetConfig>,
@@ -225,7 +235,7 @@ pub fn virtio_bus(
         stats,
         |slot, device_stats| {
             Ok::<_, VmmError>(Arc::new(IrqFdLine {
-                event: irqfd(vm, VIRTIO_GSI + slot as u32)?,
+                event: irq_events(VIRTIO_GSI + slot as u32)?,
                 stats: device_stats.clone(),
             }) as Arc<dyn IrqLine>)
         },

@@ -15,6 +15,8 @@
 
 mod boot;
 mod devices;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 mod pvh_elf;
 mod vcpu;
 
@@ -169,9 +171,15 @@ impl Vm {
 
         let mut stats = StatsTable::default();
         let exit = devices::ExitRequest::default();
-        let (pio, com1) = devices::port_bus(&vm, console, &exit, &mut stats)?;
-        let (mmio, announce) =
-            devices::virtio_bus(&vm, &memory, &config.disks, config.net.as_ref(), &mut stats)?;
+        let irq_events = |gsi| devices::irqfd(&vm, gsi);
+        let (pio, com1) = devices::port_bus(&irq_events, console, &exit, &mut stats)?;
+        let (mmio, announce) = devices::virtio_bus(
+            &irq_events,
+            &memory,
+            &config.disks,
+            config.net.as_ref(),
+            &mut stats,
+        )?;
         let mut cmdline = config.cmdline.clone();
         for device in announce {
             cmdline.push(' ');

@@ -674,7 +674,7 @@ impl Hart {
 
     /// Writes an implemented, writable CSR whose access was checked,
     /// legalising WARL fields.
-    fn csr_write(&mut self, csr: u16, value: u64) {
+    pub(crate) fn csr_write(&mut self, csr: u16, value: u64) {
         use addr::*;
         let c = &mut self.csr;
         let virt = self.virt;

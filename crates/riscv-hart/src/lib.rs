@@ -10,6 +10,8 @@ mod csr;
 mod engine;
 mod exec;
 mod fpu;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod isa;
 mod mmu;
 mod ram;

@@ -279,6 +279,33 @@ impl Tlb {
         self.generation
     }
 
+    /// The entries it holds: `(access, index, tag, addend)`.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn entries(&self) -> Vec<(Access, usize, u64, u64)> {
+        let slots: Vec<(usize, usize)> = match &self.filled {
+            Some(filled) => filled
+                .iter()
+                .map(|&f| ((f >> 16) as usize, (f & 0xffff) as usize))
+                .collect(),
+            None => (0..3)
+                .flat_map(|table| (0..TLB_ENTRIES).map(move |index| (table, index)))
+                .collect(),
+        };
+        let mut entries: Vec<_> = slots
+            .into_iter()
+            .filter_map(|(table, index)| {
+                let entry = self.tables[table][index];
+                (entry.tag != EMPTY.tag).then(|| {
+                    let access = Access::from_index(table as u32);
+                    (access, index, entry.tag, entry.addend)
+                })
+            })
+            .collect();
+        entries.sort_unstable_by_key(|&(access, index, ..)| (access as u8, index));
+        entries.dedup();
+        entries
+    }
+
     /// Its counters; `flushes` is [`Tlb::generation`].
     pub fn stats(&self) -> TlbStats {
         self.stats
@@ -290,7 +317,7 @@ impl Tlb {
 }
 
 #[inline]
-fn tlb_index(vaddr: u64) -> usize {
+pub(crate) fn tlb_index(vaddr: u64) -> usize {
     (vaddr >> PAGE_SHIFT) as usize % TLB_ENTRIES
 }
 

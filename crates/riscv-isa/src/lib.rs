@@ -11,6 +11,8 @@
 #![no_std]
 
 mod compressed;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 #[cfg(test)]
 mod tests;
 

@@ -44,6 +44,8 @@ mod arena;
 // dynasm expands dynamic registers (`Rq(n)`) with a `.into()` of the number.
 #[allow(clippy::useless_conversion)]
 mod emit;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 mod translate;
 
 use emit::{Block, ExitState, JumpEntry, Runtime, JUMP_CACHE_ENTRIES};

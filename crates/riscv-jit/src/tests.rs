@@ -3,21 +3,7 @@ use riscv_hart::GuestRam;
 
 const BASE: u64 = 0x8000_0000;
 
-/// A platform with nothing but RAM and a clock that never advances.
-struct Bare;
-
-impl Platform for Bare {
-    fn load(&mut self, _hart: usize, _addr: u64, _size: u8) -> Option<u64> {
-        None
-    }
-    fn store(&mut self, _hart: usize, _addr: u64, _size: u8, _value: u64) -> bool {
-        false
-    }
-    fn watched_store(&mut self, _hart: usize, _addr: u64, _size: u8, _value: u64) {}
-    fn mtime(&mut self) -> u64 {
-        0
-    }
-}
+use crate::fuzzing::Bare;
 
 fn i_type(opcode: u32, funct3: u32, rd: u32, rs1: u32, imm: i32) -> u32 {
     ((imm as u32 & 0xfff) << 20) | rs1 << 15 | funct3 << 12 | rd << 7 | opcode

@@ -7,6 +7,8 @@
 pub mod clint;
 pub mod clock;
 pub mod fdt;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod io;
 pub mod loader;
 pub mod migrate;
