@@ -3,6 +3,7 @@
 
 mod api;
 mod console;
+mod seccomp;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -174,6 +175,30 @@ struct RunArgs {
     /// Wait for a VM migrating in (`tcp:HOST:PORT`) and run it.
     #[arg(long, conflicts_with_all = ["kernel", "initrd", "bios", "disks", "net", "smp", "memory", "restore"])]
     incoming: Option<String>,
+    /// The system-call allow-list every thread runs under once the VM is
+    /// set up; `off` (for debugging) runs without it, which is unsafe.
+    #[arg(long, value_enum, default_value = "on")]
+    seccomp: Switch,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Switch {
+    On,
+    Off,
+}
+
+/// From here on, every thread runs under the seccomp allow-list (unless
+/// `--seccomp off`).
+fn restrict_system_calls(seccomp: Switch) -> Result<()> {
+    match seccomp {
+        Switch::On => seccomp::restrict(),
+        Switch::Off => {
+            eprintln!(
+                "visor: warning: --seccomp off: no system-call filter (unsafe; for debugging only)"
+            );
+            Ok(())
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -380,6 +405,7 @@ fn run_kvm(args: RunArgs) -> Result<i32> {
     };
     let mut vm = kvm_vmm::Vm::new(&config, Box::new(std::io::stdout()))?;
     let console = console::Console::attach();
+    restrict_system_calls(args.seccomp)?;
     let exit = vm.run(console.input());
     drop(console);
     let exit = exit?;
@@ -472,6 +498,7 @@ fn run(args: RunArgs) -> Result<i32> {
         }
         None => None,
     };
+    restrict_system_calls(args.seccomp)?;
     let started = std::time::Instant::now();
     let exit = machine.run(console.input());
     drop(console);
