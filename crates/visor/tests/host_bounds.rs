@@ -18,6 +18,8 @@ const PEAK_RSS_BOUND: u64 = 256 << 20;
 const MAX_TRANSMIT: usize = 1 << 20;
 
 #[test]
+// The child is reaped by wait4 (for its rusage), not by Child::wait.
+#[allow(clippy::zombie_processes)]
 fn a_hostile_guest_cannot_make_visor_grow_and_gets_architectural_behaviour() {
     let mut child = visor()
         .args([
