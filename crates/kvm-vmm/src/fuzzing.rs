@@ -93,18 +93,8 @@ pub fn exits(data: &[u8]) {
 /// Fuzz body: see the module documentation.
 pub fn kernel_images(data: &[u8]) {
     let mut u = Unstructured::new(data);
-    let mut parts = Vec::new();
-    for _ in 0..2 {
-        let length = u.arbitrary::<u16>().unwrap_or(0) as usize % (u.len() + 1);
-        parts.push(u.bytes(length).unwrap_or(&[]).to_vec());
-    }
-    let dir = std::env::temp_dir().join(format!("visor-fuzz-kernel-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("a temporary directory");
-    let file = |name: &str, bytes: &[u8]| {
-        let path = dir.join(name);
-        std::fs::write(&path, bytes).expect("writing a temporary file");
-        path
-    };
+    let parts = vm_device::fuzzing::parts(&mut u, 2);
+    let file = |name, bytes: &[u8]| vm_device::fuzzing::scratch_file("kernel", name, bytes);
     let config = VmConfig {
         ram_size: MIN_RAM,
         vcpus: 1,
@@ -124,16 +114,7 @@ pub fn kernel_images(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
-    fn pseudo_random(state: &mut u64, len: usize) -> Vec<u8> {
-        (0..len)
-            .map(|_| {
-                *state ^= *state << 13;
-                *state ^= *state >> 7;
-                *state ^= *state << 17;
-                (*state >> 29) as u8
-            })
-            .collect()
-    }
+    use vm_device::fuzzing::pseudo_random;
 
     #[test]
     fn buses_survive_pseudo_random_exits() {

@@ -82,19 +82,9 @@ pub fn platform_accesses(data: &[u8]) {
 /// Fuzz body: see the module documentation.
 pub fn boot_images(data: &[u8]) {
     let mut u = Unstructured::new(data);
-    let mut parts = Vec::new();
-    for _ in 0..3 {
-        let length = u.arbitrary::<u16>().unwrap_or(0) as usize % (u.len() + 1);
-        parts.push(u.bytes(length).unwrap_or(&[]).to_vec());
-    }
+    let parts = vm_device::fuzzing::parts(&mut u, 3);
     let [kernel, firmware, initrd] = [&parts[0], &parts[1], &parts[2]];
-    let dir = std::env::temp_dir().join(format!("visor-fuzz-boot-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("a temporary directory");
-    let file = |name: &str, bytes: &[u8]| {
-        let path = dir.join(name);
-        std::fs::write(&path, bytes).expect("writing a temporary file");
-        path
-    };
+    let file = |name, bytes: &[u8]| vm_device::fuzzing::scratch_file("boot", name, bytes);
     let mut config = MachineConfig::new(MIN_RAM << u.int_in_range(0..=3).unwrap_or(0));
     config.kernel = Some(file("kernel", kernel));
     if u.arbitrary().unwrap_or(false) {
@@ -112,17 +102,7 @@ pub fn boot_images(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pseudo_random(state: &mut u64, len: usize) -> Vec<u8> {
-        (0..len)
-            .map(|_| {
-                *state ^= *state << 13;
-                *state ^= *state >> 7;
-                *state ^= *state << 17;
-                (*state >> 29) as u8
-            })
-            .collect()
-    }
+    use vm_device::fuzzing::pseudo_random;
 
     #[test]
     fn platform_survives_pseudo_random_accesses() {

@@ -11,6 +11,8 @@
 //! guest RAM. Devices whose state a snapshot keeps implement [`Persist`].
 
 mod bus;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod image;
 mod irq;
 mod persist;
