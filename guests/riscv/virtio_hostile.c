@@ -59,6 +59,10 @@ static void set(int i, void *addr, u32 len, uint16_t flags, uint16_t next) {
   table[i] = (struct desc){ (u64)addr, len, flags, next };
 }
 
+// How long submit polls for a completion (the device runs requests on a
+// thread of its own): about a second.
+#define SUBMIT_SPINS 100000000l
+
 // Publishes chain `head`; returns the used length, or -1 if nothing was used.
 static i64 submit(uint16_t head) {
   avail.ring[avail.idx % QSIZE] = head;
@@ -66,7 +70,8 @@ static i64 submit(uint16_t head) {
   avail.idx++;
   asm volatile("fence rw, rw" ::: "memory");
   REG(QUEUE_NOTIFY) = 0;
-  asm volatile("fence rw, rw" ::: "memory");
+  for (long spin = 0; spin < SUBMIT_SPINS && used.idx == last_used; spin++)
+    asm volatile("fence rw, rw" ::: "memory");
   if (used.idx == last_used) return -1;
   i64 len = used.ring[last_used % QSIZE].len;
   last_used = used.idx;

@@ -5,6 +5,9 @@ enum { MAGIC = 0x00, VERSION = 0x04, DEVICE_ID = 0x08, DRV_FEATURES = 0x20, DRV_
        INT_STATUS = 0x60, INT_ACK = 0x64, STATUS = 0x70, DESC_LO = 0x80, DESC_HI = 0x84,
        AVAIL_LO = 0x90, AVAIL_HI = 0x94, USED_LO = 0xa0, USED_HI = 0xa4 };
 
+/* How long virtio_submit polls for a completion (a few seconds). */
+#define SUBMIT_SPINS 100000000l
+
 static void reg(struct virtio_dev *d, u32 off, u32 v) { mmio_write32(d->base + off, v); }
 static u32 get(struct virtio_dev *d, u32 off) { return mmio_read32(d->base + off); }
 
@@ -58,5 +61,10 @@ long virtio_used(struct virtio_dev *d, int qi) {
 
 long virtio_submit(struct virtio_dev *d, const struct virtq_desc *descs, int n) {
   virtio_add(d, 0, descs, n);
-  return virtio_used(d, 0);
+  for (long spin = 0; spin < SUBMIT_SPINS; spin++) {
+    long len = virtio_used(d, 0);
+    if (len >= 0) return len;
+    asm volatile("pause");
+  }
+  return -1;
 }

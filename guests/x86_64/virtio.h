@@ -1,6 +1,7 @@
 /* A minimal virtio-mmio driver for the x86-64 test guests: up to two split
    queues of 8 descriptors, polled completion (the VMM completes a request
-   while handling the notify exit, or when host input arrives). */
+   while handling the notify exit, on a thread of its own, or when host
+   input arrives). */
 #pragma once
 #include "runtime.h"
 
@@ -29,5 +30,6 @@ int virtio_setup(struct virtio_dev *dev, u64 base, u32 device_id, int queues);
 void virtio_add(struct virtio_dev *dev, int q, const struct virtq_desc *descs, int n);
 /* The length of the next used buffer of queue `q`, or -1 if none yet. */
 long virtio_used(struct virtio_dev *dev, int q);
-/* virtio_add, then the used length (-1 if the device did not complete it). */
+/* virtio_add, then the used length, polled for (-1 if the device did not
+   complete it within seconds). */
 long virtio_submit(struct virtio_dev *dev, const struct virtq_desc *descs, int n);

@@ -189,7 +189,10 @@ pub fn run(root: &Path, images: &Images, args: &[String]) -> Result<()> {
     }
     if which != Some("engine") {
         println!();
-        crate::bench_paravirt::run(&root.join("target/release/visor"), images)?;
+        // Another build (an older commit's) can be measured the same way.
+        let visor = std::env::var_os("VISOR_BENCH_VISOR")
+            .map_or_else(|| root.join("target/release/visor"), PathBuf::from);
+        crate::bench_paravirt::run(&visor, images)?;
         println!();
         crate::bench_hypervisor::run(root)?;
     }

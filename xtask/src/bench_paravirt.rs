@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 const DISK_MIB: u64 = 64;
 const CONSOLE_MIB: u64 = 1;
+const PARALLEL_JOBS: u64 = 4;
 
 /// One measured run: wall time of the workload, host CPU of the whole run,
 /// and the `--stats` rows.
@@ -34,8 +35,15 @@ impl Run {
     }
 }
 
-/// Boots the bench machine, runs `command` between two markers, powers off.
-fn run_once(visor: &Path, images: &Images, disks: &[PathBuf], command: &str) -> Result<Run> {
+/// Boots the bench machine, runs `command` between two markers, powers off;
+/// with `cgroup`, visor runs in that (blkio) cgroup.
+fn run_once(
+    visor: &Path,
+    images: &Images,
+    disks: &[PathBuf],
+    command: &str,
+    cgroup: Option<&Path>,
+) -> Result<Run> {
     let mut child = Command::new(visor)
         .args(["run", "-m", "256M", "--stats", "--kernel"])
         .arg(&images.linux)
@@ -50,6 +58,11 @@ fn run_once(visor: &Path, images: &Images, disks: &[PathBuf], command: &str) -> 
         .stderr(Stdio::piped())
         .spawn()
         .context("starting visor")?;
+    if let Some(cgroup) = cgroup {
+        // All of visor's threads move (the guest has not read the disk yet).
+        std::fs::write(cgroup.join("cgroup.procs"), child.id().to_string())
+            .context("moving visor into the throttled cgroup")?;
+    }
     let mut stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel::<(Instant, &'static str)>();
     std::thread::spawn(move || {
@@ -138,6 +151,22 @@ pub fn run(visor: &Path, images: &Images) -> Result<()> {
     let read = |dev: &str| {
         format!("dd if={dev} of=/dev/null bs=1M count={DISK_MIB} iflag=direct 2>/dev/null")
     };
+    // Four jobs at once, each on its own quarter of the disk: what a
+    // guest with several I/O-bound processes asks of one virtio-blk.
+    let parallel = |op: &str| {
+        let quarter = DISK_MIB / PARALLEL_JOBS;
+        let (files, offset, flag) = match op {
+            "write" => ("if=/dev/zero of=/dev/vda", "seek", "oflag"),
+            _ => ("if=/dev/vda of=/dev/null", "skip", "iflag"),
+        };
+        let job =
+            format!("dd {files} bs=1M count={quarter} {offset}=$((i*{quarter})) {flag}=direct");
+        let jobs: Vec<String> = (0..PARALLEL_JOBS).map(|i| i.to_string()).collect();
+        format!(
+            "for i in {}; do {job} 2>/dev/null & done; wait",
+            jobs.join(" ")
+        )
+    };
     let print =
         |tty: &str| format!("dd if=/dev/zero bs=4k count=256 2>/dev/null | tr '\\0' x > {tty}");
     let rows = [
@@ -183,13 +212,27 @@ pub fn run(visor: &Path, images: &Images) -> Result<()> {
             mib: CONSOLE_MIB,
             command: print("/dev/hvc0"),
         },
+        Row {
+            workload: "disk write 64 MiB, 4 parallel dd (O_DIRECT)",
+            device: "virtio-blk",
+            stats_row: "virtio-blk0",
+            mib: DISK_MIB,
+            command: parallel("write"),
+        },
+        Row {
+            workload: "disk read 64 MiB, 4 parallel dd (O_DIRECT)",
+            device: "virtio-blk",
+            stats_row: "virtio-blk0",
+            mib: DISK_MIB,
+            command: parallel("read"),
+        },
     ];
     eprintln!("[bench] paravirtualization: baseline boot");
-    let baseline = run_once(visor, images, &disks, "true")?;
+    let baseline = run_once(visor, images, &disks, "true", None)?;
     let mut results = Vec::new();
     for row in &rows {
         eprintln!("[bench] {} on {}", row.workload, row.device);
-        let run = run_once(visor, images, &disks, &row.command)?;
+        let run = run_once(visor, images, &disks, &row.command, None)?;
         results.push(run);
     }
     println!(
@@ -223,6 +266,107 @@ pub fn run(visor: &Path, images: &Images) -> Result<()> {
             emulated.1 / virtio.1.max(1e-9)
         );
     }
+    println!();
+    if let Err(e) = slow_disk(visor, images, &disks) {
+        println!("Slow disk: skipped ({e:#}).");
+    }
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// What the guest's harts can do while virtio-blk waits for a slow disk:
+/// the image read at [`SLOW_DISK_BPS`] (a blkio cgroup throttling the
+/// host disk under the image), a CPU-bound shell loop timed alone and
+/// with 4 parallel `dd` readers in the background, and the readers'
+/// throughput. Needs root and cgroup v1's blkio controller.
+fn slow_disk(visor: &Path, images: &Images, disks: &[PathBuf]) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    const SLOW_DISK_BPS: u64 = 4 << 20;
+    const RUNS: usize = 3;
+    let blkio = Path::new("/sys/fs/cgroup/blkio");
+    if !blkio.join("blkio.throttle.read_bps_device").exists() {
+        bail!("no cgroup v1 blkio controller at {}", blkio.display());
+    }
+    let cgroup = blkio.join(format!("visor-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&cgroup).context("creating a blkio cgroup (needs root)")?;
+    let dev = std::fs::metadata(&disks[0])?.dev();
+    let rule = format!("{}:{} {SLOW_DISK_BPS}", libc::major(dev), libc::minor(dev));
+    let result = (|| {
+        std::fs::write(cgroup.join("blkio.throttle.read_bps_device"), &rule)
+            .with_context(|| format!("throttling device {rule}"))?;
+        let image = &disks[0];
+        {
+            use std::io::Write;
+            let mut file = std::fs::File::create(image)?;
+            let mut chunk = vec![0u8; 1 << 20];
+            for (i, b) in chunk.iter_mut().enumerate() {
+                *b = (i * 7 + 3) as u8; // not zeros: the host must read it
+            }
+            for _ in 0..=DISK_MIB {
+                file.write_all(&chunk)?;
+            }
+            file.sync_all()?;
+        }
+        let cpu_job = "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done";
+        let readers = |mib: u64| {
+            let each = mib / PARALLEL_JOBS;
+            let jobs: Vec<String> = (0..PARALLEL_JOBS).map(|i| i.to_string()).collect();
+            format!(
+                "for i in {}; do dd if=/dev/vda of=/dev/null bs=1M count={each} \
+                 skip=$((i*{each})) iflag=direct 2>/dev/null & done",
+                jobs.join(" ")
+            )
+        };
+        let cases = [
+            ("CPU loop alone", cpu_job.to_string(), 0),
+            (
+                "CPU loop, 4 dd readers in the background",
+                format!("{}; {cpu_job}", readers(DISK_MIB)),
+                0,
+            ),
+            (
+                "4 parallel dd readers",
+                format!("{}; wait", readers(16)),
+                16,
+            ),
+        ];
+        println!(
+            "Slow disk: the image read at {} MiB/s (blkio throttle), median of {RUNS} runs:",
+            SLOW_DISK_BPS >> 20
+        );
+        println!();
+        println!("| workload | time | dd throughput |");
+        println!("|---|---|---|");
+        for (name, command, mib) in cases {
+            let mut times = Vec::new();
+            for _ in 0..RUNS {
+                drop_cached(image)?;
+                eprintln!("[bench] slow disk: {name}");
+                times.push(run_once(visor, images, disks, &command, Some(&cgroup))?.workload);
+            }
+            times.sort();
+            let median = times[RUNS / 2];
+            let throughput = if mib > 0 {
+                format!("{:.1} MiB/s", mib as f64 / median.as_secs_f64())
+            } else {
+                "–".into()
+            };
+            println!("| {name} | {:.2} s | {throughput} |", median.as_secs_f64());
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir(&cgroup);
+    result
+}
+
+/// Drops the host's cached pages of `image`, so the guest's reads reach the disk.
+fn drop_cached(image: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(image)?;
+    // SAFETY: fadvise on an open descriptor with plain integer arguments.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if rc != 0 {
+        bail!("posix_fadvise: {}", std::io::Error::from_raw_os_error(rc));
+    }
     Ok(())
 }

@@ -208,12 +208,13 @@ pub fn irqfd(vm: &VmFd, gsi: u32) -> Result<EventFd, VmmError> {
 
 /// The virtio-mmio bus — one virtio-blk per disk, virtio-net when asked
 /// for, and virtio-rng — and the `virtio_mmio.device=` arguments that
-/// announce them to Linux.
+/// announce them to Linux. The disks ring `doorbell` as requests finish.
 pub fn virtio_bus(
     irq_events: IrqEvents,
     memory: &vm_device::GuestMemoryMmap,
     disks: &[virtio::blk::DiskConfig],
     net: Option<&virtio::net::NetConfig>,
+    doorbell: &vm_device::Doorbell,
     stats: &mut StatsTable,
 ) -> Result<(Bus, Vec<String>), VmmError> {
     virtio::blk::check_distinct(disks).map_err(virtio::devices::DeviceError::from)?;
@@ -222,6 +223,7 @@ pub fn virtio_bus(
         disks,
         net,
         console: None,
+        doorbell,
     };
     let slots = Slots {
         base: VIRTIO_BASE,

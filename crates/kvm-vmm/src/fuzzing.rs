@@ -45,10 +45,11 @@ pub fn exits(data: &[u8]) {
     let mut stats = StatsTable::default();
     let exit = ExitRequest::default();
     let plain = |_gsi| devices::eventfd();
+    let doorbell = vm_device::Doorbell::new();
     let (pio, _com1) = devices::port_bus(&plain, Box::new(std::io::sink()), &exit, &mut stats)
         .expect("the port bus");
-    let (mmio, _) =
-        devices::virtio_bus(&plain, &memory, &disks, None, &mut stats).expect("the virtio bus");
+    let (mmio, _) = devices::virtio_bus(&plain, &memory, &disks, None, &doorbell, &mut stats)
+        .expect("the virtio bus");
     let buses = Buses { pio, mmio };
     let mut buffer = [0u8; 8 * MAX_REP];
     for _ in 0..EXITS {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use virtio::console::ConsoleInput;
 use virtio::devices::{self, Slots, Wanted};
 use virtio::MmioTransport;
-use vm_device::{Bus, GuestMemoryMmap, IrqLine, LevelIrq, StatsTable};
+use vm_device::{Bus, Doorbell, GuestMemoryMmap, IrqLine, LevelIrq, StatsTable};
 
 /// First virtio-mmio slot and its PLIC source; slots follow at 4 KiB steps.
 pub const VIRTIO_BASE: u64 = 0x1000_1000;
@@ -42,6 +42,8 @@ pub struct IoDevices {
     pub virtio_slots: usize,
     /// A device receives host input on its own (a TAP), so idle sleeps must stay short.
     pub needs_polling: bool,
+    /// Rung by the disks' I/O threads as requests finish.
+    pub doorbell: Doorbell,
     /// The virtio transports, in slot order (also on the bus), for snapshots.
     pub transports: Vec<Arc<Mutex<MmioTransport>>>,
     /// The PATA controller, when the machine has one (also on the bus).
@@ -56,12 +58,14 @@ pub fn build(
 ) -> Result<IoDevices, BootError> {
     virtio::blk::check_distinct(config.disks.iter().chain(&config.ide_disk))?;
     let console_input = ConsoleInput::default();
+    let doorbell = Doorbell::new();
     let mut bus = Bus::new();
     let mut lines = Vec::new();
     let wanted = Wanted {
         disks: &config.disks,
         net: config.net.as_ref(),
         console: Some((Box::new(output), console_input.clone())),
+        doorbell: &doorbell,
     };
     let slots = Slots {
         base: VIRTIO_BASE,
@@ -78,6 +82,7 @@ pub fn build(
         console_input,
         virtio_slots: placed.len(),
         needs_polling: config.net.is_some(),
+        doorbell,
         transports: placed.into_iter().map(|p| p.transport).collect(),
         pata: None,
     };

@@ -384,6 +384,8 @@ pub struct Machine {
     polled_at: u64,
     /// Poll the bus at the next turn (console input is waiting for it).
     poll_soon: bool,
+    /// Rung by the disks' I/O threads as requests finish: poll the bus.
+    doorbell: vm_device::Doorbell,
     stats: StatsTable,
     /// Guest RAM as the devices see it (with their dirty bitmap).
     memory: GuestMemoryMmap,
@@ -662,6 +664,7 @@ impl Machine {
             needs_polling: io.needs_polling,
             polled_at: 0,
             poll_soon: true,
+            doorbell: io.doorbell.clone(),
             stats,
             memory: memory.clone(),
             last_snapshot: None,
@@ -1321,10 +1324,13 @@ impl Machine {
     }
 
     /// Lets devices with host-side input deliver it: at once after console
-    /// input was queued for them, and every [`POLL_TICKS`] while a TAP is
-    /// attached. Not every turn: device accesses end turns, and polling
-    /// then would tax every trapped access.
+    /// input was queued for them or a disk request finished, and every
+    /// [`POLL_TICKS`] while a TAP is attached. Not every turn: device
+    /// accesses end turns, and polling then would tax every trapped access.
     fn poll_devices(&mut self) {
+        if self.doorbell.answer() {
+            self.poll_soon = true;
+        }
         if !self.poll_soon && !self.needs_polling {
             return;
         }
@@ -1408,7 +1414,13 @@ impl Machine {
         if self.outgoing.is_some() {
             wait = wait.min(MIGRATION_POLL);
         }
-        if wait.is_zero() {
+        if wait.is_zero() || self.doorbell.rang() {
+            return None;
+        }
+        if self.doorbell.expecting() {
+            // A disk request in flight: woken when it finishes; console
+            // input (which does not ring) waits at most POLL_INTERVAL.
+            self.doorbell.wait(wait.min(POLL_INTERVAL));
             return None;
         }
         if !self.pending_input.is_empty() || self.input_closed {

@@ -12,7 +12,7 @@ use crate::rng::Rng;
 use crate::{MmioTransport, VirtioDevice, MMIO_SLOT_SIZE};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use vm_device::{Bus, DeviceStats, GuestMemoryMmap, IrqLine, StatsTable};
+use vm_device::{Bus, DeviceStats, Doorbell, GuestMemoryMmap, IrqLine, StatsTable};
 
 /// What the machine's configuration asks for.
 pub struct Wanted<'a> {
@@ -20,6 +20,8 @@ pub struct Wanted<'a> {
     pub net: Option<&'a NetConfig>,
     /// virtio-console: where its output goes and where host input for it waits.
     pub console: Option<(Box<dyn Write + Send>, ConsoleInput)>,
+    /// What the disks' I/O threads ring as requests finish.
+    pub doorbell: &'a Doorbell,
 }
 
 /// Where the slots are.
@@ -60,7 +62,8 @@ pub fn place<E: From<DeviceError>>(
     let mut devices: Vec<(Box<dyn VirtioDevice>, Arc<DeviceStats>)> = Vec::new();
     for (i, disk) in wanted.disks.iter().enumerate() {
         let device_stats = stats.register(format!("virtio-blk{i}"));
-        let device = Block::open(disk, device_stats.clone()).map_err(DeviceError::from)?;
+        let device = Block::open(disk, device_stats.clone(), wanted.doorbell.clone())
+            .map_err(DeviceError::from)?;
         devices.push((Box::new(device), device_stats));
     }
     if let Some(net) = wanted.net {

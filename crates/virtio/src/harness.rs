@@ -107,6 +107,16 @@ impl QueueHarness {
         device.process_queue(0, std::slice::from_mut(&mut self.queue), &self.mem)
     }
 
+    /// Kicks `device` and waits for what it runs on host threads to complete.
+    pub fn kick_and_settle(
+        &mut self,
+        device: &mut dyn crate::VirtioDevice,
+    ) -> Result<bool, virtio_queue::Error> {
+        let kicked = self.kick(device)?;
+        let settled = device.settle(std::slice::from_mut(&mut self.queue), &self.mem)?;
+        Ok(kicked || settled)
+    }
+
     pub fn used_idx(&self) -> u16 {
         self.mem.read_obj(GuestAddress(USED_RING + 2)).unwrap()
     }
@@ -161,10 +171,18 @@ pub fn fuzz_block(data: &[u8]) {
     let mut h = QueueHarness::with_memory(contents, size);
     let stats = std::sync::Arc::new(vm_device::DeviceStats::default());
     let path = std::path::Path::new("fuzz.img");
-    let mut device = Block::new(memory_file(0x10000), 0x10000, read_only, path, stats);
-    for _ in 0..2 {
-        let _ = h.kick(&mut device);
-    }
+    let doorbell = vm_device::Doorbell::new();
+    let mut device = Block::new(
+        memory_file(0x10000),
+        0x10000,
+        read_only,
+        path,
+        stats,
+        doorbell,
+    )
+    .expect("a thread for the disk");
+    let _ = h.kick(&mut device);
+    let _ = h.kick_and_settle(&mut device);
 }
 
 /// Fuzz body: the virtio-mmio transport around a virtio-rng device, driven

@@ -23,6 +23,7 @@ pub mod rng;
 mod tap;
 
 pub use mmio::MmioTransport;
+use std::ops::Deref;
 pub use virtio_queue::{Queue, QueueT};
 use vm_device::GuestMemoryMmap;
 
@@ -60,7 +61,18 @@ pub trait VirtioDevice: Send {
     ) -> Result<bool, virtio_queue::Error> {
         Ok(false)
     }
-    /// The driver reset the device: drop any in-flight host state.
+    /// Waits for the requests host threads still run for the device and
+    /// completes them (before a snapshot saves the queues). Returns true
+    /// when buffers were used.
+    fn settle(
+        &mut self,
+        _queues: &mut [Queue],
+        _mem: &GuestMemoryMmap,
+    ) -> Result<bool, virtio_queue::Error> {
+        Ok(false)
+    }
+    /// The driver reset the device: drop any in-flight host state (waiting
+    /// for requests host threads still run).
     fn reset(&mut self) {}
     /// Makes what the guest wrote durable on the host (before a snapshot
     /// refers to a disk by its path).
@@ -79,23 +91,40 @@ pub trait VirtioDevice: Send {
 }
 
 /// Completes every available chain of `queue` with `handle`, which returns
-/// the number of bytes it wrote into the chain. With EVENT_IDX, re-checks
-/// after re-enabling notifications so no kick is lost.
+/// the number of bytes it wrote into the chain.
 pub fn drain_queue(
     queue: &mut Queue,
     mem: &GuestMemoryMmap,
     mut handle: impl FnMut(virtio_queue::DescriptorChain<&GuestMemoryMmap>) -> u32,
 ) -> Result<bool, virtio_queue::Error> {
+    serve_queue(queue, mem, |chain| Some(handle(chain)))
+}
+
+/// Hands every available chain of `queue` to `handle`, which returns the
+/// number of bytes it wrote into the chain, or `None` when a host thread
+/// completes the chain later. With EVENT_IDX, re-checks after re-enabling
+/// notifications so no kick is lost. `mem` is what the chains keep to reach
+/// guest memory: a reference, or a shared handle a chain can travel with.
+/// True when buffers were used.
+pub fn serve_queue<M>(
+    queue: &mut Queue,
+    mem: M,
+    mut handle: impl FnMut(virtio_queue::DescriptorChain<M>) -> Option<u32>,
+) -> Result<bool, virtio_queue::Error>
+where
+    M: Deref<Target = GuestMemoryMmap> + Clone,
+{
     let mut used = false;
     loop {
-        queue.disable_notification(mem)?;
-        while let Some(chain) = next_chain(queue, mem)? {
+        queue.disable_notification(&*mem)?;
+        while let Some(chain) = next_chain(queue, mem.clone())? {
             let head = chain.head_index();
-            let len = handle(chain);
-            queue.add_used(mem, head, len)?;
-            used = true;
+            if let Some(len) = handle(chain) {
+                queue.add_used(&*mem, head, len)?;
+                used = true;
+            }
         }
-        if !queue.enable_notification(mem)? {
+        if !queue.enable_notification(&*mem)? {
             return Ok(used);
         }
     }
@@ -103,10 +132,13 @@ pub fn drain_queue(
 
 /// The next available chain, surfacing a broken available ring as an error
 /// (where `pop_descriptor_chain` would only log it).
-pub fn next_chain<'m>(
+pub fn next_chain<M>(
     queue: &mut Queue,
-    mem: &'m GuestMemoryMmap,
-) -> Result<Option<virtio_queue::DescriptorChain<&'m GuestMemoryMmap>>, virtio_queue::Error> {
+    mem: M,
+) -> Result<Option<virtio_queue::DescriptorChain<M>>, virtio_queue::Error>
+where
+    M: Deref<Target = GuestMemoryMmap> + Clone,
+{
     use virtio_queue::QueueOwnedT;
     Ok(queue.iter(mem)?.next())
 }

@@ -56,8 +56,10 @@ impl MmioTransport {
         }
     }
 
-    /// See [`VirtioDevice::flush`].
+    /// Completes what the device still has in flight (see
+    /// [`VirtioDevice::settle`]), then [`VirtioDevice::flush`]es it.
     pub fn flush_device(&mut self) -> std::io::Result<()> {
+        self.service(|dev, queues, mem| dev.settle(queues, mem));
         self.device.flush()
     }
 
@@ -288,8 +290,8 @@ pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
 /// What a snapshot keeps of a transport: its registers and every queue's
 /// configuration and ring positions. The device behind it is re-created
 /// from the machine's configuration (its host side: a file, a TAP) and
-/// keeps no state between requests, which complete before the guest runs
-/// on.
+/// keeps no state between requests; those in flight complete first (see
+/// [`MmioTransport::flush_device`]).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MmioState {
     pub device_type: u32,

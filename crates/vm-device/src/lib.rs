@@ -5,12 +5,16 @@
 //! call on a [`Bus`], which finds the [`BusDevice`] that owns the address and
 //! counts the trap in that device's [`DeviceStats`]. Devices raise interrupts
 //! through an [`IrqLine`]; the engine decides how a line reaches the guest
-//! (a PLIC source, a KVM irqfd). Devices that move data (virtio) read and
-//! write guest RAM through vm-memory's bounds-checked `GuestMemoryMmap`
-//! (re-exported here), so a guest-supplied address can never reach outside
-//! guest RAM. Devices whose state a snapshot keeps implement [`Persist`].
+//! (a PLIC source, a KVM irqfd). Work a device finishes on a host thread of
+//! its own (a disk request) rings a [`Doorbell`], and the engine completes
+//! it on the thread that owns the device. Devices that move data (virtio)
+//! read and write guest RAM through vm-memory's bounds-checked
+//! `GuestMemoryMmap` (re-exported here), so a guest-supplied address can
+//! never reach outside guest RAM. Devices whose state a snapshot keeps
+//! implement [`Persist`].
 
 mod bus;
+mod doorbell;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod image;
@@ -19,6 +23,7 @@ mod persist;
 mod stats;
 
 pub use bus::{Bus, BusDevice, BusError, SharedDevice};
+pub use doorbell::Doorbell;
 pub use irq::{IrqLine, LevelIrq};
 pub use persist::{check, Persist, RestoreError};
 pub use stats::{DeviceStats, StatsTable};
