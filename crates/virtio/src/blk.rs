@@ -371,6 +371,9 @@ fn serve(
     doorbell: &Doorbell,
 ) {
     while let Ok(job) = jobs.recv() {
+        // Before touching the guest's request (by then the VM runs and
+        // visor has registered its policy).
+        vm_device::sandbox::enter(vm_device::sandbox::ThreadRole::DiskIo);
         let head = job.chain.head_index();
         let len = lock(disk).handle_chain(&job.mem, job.chain);
         let done = Finished {

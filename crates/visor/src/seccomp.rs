@@ -17,6 +17,15 @@
 //! Threads are created with `clone` only with `CLONE_THREAD`; `clone3`,
 //! whose flags a filter cannot see, fails with ENOSYS, so the C library
 //! falls back to `clone`.
+//!
+//! Threads with one narrow job stack a list of their own on top
+//! ([`vm_device::sandbox`] roles, entered by the thread itself before its
+//! first piece of guest work): a disk's I/O thread may only read and write
+//! the descriptors it holds (`pread`/`pwrite`, `fdatasync`, `fallocate`),
+//! wait on futexes, manage its heap without making anything executable,
+//! and end; it cannot open a file or a socket. The common list allows the
+//! one call that stacking needs, `seccomp(SECCOMP_SET_MODE_FILTER)` for the
+//! calling thread alone: a filter can only take permissions away.
 
 use anyhow::{Context, Result};
 use seccompiler::{
@@ -24,6 +33,7 @@ use seccompiler::{
     SeccompRule, TargetArch,
 };
 use std::collections::BTreeMap;
+use vm_device::sandbox::ThreadRole;
 
 /// Exit status when the filter refuses a call (128 + SIGSYS, as a shell
 /// reports a process the signal killed).
@@ -135,6 +145,35 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_exit_group,
 ];
 
+/// What a disk's I/O thread may call ([`vm_device::sandbox::ThreadRole::DiskIo`]),
+/// besides memory mapping without `PROT_EXEC` and writes to stderr (a
+/// panic's message).
+const DISK_IO: &[libc::c_long] = &[
+    libc::SYS_pread64,
+    libc::SYS_pwrite64,
+    libc::SYS_preadv,
+    libc::SYS_pwritev,
+    libc::SYS_fdatasync,
+    libc::SYS_fsync,
+    libc::SYS_fallocate,
+    libc::SYS_futex,
+    libc::SYS_munmap,
+    libc::SYS_mremap,
+    libc::SYS_madvise,
+    libc::SYS_brk,
+    libc::SYS_sched_yield,
+    libc::SYS_clock_gettime,
+    libc::SYS_rt_sigprocmask,
+    libc::SYS_rt_sigreturn,
+    libc::SYS_sigaltstack,
+    libc::SYS_tgkill,
+    libc::SYS_getpid,
+    libc::SYS_gettid,
+    libc::SYS_restart_syscall,
+    libc::SYS_exit,
+    libc::SYS_exit_group,
+];
+
 /// Socket families visor uses: Unix (the API) and IP (migration).
 const SOCKET_FAMILIES: &[libc::c_int] = &[libc::AF_UNIX, libc::AF_INET, libc::AF_INET6];
 
@@ -193,7 +232,50 @@ fn allow_list() -> Result<BpfProgram> {
     );
     // Allowed here, refused with ENOSYS by `clone3_fallback`.
     rules.insert(libc::SYS_clone3, Vec::new());
+    // A thread narrowing itself further (a role's list): no flags, so
+    // never TSYNC onto other threads.
+    rules.insert(
+        libc::SYS_seccomp,
+        vec![rule(vec![
+            condition(0, SeccompCmpOp::Eq, libc::SECCOMP_SET_MODE_FILTER as u64)?,
+            condition(1, SeccompCmpOp::Eq, 0)?,
+        ])?],
+    );
     program(rules, SeccompAction::Trap, SeccompAction::Allow)
+}
+
+/// The list a thread of `role` stacks on the common one.
+fn role_list(role: ThreadRole) -> Result<BpfProgram> {
+    let calls = match role {
+        ThreadRole::DiskIo => DISK_IO,
+    };
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+        calls.iter().map(|&call| (call, Vec::new())).collect();
+    let exec = libc::PROT_EXEC as u64;
+    let not_executable = || rule(vec![condition(2, SeccompCmpOp::MaskedEq(exec), 0)?]);
+    rules.insert(libc::SYS_mmap, vec![not_executable()?]);
+    rules.insert(libc::SYS_mprotect, vec![not_executable()?]);
+    rules.insert(
+        libc::SYS_write,
+        vec![rule(vec![condition(
+            0,
+            SeccompCmpOp::Eq,
+            libc::STDERR_FILENO as u64,
+        )?])?],
+    );
+    program(rules, SeccompAction::Trap, SeccompAction::Allow)
+}
+
+/// [`vm_device::sandbox`]'s policy: the calling thread stacks its role's
+/// list, or visor ends (a thread must not run wider than meant).
+fn enter_role(role: ThreadRole) {
+    if let Err(e) = role_list(role).and_then(|program| {
+        seccompiler::apply_filter(&program)
+            .with_context(|| format!("installing the {role:?} thread's seccomp filter"))
+    }) {
+        eprintln!("visor: {e:#}");
+        std::process::exit(1);
+    }
 }
 
 /// `clone3` fails with ENOSYS (the most restrictive of stacked filters
@@ -220,13 +302,14 @@ fn program(
 /// Installs the allow-list on every thread of the process (and those
 /// they start), with the handler that reports a refusal.
 pub fn restrict() -> Result<()> {
-    // The allow-list last: it refuses seccomp(2) itself.
+    // The allow-list last: it refuses seccomp(2) but for one thread's own filter.
     let programs = [clone3_fallback()?, allow_list()?];
     install_refusal_handler()?;
     for program in &programs {
         seccompiler::apply_filter_all_threads(program)
             .context("installing the seccomp filter (`--seccomp off` runs without it)")?;
     }
+    vm_device::sandbox::set_policy(enter_role);
     Ok(())
 }
 
@@ -296,7 +379,13 @@ mod tests {
     /// Runs `body` in a child process under the filter; returns how the
     /// child ended (its exit status) and what it wrote to stderr.
     fn under_filter(body: fn() -> i32) -> (i32, String) {
-        let programs = [clone3_fallback().unwrap(), allow_list().unwrap()];
+        under(&[], body)
+    }
+
+    /// [`under_filter`], with the child in `roles` too (stacked in order).
+    fn under(roles: &[ThreadRole], body: fn() -> i32) -> (i32, String) {
+        let mut programs = vec![clone3_fallback().unwrap(), allow_list().unwrap()];
+        programs.extend(roles.iter().map(|&role| role_list(role).unwrap()));
         let mut pipe = [0; 2];
         // SAFETY: pipe(2) with a two-element array.
         assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
@@ -362,6 +451,46 @@ mod tests {
             )
         );
     }
+
+    #[test]
+    fn a_disk_thread_reads_and_writes_its_image_but_opens_nothing() {
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        use std::sync::atomic::Ordering;
+        let image = crate::seccomp::tests::memfd();
+        SCRATCH_IMAGE.store(image.into_raw_fd(), Ordering::SeqCst);
+        let (status, output) = under(&[ThreadRole::DiskIo], || {
+            use std::os::unix::fs::FileExt;
+            // SAFETY: the child owns its inherited copy of the descriptor.
+            let image = unsafe { std::fs::File::from_raw_fd(SCRATCH_IMAGE.load(Ordering::SeqCst)) };
+            image.write_all_at(b"sector", 512).unwrap();
+            image.sync_data().unwrap();
+            let mut back = [0u8; 6];
+            image.read_exact_at(&mut back, 512).unwrap();
+            let grown = vec![0u8; 1 << 20]; // the heap still grows
+            if back != *b"sector" || grown.len() != 1 << 20 {
+                return 1;
+            }
+            let _ = std::fs::File::open("/proc/self/status");
+            2
+        });
+        assert_eq!(status, REFUSED_STATUS, "{output}");
+        assert!(output.contains(&format!("system call {} ", libc::SYS_openat)));
+        // SAFETY: the parent's copy, not used elsewhere.
+        drop(unsafe { std::fs::File::from_raw_fd(SCRATCH_IMAGE.load(Ordering::SeqCst)) });
+    }
+
+    fn memfd() -> std::fs::File {
+        use std::os::fd::FromRawFd;
+        // SAFETY: memfd_create with a valid C string; the File owns the descriptor.
+        let fd = unsafe { libc::memfd_create(c"visor-seccomp".as_ptr(), 0) };
+        assert!(fd >= 0);
+        // SAFETY: fd was just created and is owned by nothing else.
+        unsafe { std::fs::File::from_raw_fd(fd) }
+    }
+
+    /// The descriptor of a scratch image the disk-thread test's child
+    /// inherits (opened before its filters).
+    static SCRATCH_IMAGE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
 
     #[test]
     fn a_new_process_and_a_raw_socket_are_refused() {

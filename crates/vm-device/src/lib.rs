@@ -7,11 +7,12 @@
 //! through an [`IrqLine`]; the engine decides how a line reaches the guest
 //! (a PLIC source, a KVM irqfd). Work a device finishes on a host thread of
 //! its own (a disk request) rings a [`Doorbell`], and the engine completes
-//! it on the thread that owns the device. Devices that move data (virtio)
-//! read and write guest RAM through vm-memory's bounds-checked
-//! `GuestMemoryMmap` (re-exported here), so a guest-supplied address can
-//! never reach outside guest RAM. Devices whose state a snapshot keeps
-//! implement [`Persist`].
+//! it on the thread that owns the device; such a thread enters its
+//! [`sandbox`] role first. Devices that move data (virtio) read and write
+//! guest RAM through vm-memory's bounds-checked `GuestMemoryMmap`
+//! (re-exported here), so a guest-supplied address can never reach
+//! outside guest RAM. Devices whose state a snapshot keeps implement
+//! [`Persist`].
 
 mod bus;
 mod doorbell;
@@ -20,6 +21,7 @@ pub mod fuzzing;
 pub mod image;
 mod irq;
 mod persist;
+pub mod sandbox;
 mod stats;
 
 pub use bus::{Bus, BusDevice, BusError, SharedDevice};
