@@ -239,11 +239,12 @@ impl Vm {
                 exit: self.exit.clone(),
                 stop: stop.clone(),
             };
-            let done = done_tx.clone();
+            let (done, doorbell) = (done_tx.clone(), self.doorbell.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("vcpu{id}"))
                 .spawn(move || {
                     let _ = done.send(runner.run());
+                    doorbell.ring(); // serve_console sees it at once
                 })
                 .map_err(|cause| VmmError::Host {
                     what: "spawning a vCPU thread",

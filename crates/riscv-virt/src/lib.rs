@@ -1414,10 +1414,12 @@ impl Machine {
         if self.outgoing.is_some() {
             wait = wait.min(MIGRATION_POLL);
         }
+        // In this order: a ring sets the bell before it stops expecting.
+        let expecting = self.doorbell.expecting();
         if wait.is_zero() || self.doorbell.rang() {
             return None;
         }
-        if self.doorbell.expecting() {
+        if expecting {
             // A disk request in flight: woken when it finishes; console
             // input (which does not ring) waits at most POLL_INTERVAL.
             self.doorbell.wait(wait.min(POLL_INTERVAL));

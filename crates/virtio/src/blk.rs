@@ -337,12 +337,16 @@ impl Block {
         mem: &GuestMemoryMmap,
     ) -> Result<bool, virtio_queue::Error> {
         let used = !self.done.is_empty();
+        let mut first_error = None;
         for done in self.done.drain(..) {
             if let Some(queue) = queues.get_mut(done.queue) {
-                queue.add_used(mem, done.head, done.len)?;
+                // The others still complete; the first error is reported.
+                if let Err(e) = queue.add_used(mem, done.head, done.len) {
+                    first_error.get_or_insert(e);
+                }
             }
         }
-        Ok(used)
+        first_error.map_or(Ok(used), Err)
     }
 
     /// The image, once the worker is idle.
@@ -563,10 +567,11 @@ fn punch_hole(file: &File, offset: u64, len: u64) -> Result<(), RequestError> {
 
 impl VirtioDevice for Block {
     fn flush(&mut self) -> std::io::Result<()> {
-        if self.read_only {
+        // Read-only too: a read in flight still writes guest RAM.
+        let disk = &mut *self.idle_disk();
+        if disk.read_only {
             return Ok(());
         }
-        let disk = &mut *self.idle_disk();
         disk.write_back.sync(&disk.file)
     }
 
@@ -634,8 +639,11 @@ impl VirtioDevice for Block {
                     Some(0)
                 }
             }
-        })?;
+        });
+        // Counted before a broken ring's error returns: what the worker
+        // has is in flight either way.
         self.in_flight += handed;
+        let served = served?;
         self.take_finished(false);
         Ok(self.complete(queues, mem)? || served)
     }

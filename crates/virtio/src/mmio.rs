@@ -59,7 +59,13 @@ impl MmioTransport {
     /// Completes what the device still has in flight (see
     /// [`VirtioDevice::settle`]), then [`VirtioDevice::flush`]es it.
     pub fn flush_device(&mut self) -> std::io::Result<()> {
-        self.service(|dev, queues, mem| dev.settle(queues, mem));
+        if self.running() {
+            self.service(|dev, queues, mem| dev.settle(queues, mem));
+        } else {
+            // A device that needs a reset: its requests still end before a
+            // snapshot, in rings the driver must reset anyway.
+            let _ = self.device.settle(&mut self.queues, &self.mem);
+        }
         self.device.flush()
     }
 

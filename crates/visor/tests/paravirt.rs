@@ -139,3 +139,87 @@ fn virtio_console_and_rng() {
     s.send("poweroff");
     assert_eq!(s.wait_exit(STEP), 0);
 }
+
+/// A loop device over a sparse image on a tmpfs of `space` bytes, so
+/// writing back more than that fails in the host kernel with EIO; undone
+/// on drop. None when the machine does not allow it (not root, no loop).
+struct FailingDisk {
+    mount: std::path::PathBuf,
+    device: String,
+}
+
+impl FailingDisk {
+    fn new(dir: &Path, space: u64, size: u64) -> Option<FailingDisk> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return None;
+        }
+        let mount = dir.join("tmpfs");
+        std::fs::create_dir_all(&mount).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={space}"), "tmpfs"])
+            .arg(&mount)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            return None;
+        }
+        let backing = mount.join("backing.img");
+        std::fs::File::create(&backing)
+            .unwrap()
+            .set_len(size)
+            .unwrap();
+        let out = std::process::Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(&backing)
+            .output()
+            .ok()
+            .filter(|out| out.status.success());
+        let Some(out) = out else {
+            let _ = std::process::Command::new("umount").arg(&mount).status();
+            return None;
+        };
+        let device = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        Some(FailingDisk { mount, device })
+    }
+}
+
+impl Drop for FailingDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup")
+            .args(["--detach", &self.device])
+            .status();
+        let _ = std::process::Command::new("umount")
+            .arg(&self.mount)
+            .status();
+    }
+}
+
+#[test]
+fn a_host_write_back_failure_reaches_the_guest_and_sticks() {
+    let dir = scratch_dir("write-back-eio");
+    // 4 MiB written over 1 MiB of space: the host kernel fails the loop
+    // device's write-back with EIO, reported by the next fdatasync only.
+    let Some(disk) = FailingDisk::new(&dir, 1 << 20, 16 << 20) else {
+        eprintln!("SKIPPED: needs root, a tmpfs mount and a free loop device");
+        return;
+    };
+    let mut s = Session::boot(&["--disk", &disk.device]);
+    shell_ready(&mut s);
+    s.send("dd if=/dev/zero of=/dev/vda bs=1M count=4 conv=fsync 2>/dev/null; echo flush=$?");
+    s.expect("flush=1", STEP);
+    // The kernel reports the error once; visor keeps failing: a later
+    // write and flush must not pass as if nothing was lost.
+    s.send("dd if=/dev/zero of=/dev/vda bs=4k count=1 oflag=direct 2>/dev/null; echo write=$?");
+    s.expect("write=1", STEP);
+    s.send(
+        "dd if=/dev/zero of=/dev/vda bs=4k count=1 seek=8 conv=fsync 2>/dev/null; echo again=$?",
+    );
+    s.expect("again=1", STEP);
+    s.send("dd if=/dev/vda of=/dev/null bs=4k count=1 iflag=direct 2>/dev/null; echo read=$?");
+    s.expect("read=0", STEP);
+    s.send("poweroff");
+    assert_eq!(s.wait_exit(STEP), 0, "{}", s.seen);
+    let stderr = s.stderr();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

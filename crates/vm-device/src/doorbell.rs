@@ -33,7 +33,8 @@ impl Doorbell {
         self.0.outstanding.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// One piece of expected work is done.
+    /// One piece of expected work is done (or, unexpected, something the
+    /// waiter should look at now).
     pub fn ring(&self) {
         self.0.rung.store(true, Ordering::Release);
         // Taken so a waiter between its check and its sleep cannot miss the bell.
