@@ -17,7 +17,13 @@ pub struct Layout<'a> {
     pub virtio_slots: usize,
     /// Whether the emulated PATA controller is present.
     pub pata: bool,
+    /// Entropy for the kernel's random pool at boot (`/chosen/rng-seed`),
+    /// as QEMU's `virt` passes it.
+    pub rng_seed: [u8; RNG_SEED_BYTES],
 }
+
+/// Bytes of `/chosen/rng-seed` (QEMU's amount).
+pub const RNG_SEED_BYTES: usize = 32;
 
 const PHANDLE_PLIC: u32 = 0x100;
 const PHANDLE_TEST: u32 = 0x101;
@@ -41,6 +47,7 @@ pub fn build(layout: &Layout) -> Result<Vec<u8>, Error> {
         fdt.property_u64("linux,initrd-start", start)?;
         fdt.property_u64("linux,initrd-end", end)?;
     }
+    fdt.property("rng-seed", &layout.rng_seed)?;
     fdt.end_node(chosen)?;
 
     let memory = fdt.begin_node(&format!("memory@{:x}", layout.ram_base))?;
@@ -197,8 +204,11 @@ mod tests {
             initrd: None,
             virtio_slots: 0,
             pata: false,
+            rng_seed: [0x5a; RNG_SEED_BYTES],
         })
         .unwrap();
+        assert!(contains(&blob, &string_list(&["rng-seed"])));
+        assert!(contains(&blob, &[0x5a; RNG_SEED_BYTES]), "rng-seed's value");
         for name in ["riscv,isa", "riscv,isa-base", "riscv,isa-extensions"] {
             assert!(contains(&blob, &string_list(&[name])), "{name} missing");
         }

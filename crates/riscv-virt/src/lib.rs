@@ -1617,6 +1617,13 @@ fn load_boot_images(
         initrd,
         virtio_slots: io.virtio_slots,
         pata: io.pata.is_some(),
+        rng_seed: {
+            let mut seed = [0; fdt::RNG_SEED_BYTES];
+            if !vm_device::host_random(&mut seed) {
+                return Err(BootError::Fdt("no entropy from the host for rng-seed".into()));
+            }
+            seed
+        },
     };
     let blob = fdt::build(&layout).map_err(|e| BootError::Fdt(e.to_string()))?;
     loader::load_raw(ram, placed, "the device tree", &blob, fdt_addr)?;

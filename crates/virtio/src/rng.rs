@@ -24,24 +24,6 @@ impl Rng {
     }
 }
 
-/// Fills `buf` from the kernel's CSPRNG; false if it fails.
-fn getrandom(buf: &mut [u8]) -> bool {
-    let mut filled = 0;
-    while filled < buf.len() {
-        let rest = &mut buf[filled..];
-        // SAFETY: the pointer and length describe a live, writable slice.
-        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-        if n <= 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return false;
-        }
-        filled += n as usize;
-    }
-    true
-}
-
 impl VirtioDevice for Rng {
     fn device_type(&self) -> u32 {
         VIRTIO_ID_RNG
@@ -69,7 +51,7 @@ impl VirtioDevice for Rng {
             };
             let n = writer.available_bytes().min(MAX_REQUEST);
             let buf = &mut self.buffer[..n];
-            if !getrandom(buf) || writer.write_all(buf).is_err() {
+            if !vm_device::host_random(buf) || writer.write_all(buf).is_err() {
                 return 0;
             }
             self.stats.to_guest(n);
