@@ -208,13 +208,15 @@ pub fn irqfd(vm: &VmFd, gsi: u32) -> Result<EventFd, VmmError> {
 
 /// The virtio-mmio bus — one virtio-blk per disk, virtio-net when asked
 /// for, and virtio-rng — and the `virtio_mmio.device=` arguments that
-/// announce them to Linux. The disks ring `doorbell` as requests finish.
+/// announce them to Linux. The disks, with `disk_queues` request queues
+/// each, ring `doorbell` as requests finish.
 pub fn virtio_bus(
     irq_events: IrqEvents,
     memory: &vm_device::GuestMemoryMmap,
     disks: &[virtio::blk::DiskConfig],
     net: Option<&virtio::net::NetConfig>,
     doorbell: &vm_device::Doorbell,
+    disk_queues: usize,
     stats: &mut StatsTable,
 ) -> Result<(Bus, Vec<String>), VmmError> {
     virtio::blk::check_distinct(disks).map_err(virtio::devices::DeviceError::from)?;
@@ -224,6 +226,7 @@ pub fn virtio_bus(
         net,
         console: None,
         doorbell,
+        disk_queues,
     };
     let slots = Slots {
         base: VIRTIO_BASE,

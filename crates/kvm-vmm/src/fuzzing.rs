@@ -48,7 +48,7 @@ pub fn exits(data: &[u8]) {
     let doorbell = vm_device::Doorbell::new();
     let (pio, _com1) = devices::port_bus(&plain, Box::new(std::io::sink()), &exit, &mut stats)
         .expect("the port bus");
-    let (mmio, _) = devices::virtio_bus(&plain, &memory, &disks, None, &doorbell, &mut stats)
+    let (mmio, _) = devices::virtio_bus(&plain, &memory, &disks, None, &doorbell, 2, &mut stats)
         .expect("the virtio bus");
     let buses = Buses { pio, mmio };
     let mut buffer = [0u8; 8 * MAX_REP];

@@ -182,6 +182,7 @@ impl Vm {
             &config.disks,
             config.net.as_ref(),
             &doorbell,
+            config.vcpus,
             &mut stats,
         )?;
         let mut cmdline = config.cmdline.clone();

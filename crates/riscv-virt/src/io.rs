@@ -66,6 +66,7 @@ pub fn build(
         net: config.net.as_ref(),
         console: Some((Box::new(output), console_input.clone())),
         doorbell: &doorbell,
+        disk_queues: config.harts,
     };
     let slots = Slots {
         base: VIRTIO_BASE,

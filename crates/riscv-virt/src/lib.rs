@@ -1620,7 +1620,9 @@ fn load_boot_images(
         rng_seed: {
             let mut seed = [0; fdt::RNG_SEED_BYTES];
             if !vm_device::host_random(&mut seed) {
-                return Err(BootError::Fdt("no entropy from the host for rng-seed".into()));
+                return Err(BootError::Fdt(
+                    "no entropy from the host for rng-seed".into(),
+                ));
             }
             seed
         },

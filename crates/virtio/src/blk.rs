@@ -43,6 +43,8 @@ type ChainWriter<'a> = Writer<'a, vm_memory::bitmap::BS<'a, vm_memory::bitmap::A
 
 pub const SECTOR_SIZE: u64 = 512;
 const QUEUE_SIZE: u16 = 256;
+/// Most request queues a disk offers (KVM's vCPU limit).
+const MAX_QUEUES: usize = 32;
 /// Largest piece copied between the image and guest memory at a time.
 const CHUNK: usize = 128 << 10;
 /// Discard ranges are aligned to (and at most) this many sectors each.
@@ -155,6 +157,8 @@ pub struct Block {
     disk: Arc<Mutex<Disk>>,
     read_only: bool,
     capacity: u64,
+    /// One request queue per hart or vCPU (`VIRTIO_BLK_F_MQ`), as QEMU offers.
+    queue_sizes: Vec<u16>,
     /// Hands chains to the worker; `None` once the device is dropped.
     jobs: Option<Sender<Job>>,
     finished: Receiver<Finished>,
@@ -241,18 +245,21 @@ pub fn check_distinct<'a>(
 }
 
 impl Block {
-    /// Opens the image `config` names; the worker rings `doorbell` as
-    /// requests finish.
+    /// Opens the image `config` names, with `queues` request queues (at
+    /// least one); the worker rings `doorbell` as requests finish.
     pub fn open(
         config: &DiskConfig,
+        queues: usize,
         stats: Arc<DeviceStats>,
         doorbell: Doorbell,
     ) -> Result<Block, DiskError> {
         let (file, len) = config.open()?;
-        Block::new(file, len, config.read_only, &config.path, stats, doorbell)
+        let mut block = Block::new(file, len, config.read_only, &config.path, stats, doorbell)?;
+        block.queue_sizes = vec![QUEUE_SIZE; queues.clamp(1, MAX_QUEUES)];
+        Ok(block)
     }
 
-    /// A device over an already open file of `len` bytes.
+    /// A device with one request queue over an already open file of `len` bytes.
     pub fn new(
         file: File,
         len: u64,
@@ -294,6 +301,7 @@ impl Block {
             disk,
             read_only,
             capacity,
+            queue_sizes: vec![QUEUE_SIZE],
             jobs: Some(jobs),
             finished,
             worker: Some(worker),
@@ -539,10 +547,12 @@ impl Disk {
     }
 }
 
-/// The device's configuration space for a disk of `capacity` sectors.
-fn config_space(capacity: u64) -> [u8; 60] {
+/// The device's configuration space for a disk of `capacity` sectors with
+/// `queues` request queues.
+fn config_space(capacity: u64, queues: u16) -> [u8; 60] {
     let mut config = [0u8; 60];
     config[0..8].copy_from_slice(&capacity.to_le_bytes());
+    config[34..36].copy_from_slice(&queues.to_le_bytes()); // num_queues
     config[12..16].copy_from_slice(&(QUEUE_SIZE as u32 - 2).to_le_bytes()); // seg_max
     config[20..24].copy_from_slice(&(SECTOR_SIZE as u32).to_le_bytes()); // blk_size
     config[36..40].copy_from_slice(&MAX_DISCARD_SECTORS.to_le_bytes());
@@ -596,15 +606,22 @@ impl VirtioDevice for Block {
         if self.read_only {
             features |= 1 << VIRTIO_BLK_F_RO;
         }
+        if self.queue_sizes.len() > 1 {
+            features |= 1 << VIRTIO_BLK_F_MQ;
+        }
         features
     }
 
     fn queue_max_sizes(&self) -> &[u16] {
-        &[QUEUE_SIZE]
+        &self.queue_sizes
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        read_config_bytes(&config_space(self.capacity), offset, data);
+        read_config_bytes(
+            &config_space(self.capacity, self.queue_sizes.len() as u16),
+            offset,
+            data,
+        );
     }
 
     fn process_queue(
@@ -824,7 +841,7 @@ mod tests {
             path,
             read_only: false,
         };
-        let mut block = Block::open(&config, Default::default(), Doorbell::new()).unwrap();
+        let mut block = Block::open(&config, 1, Default::default(), Doorbell::new()).unwrap();
         let statuses: Vec<u8> = (0..32)
             .map(|i| {
                 run(
@@ -983,6 +1000,30 @@ mod tests {
             "a reset drops completions"
         );
         assert_eq!(h.used_idx(), 2);
+    }
+
+    #[test]
+    fn a_disk_offers_the_queues_it_is_opened_with() {
+        let path = std::env::temp_dir().join(format!("visor-mq-{}.img", std::process::id()));
+        std::fs::File::create(&path).unwrap().set_len(DISK).unwrap();
+        let config = DiskConfig {
+            path: path.clone(),
+            read_only: false,
+        };
+        let block = Block::open(&config, 4, Default::default(), Doorbell::new()).unwrap();
+        assert_eq!(block.queue_max_sizes(), [QUEUE_SIZE; 4]);
+        assert_ne!(block.features() & 1 << VIRTIO_BLK_F_MQ, 0);
+        let mut num_queues = [0u8; 2];
+        block.read_config(34, &mut num_queues);
+        assert_eq!(u16::from_le_bytes(num_queues), 4);
+        let (single, _) = device(false);
+        assert_eq!(
+            single.features() & 1 << VIRTIO_BLK_F_MQ,
+            0,
+            "one queue: no MQ"
+        );
+        drop(block);
+        std::fs::remove_file(path).unwrap();
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub struct Wanted<'a> {
     pub console: Option<(Box<dyn Write + Send>, ConsoleInput)>,
     /// What the disks' I/O threads ring as requests finish.
     pub doorbell: &'a Doorbell,
+    /// Request queues per disk: one per hart or vCPU.
+    pub disk_queues: usize,
 }
 
 /// Where the slots are.
@@ -62,8 +64,13 @@ pub fn place<E: From<DeviceError>>(
     let mut devices: Vec<(Box<dyn VirtioDevice>, Arc<DeviceStats>)> = Vec::new();
     for (i, disk) in wanted.disks.iter().enumerate() {
         let device_stats = stats.register(format!("virtio-blk{i}"));
-        let device = Block::open(disk, device_stats.clone(), wanted.doorbell.clone())
-            .map_err(DeviceError::from)?;
+        let device = Block::open(
+            disk,
+            wanted.disk_queues,
+            device_stats.clone(),
+            wanted.doorbell.clone(),
+        )
+        .map_err(DeviceError::from)?;
         devices.push((Box::new(device), device_stats));
     }
     if let Some(net) = wanted.net {

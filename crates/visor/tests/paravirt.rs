@@ -223,3 +223,24 @@ fn a_host_write_back_failure_reaches_the_guest_and_sticks() {
     let stderr = s.stderr();
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn virtio_blk_offers_a_request_queue_per_hart() {
+    let dir = scratch_dir("blk-mq");
+    let disk = raw_disk(&dir, "mq.img", 1 << 20);
+    let mut s = Session::boot(&["--smp", "2", "--disk", &disk]);
+    shell_ready(&mut s);
+    s.send("echo queues: $(ls /sys/block/vda/mq) end");
+    s.expect("queues: 0 1 end", STEP);
+    // One write from each hart (CPU masks 1 and 2), each through its hart's queue.
+    s.send("for m in 1 2; do printf from-mask-$m | taskset $m dd of=/dev/vda bs=512 seek=$m conv=sync,fsync 2>/dev/null; done; echo WRO''TE");
+    s.expect("WROTE", STEP);
+    s.send("poweroff");
+    assert_eq!(s.wait_exit(STEP), 0, "{}", s.seen);
+    let image = std::fs::File::open(&disk).unwrap();
+    for mask in [1u64, 2] {
+        let mut bytes = [0u8; 11];
+        image.read_exact_at(&mut bytes, 512 * mask).unwrap();
+        assert_eq!(bytes, *format!("from-mask-{mask}").as_bytes());
+    }
+}
