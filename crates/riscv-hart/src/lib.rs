@@ -58,7 +58,7 @@ pub use mmu::{
 };
 pub use ram::{GuestRam, RamAllocError};
 pub use state::{HartState, StateError};
-pub use trap::{Exception, ExceptionCause, TrapValues};
+pub use trap::{cause_name, Exception, ExceptionCause, TrapCounts, TrapValues};
 
 /// Privilege levels.
 #[derive(
@@ -134,6 +134,8 @@ pub struct Hart {
     pub instret: u64,
     /// Traps taken (exceptions and interrupts), for engines that compare runs.
     pub traps: u64,
+    /// The same by cause, for `--stats`.
+    trap_counts: TrapCounts,
     /// [`GuestRam::code_protections`] when the write TLB was last cleared.
     seen_protections: u64,
 }
@@ -157,6 +159,7 @@ impl Hart {
             stop: None,
             instret: 0,
             traps: 0,
+            trap_counts: TrapCounts::default(),
             seen_protections: 0,
         }
     }
@@ -273,6 +276,11 @@ impl Hart {
         self.tlb.stats()
     }
 
+    /// Traps taken so far, by cause.
+    pub fn trap_counts(&self) -> TrapCounts {
+        self.trap_counts
+    }
+
     /// Changes whenever the TLB is flushed (address space, privilege-
     /// affecting CSRs, `sfence.vma`): virtual-to-host mappings an engine
     /// cached before are stale.
@@ -342,6 +350,7 @@ impl Hart {
         self.traps += 1;
         let interrupt = cause & trap::INTERRUPT_BIT != 0;
         let code = cause & !trap::INTERRUPT_BIT;
+        self.trap_counts.count(interrupt, code);
         let c = &self.csr;
         let (medeleg, hedeleg) = if interrupt {
             (c.mideleg, c.hideleg)

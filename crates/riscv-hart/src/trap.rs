@@ -29,6 +29,107 @@ pub enum ExceptionCause {
     StoreGuestPageFault = 23,
 }
 
+/// Traps taken, by cause, for `--stats`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrapCounts {
+    /// Indexed by exception code (`mcause` without the interrupt bit).
+    pub exceptions: [u64; CAUSE_CODES],
+    /// Indexed by interrupt code.
+    pub interrupts: [u64; CAUSE_CODES],
+}
+
+/// Exception and interrupt codes counted (the spec's standard ones are below 24).
+pub const CAUSE_CODES: usize = 24;
+
+impl Default for TrapCounts {
+    fn default() -> TrapCounts {
+        TrapCounts {
+            exceptions: [0; CAUSE_CODES],
+            interrupts: [0; CAUSE_CODES],
+        }
+    }
+}
+
+impl TrapCounts {
+    pub(crate) fn count(&mut self, interrupt: bool, code: u64) {
+        let counts = if interrupt {
+            &mut self.interrupts
+        } else {
+            &mut self.exceptions
+        };
+        if let Some(n) = counts.get_mut(code as usize) {
+            *n += 1;
+        }
+    }
+
+    /// (name, count) of every cause taken at least once, most taken first.
+    pub fn taken(&self) -> Vec<(&'static str, u64)> {
+        let mut taken: Vec<_> = (0..CAUSE_CODES)
+            .flat_map(|code| {
+                [
+                    (cause_name(false, code as u64), self.exceptions[code]),
+                    (cause_name(true, code as u64), self.interrupts[code]),
+                ]
+            })
+            .filter(|&(_, n)| n > 0)
+            .collect();
+        taken.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
+        taken
+    }
+}
+
+impl std::ops::AddAssign for TrapCounts {
+    fn add_assign(&mut self, other: TrapCounts) {
+        for (a, b) in self.exceptions.iter_mut().zip(other.exceptions) {
+            *a += b;
+        }
+        for (a, b) in self.interrupts.iter_mut().zip(other.interrupts) {
+            *a += b;
+        }
+    }
+}
+
+/// The privileged spec's name for a cause.
+pub fn cause_name(interrupt: bool, code: u64) -> &'static str {
+    if interrupt {
+        return match code {
+            1 => "S software interrupt",
+            2 => "VS software interrupt",
+            3 => "M software interrupt",
+            5 => "S timer interrupt",
+            6 => "VS timer interrupt",
+            7 => "M timer interrupt",
+            9 => "S external interrupt",
+            10 => "VS external interrupt",
+            11 => "M external interrupt",
+            12 => "guest external interrupt",
+            _ => "other interrupt",
+        };
+    }
+    match code {
+        0 => "instruction misaligned",
+        1 => "instruction access fault",
+        2 => "illegal instruction",
+        3 => "breakpoint",
+        4 => "load misaligned",
+        5 => "load access fault",
+        6 => "store misaligned",
+        7 => "store access fault",
+        8 => "ecall from U/VU",
+        9 => "ecall from HS",
+        10 => "ecall from VS",
+        11 => "ecall from M",
+        12 => "instruction page fault",
+        13 => "load page fault",
+        15 => "store page fault",
+        20 => "instruction guest-page fault",
+        21 => "load guest-page fault",
+        22 => "virtual instruction",
+        23 => "store guest-page fault",
+        _ => "other exception",
+    }
+}
+
 /// What a trap records besides its cause.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TrapValues {
@@ -153,6 +254,26 @@ pub(crate) fn transformed_instruction(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn traps_are_counted_by_cause_most_taken_first() {
+        let mut counts = TrapCounts::default();
+        for _ in 0..3 {
+            counts.count(false, ExceptionCause::EcallFromU as u64);
+        }
+        counts.count(true, 5);
+        counts.count(false, 63); // beyond the table: not counted, no panic
+        let mut more = TrapCounts::default();
+        more.count(true, 5);
+        more.count(true, 5);
+        more.count(true, 5);
+        more.count(true, 5);
+        counts += more;
+        assert_eq!(
+            counts.taken(),
+            [("S timer interrupt", 5), ("ecall from U/VU", 3)]
+        );
+    }
 
     #[test]
     fn a_vector_near_the_top_of_the_address_space_wraps() {

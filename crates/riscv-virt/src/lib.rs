@@ -1267,6 +1267,15 @@ impl Machine {
             })
     }
 
+    /// Traps the harts took, by cause.
+    pub fn trap_counts(&self) -> riscv_hart::TrapCounts {
+        let mut sum = riscv_hart::TrapCounts::default();
+        for hart in &self.harts {
+            sum += hart.trap_counts();
+        }
+        sum
+    }
+
     /// Per-device counters: traps, interrupts, bytes moved.
     pub fn stats(&self) -> &StatsTable {
         &self.stats

@@ -536,6 +536,13 @@ fn run(args: RunArgs) -> Result<i32> {
             "visor: soft-TLB: {flushes} flushes, {} pages filled ({} of them a guest's, two-stage), {} G-stage walks saved by the leaf cache",
             tlb.fills, tlb.guest_fills, tlb.gstage_hits
         );
+        let taken = machine.trap_counts().taken();
+        let total: u64 = taken.iter().map(|&(_, n)| n).sum();
+        let by_cause: Vec<String> = taken
+            .iter()
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect();
+        eprintln!("visor: traps: {total} ({})", by_cause.join(", "));
         eprint!("{}", machine.stats().render());
     }
     Ok(match exit {
