@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages visor's images, guest programs and tests need.
 # Idempotent: does nothing when everything is present.
+# With --distro, also what the Debian distribution image (images/debian-
+# riscv64, for `cargo xtask bench distro`) needs: mmdebstrap, and qemu-user
+# registered with binfmt_misc to run riscv64 maintainer scripts.
 #
 # QEMU (the differential oracle and benchmark peer) and OpenSBI (the default
 # firmware) come from bookworm-backports: QEMU 10 and OpenSBI 1.5.1 (SBI 2.0).
@@ -12,9 +15,14 @@ set -euo pipefail
 pkgs=(gcc-riscv64-linux-gnu libc6-dev-riscv64-cross gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf linux-source-6.1
       bc bison flex libssl-dev libelf-dev cpio fakeroot e2fsprogs dpkg-dev make xz-utils
       iproute2 iputils-ping)
-backports_pkgs=(qemu-system-misc qemu-system-x86 opensbi)
 suite=bookworm
 backports=$suite-backports
+distro=0
+case "${1:-}" in
+  "") ;;
+  --distro) distro=1 ;;
+  *) echo "usage: install-deps.sh [--distro]" >&2; exit 2 ;;
+esac
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 # Whether the installed version of package $1 is at least $2.
@@ -30,6 +38,23 @@ missing_bp=()
 at_least qemu-system-misc 1:10.0 || missing_bp+=(qemu-system-misc)
 at_least qemu-system-x86 1:10.0 || missing_bp+=(qemu-system-x86)
 at_least opensbi 1.5 || missing_bp+=(opensbi)
+if [ $distro = 1 ]; then
+  installed mmdebstrap || missing_bp+=(mmdebstrap)
+  at_least qemu-user-static 1:10.0 || missing_bp+=(qemu-user-static)
+fi
+
+# Registers qemu-user's riscv64 interpreter with binfmt_misc where nothing
+# (systemd-binfmt, in a container) has done so.
+register_binfmt() {
+  [ $distro = 1 ] || return 0
+  local dir=/proc/sys/fs/binfmt_misc conf=/usr/lib/binfmt.d/qemu-riscv64.conf
+  [ -e $dir/qemu-riscv64 ] && return 0
+  [ -e $dir/register ] || $sudo mount -t binfmt_misc binfmt_misc $dir
+  echo "[deps] registering $conf with binfmt_misc"
+  $sudo sh -c "cat $conf > $dir/register"
+}
+sudo=""
+[ "$(id -u)" = 0 ] || sudo="sudo"
 
 # All apt sources as deb822 stanzas (one-line entries converted), one
 # "Types|URIs|Suites|Signed-By" record per line.
@@ -71,9 +96,10 @@ has_entry deb-src $suite && need_src=0
 need_bp=1
 has_entry deb $backports && need_bp=0
 
-if [ ${#missing[@]} -eq 0 ] && [ ${#missing_bp[@]} -eq 0 ] && [ $need_src = 0 ]; then exit 0; fi
-sudo=""
-[ "$(id -u)" = 0 ] || sudo="sudo"
+if [ ${#missing[@]} -eq 0 ] && [ ${#missing_bp[@]} -eq 0 ] && [ $need_src = 0 ]; then
+  register_binfmt
+  exit 0
+fi
 
 if [ $need_src = 1 ] || { [ ${#missing_bp[@]} -gt 0 ] && [ $need_bp = 1 ]; }; then
   # The machine's own bookworm archive: its URI and keyring.
@@ -108,3 +134,4 @@ if [ ${#missing_bp[@]} -gt 0 ]; then
   echo "[deps] apt-get install -t $backports ${missing_bp[*]}"
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends -t $backports "${missing_bp[@]}"
 fi
+register_binfmt

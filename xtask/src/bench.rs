@@ -164,10 +164,17 @@ pub fn run(root: &Path, images: &Images, args: &[String]) -> Result<()> {
             | Some("hypervisor")
             | Some("type1")
             | Some("migration")
+            | Some("distro")
     ) {
         bail!(
-            "usage: cargo xtask bench [engine|workloads|paravirt|kvm|hypervisor|type1|migration]"
+            "usage: cargo xtask bench [engine|workloads|paravirt|kvm|hypervisor|type1|migration|distro]"
         );
+    }
+    // Another build (an older commit's) can be measured the same way.
+    let visor = std::env::var_os("VISOR_BENCH_VISOR")
+        .map_or_else(|| root.join("target/release/visor"), PathBuf::from);
+    if which == Some("distro") {
+        return crate::bench_distro::run(root, &visor);
     }
     if which == Some("migration") {
         return crate::bench_migration::run(root);
@@ -189,9 +196,6 @@ pub fn run(root: &Path, images: &Images, args: &[String]) -> Result<()> {
     }
     if which != Some("engine") {
         println!();
-        // Another build (an older commit's) can be measured the same way.
-        let visor = std::env::var_os("VISOR_BENCH_VISOR")
-            .map_or_else(|| root.join("target/release/visor"), PathBuf::from);
         crate::bench_paravirt::run(&visor, images)?;
         println!();
         crate::bench_hypervisor::run(root)?;

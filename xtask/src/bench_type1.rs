@@ -118,7 +118,7 @@ pub fn run(root: &Path, images: &Images) -> Result<()> {
             .into_iter()
             .enumerate()
         {
-            runs[slot].push(observe_workloads(command)?);
+            runs[slot].push(observe_workloads(command, &WORKLOADS)?);
         }
     }
     for run in runs.iter().flatten() {

@@ -21,7 +21,7 @@ pub(crate) type Timings = BTreeMap<String, (Duration, String)>;
 
 /// Runs `command` to its end, timing the workloads from the lines it prints.
 fn time_workloads(command: Command) -> Result<Timings> {
-    observe_workloads(command).map(|o| o.timings)
+    observe_workloads(command, &WORKLOADS).map(|o| o.timings)
 }
 
 /// What a run of the workload set showed.
@@ -34,8 +34,9 @@ pub(crate) struct Observed {
 }
 
 /// Runs `command` to its end, timing the workloads from the lines it
-/// prints (with or without a VM's "[name]" prefix) and keeping the lines.
-pub(crate) fn observe_workloads(mut command: Command) -> Result<Observed> {
+/// prints (with or without a VM's "[name]" prefix) and keeping the lines;
+/// fails unless every one of `expected` finished.
+pub(crate) fn observe_workloads(mut command: Command, expected: &[&str]) -> Result<Observed> {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -58,13 +59,18 @@ pub(crate) fn observe_workloads(mut command: Command) -> Result<Observed> {
         pending.extend_from_slice(&buf[..n]);
         while let Some(end) = pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = pending.drain(..=end).collect();
-            let line = String::from_utf8_lossy(&line).into_owned();
+            let line = without_escapes(&String::from_utf8_lossy(&line));
             let mut words: Vec<&str> = line.split_whitespace().collect();
             if words
                 .first()
                 .is_some_and(|w| w.starts_with('[') && w.ends_with(']'))
             {
                 words.remove(0);
+            }
+            // What a program prints may follow other output on the line
+            // (a login prompt on a second console).
+            if let Some(at) = words.iter().rposition(|w| *w == "workload") {
+                words.drain(..at);
             }
             match words.as_slice() {
                 ["workload", name, "start"] => {
@@ -88,14 +94,48 @@ pub(crate) fn observe_workloads(mut command: Command) -> Result<Observed> {
     }
     let _ = child.kill();
     let _ = child.wait();
-    if timings.len() != WORKLOADS.len() {
-        bail!("{command:?} finished {} of the workloads", timings.len());
+    if let Some(missing) = expected.iter().find(|name| !timings.contains_key(**name)) {
+        bail!("{command:?} never finished workload {missing}");
     }
     Ok(Observed {
         timings,
         boot: boot.unwrap_or_default(),
         lines,
     })
+}
+
+/// `line` without terminal escape sequences (CSI `ESC [ … final`, OSC
+/// `ESC ] … BEL`, and two-byte ones), which a console may put before what
+/// a program prints (systemd resets the terminal it gives a service).
+fn without_escapes(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('[') => {
+                for c in chars.by_ref() {
+                    if ('\x40'..='\x7e').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            Some(']') => {
+                let mut last = '\0';
+                for c in chars.by_ref() {
+                    if c == '\x07' || (last == '\x1b' && c == '\\') {
+                        break;
+                    }
+                    last = c;
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Builds the program for riscv64 Linux (static) and for the host, and an
@@ -228,4 +268,14 @@ pub fn run(root: &Path, images: &Images) -> Result<()> {
         (log_ratio / WORKLOADS.len() as f64).exp()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn escapes_are_dropped() {
+        let line = "\x1b[!p\x1b]104\x07\x1b[?7hworkload spawn start\x1b[0m\n";
+        assert_eq!(super::without_escapes(line), "workload spawn start\n");
+        assert_eq!(super::without_escapes("\x1b]0;title\x1b\\x"), "x");
+    }
 }

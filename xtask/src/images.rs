@@ -46,6 +46,15 @@ pub const ROOTFS_RISCV64: Recipe = Recipe {
     input: Some(&INITRAMFS_RISCV64),
 };
 
+/// A Debian 13 (trixie) riscv64 system from Debian's packages: systemd,
+/// udev, the stock kernel (`vmlinux` beside it) and its initramfs-tools
+/// `initrd.img`, for the distribution benchmark.
+pub const DEBIAN_RISCV64: Recipe = Recipe {
+    name: "debian-riscv64",
+    output: "rootfs.ext4",
+    input: None,
+};
+
 pub fn cache_root() -> PathBuf {
     if let Some(dir) = std::env::var_os("VISOR_CACHE") {
         return PathBuf::from(dir);
@@ -58,23 +67,40 @@ pub fn cache_root() -> PathBuf {
     base.join("visor")
 }
 
-/// Hash of every file in the recipe directory (names and contents, sorted),
-/// and of its input recipe.
+/// Every file under `dir`, as paths relative to it, sorted.
+fn recipe_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut pending = vec![PathBuf::new()];
+    while let Some(relative) = pending.pop() {
+        let here = dir.join(&relative);
+        for entry in std::fs::read_dir(&here)
+            .with_context(|| format!("reading recipe {}", here.display()))?
+        {
+            let entry = entry?;
+            let path = relative.join(entry.file_name());
+            if entry.file_type()?.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Hash of every file under the recipe directory (relative paths and
+/// contents, sorted), and of its input recipe.
 fn recipe_hash(root: &Path, recipe: &Recipe) -> Result<String> {
     let dir = root.join("images").join(recipe.name);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .with_context(|| format!("reading recipe {}", dir.display()))?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<std::io::Result<_>>()?;
-    files.sort();
     let mut hasher = Sha256::new();
     if let Some(input) = recipe.input {
         hasher.update(recipe_hash(root, input)?);
     }
-    for file in files {
-        hasher.update(file.file_name().unwrap_or_default().as_encoded_bytes());
+    for file in recipe_files(&dir)? {
+        hasher.update(file.as_os_str().as_encoded_bytes());
         hasher.update([0]);
-        hasher.update(std::fs::read(&file)?);
+        hasher.update(std::fs::read(dir.join(&file))?);
         hasher.update([0]);
     }
     Ok(hasher

@@ -13,6 +13,7 @@
 //!   the Type 1 hypervisor's VMs against the bare machine (`bench_type1.rs`).
 
 mod bench;
+mod bench_distro;
 mod bench_hypervisor;
 mod bench_kvm;
 mod bench_migration;
@@ -33,10 +34,12 @@ fn project_root() -> PathBuf {
         .to_owned()
 }
 
-/// Runs the dependency installer (apt packages) when something is missing.
-fn install_deps(root: &Path) -> Result<()> {
+/// Runs the dependency installer (apt packages) when something is missing;
+/// `extra` names optional sets (`--distro`).
+pub(crate) fn install_deps(root: &Path, extra: &[&str]) -> Result<()> {
     let status = Command::new("bash")
         .arg(root.join("scripts/install-deps.sh"))
+        .args(extra)
         .status()?;
     if !status.success() {
         bail!("installing dependencies failed; see scripts/install-deps.sh");
@@ -102,7 +105,7 @@ fn hardware_virtualization() -> bool {
 
 fn prepare(root: &Path) -> Result<Images> {
     let started = std::time::Instant::now();
-    install_deps(root)?;
+    install_deps(root, &[])?;
     eprintln!(
         "[xtask] dependencies ready ({:.1} s)",
         started.elapsed().as_secs_f64()

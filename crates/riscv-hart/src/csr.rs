@@ -824,9 +824,8 @@ impl Hart {
             }
             VSSTATUS => {
                 let new = (c.vsstatus & !VSSTATUS_WRITABLE) | (value & VSSTATUS_WRITABLE);
-                if (new ^ c.vsstatus) & (MSTATUS_SUM | MSTATUS_MXR) != 0 {
-                    self.tlb.flush();
-                }
+                let old = c.vsstatus;
+                self.status_changed(old, new);
                 self.csr.vsstatus = new;
                 self.interrupt_check = true;
             }
@@ -868,12 +867,25 @@ impl Hart {
         if (new & MSTATUS_MPP) >> MSTATUS_MPP_SHIFT == 2 {
             new = (new & !MSTATUS_MPP) | (c.mstatus & MSTATUS_MPP);
         }
-        let translation_bits = MSTATUS_MPRV | MSTATUS_SUM | MSTATUS_MXR | MSTATUS_MPP | MSTATUS_MPV;
-        if (new ^ c.mstatus) & translation_bits != 0 {
-            self.tlb.flush();
-        }
+        // MPRV, MPP and MPV choose the data accesses' mode, which tags
+        // every soft-TLB entry: changing them needs no flush.
+        let old = c.mstatus;
+        self.status_changed(old, new);
         self.csr.mstatus = new;
         self.interrupt_check = true;
+    }
+
+    /// Keeps the soft-TLB right when a status register's SUM or MXR bit
+    /// changes from `old` to `new`. Setting SUM only lets more through, so
+    /// entries stay; clearing it drops the supervisor data entries filled
+    /// while it was set (Linux toggles it around every copy to or from
+    /// user memory). An MXR change flushes everything.
+    fn status_changed(&mut self, old: u64, new: u64) {
+        if (old ^ new) & MSTATUS_MXR != 0 {
+            self.tlb.flush();
+        } else if old & !new & MSTATUS_SUM != 0 {
+            self.tlb.flush_sum_fills();
+        }
     }
 
     fn pmpaddr_locked(&self, n: usize) -> bool {

@@ -45,6 +45,13 @@ pub struct TranslationStats {
     pub translation_nanos: u64,
     /// Times the table of blocks reached its bound and was emptied.
     pub table_flushes: u64,
+    /// Blocks whose bytes were compared again after the code epoch moved
+    /// and found unchanged, and blocks translated again because they had
+    /// changed.
+    pub revalidations: u64,
+    pub retranslations: u64,
+    /// Times the indirect-jump cache was cleared (after a TLB flush).
+    pub jump_cache_clears: u64,
 }
 
 impl std::ops::AddAssign for TranslationStats {
@@ -55,5 +62,8 @@ impl std::ops::AddAssign for TranslationStats {
         self.code_bytes += other.code_bytes;
         self.translation_nanos += other.translation_nanos;
         self.table_flushes += other.table_flushes;
+        self.revalidations += other.revalidations;
+        self.retranslations += other.retranslations;
+        self.jump_cache_clears += other.jump_cache_clears;
     }
 }

@@ -194,7 +194,7 @@ impl Hart {
             }
             I::Fence => {}
             // Translated code made before this point must be re-checked.
-            I::FenceI => self.ram.advance_code_epoch(),
+            I::FenceI => self.ram.fence_code(),
             I::Ecall => {
                 let cause = match (self.privilege, self.virt) {
                     (Privilege::User, _) => ExceptionCause::EcallFromU,
@@ -261,7 +261,7 @@ impl Hart {
                 self.interrupt_check = true;
                 self.request_stop(RunExit::Wfi);
             }
-            I::SfenceVma { .. } => {
+            I::SfenceVma { rs1, .. } => {
                 if self.privilege == Privilege::Supervisor
                     && !self.virt
                     && self.csr.mstatus & MSTATUS_TVM != 0
@@ -269,7 +269,12 @@ impl Hart {
                     return Err(Exception::illegal(raw));
                 }
                 self.check_supervisor_instruction(self.csr.hstatus & HSTATUS_VTVM != 0, raw)?;
-                self.tlb.flush();
+                // Every address space (ASIDs are not kept apart), but only
+                // rs1's page when there is one.
+                match rs1 {
+                    0 => self.tlb.flush(),
+                    _ => self.tlb.flush_page(self.x[rs1 as usize]),
+                }
             }
             I::HfenceVvma { .. } | I::HfenceGvma { .. } => {
                 // Unlike HLV/HSV, hstatus.HU never opens HFENCE to U-mode.

@@ -56,7 +56,7 @@ pub use mmu::{
     tlb_tag, AccessMode, DataTlb, TlbStats, TLB_ENTRIES, TLB_ENTRY_ADDEND, TLB_ENTRY_SHIFT,
     TLB_TAG_MODE_BITS,
 };
-pub use ram::{GuestRam, RamAllocError};
+pub use ram::{CodeStats, GuestRam, RamAllocError};
 pub use state::{HartState, StateError};
 pub use trap::{cause_name, Exception, ExceptionCause, TrapCounts, TrapValues};
 
@@ -287,6 +287,20 @@ impl Hart {
     #[inline]
     pub fn translation_generation(&self) -> u64 {
         self.tlb.generation()
+    }
+
+    /// How many times `sfence.vma` dropped one page's translations (not a
+    /// full flush, so [`Hart::translation_generation`] stays).
+    #[inline]
+    pub fn page_flushes(&self) -> u64 {
+        self.tlb.stats().page_flushes
+    }
+
+    /// The virtual page numbers flushed one by one since
+    /// [`Hart::page_flushes`] was `seen`, for an engine's own caches of
+    /// translations; `None` when it must drop them all.
+    pub fn pages_flushed_since(&self, seen: u64) -> Option<impl Iterator<Item = u64> + '_> {
+        self.tlb.pages_flushed_since(seen)
     }
 
     /// The current FP state as translated FP code depends on it: true when

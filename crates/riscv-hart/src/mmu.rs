@@ -159,9 +159,30 @@ pub struct Tlb {
     gstage: Box<[GStageEntry; GSTAGE_ENTRIES]>,
     /// Whether `gstage` holds an entry (a flush with none has nothing to clear).
     gstage_filled: bool,
+    /// The (VS-)stage superpages walked since the last full flush, as
+    /// `(first virtual address, size - 1)`: a page flush inside one must
+    /// drop every 4 KiB entry it was cached as, so it flushes everything.
+    /// `None` once more than [`SUPERPAGES_TRACKED`] were walked.
+    superpages: Option<Vec<(u64, u64)>>,
+    /// Supervisor data entries filled while SUM was set (`table << 16 |
+    /// index`, as `filled`): the ones clearing SUM may make wrong (setting
+    /// it only opens more). `None` once more than [`SUM_FILLS_TRACKED`].
+    sum_fills: Option<Vec<u32>>,
+    /// The virtual pages flushed one by one ([`Tlb::flush_page`]): the last
+    /// [`PAGE_FLUSHES_LOGGED`], at `page_flushes % PAGE_FLUSHES_LOGGED`.
+    flushed_pages: [u64; PAGE_FLUSHES_LOGGED],
     /// What it has done so far.
     stats: TlbStats,
 }
+
+/// Supervisor fills under SUM tracked (a kernel's copy to or from user
+/// memory touches a few pages).
+const SUM_FILLS_TRACKED: usize = 64;
+/// Superpages tracked between full flushes (a kernel's linear map is a few).
+const SUPERPAGES_TRACKED: usize = 16;
+/// Page flushes an engine caching translations can catch up on without
+/// dropping everything (see [`Tlb::pages_flushed_since`]).
+pub const PAGE_FLUSHES_LOGGED: usize = 16;
 
 /// Soft-TLB counters, for `--stats`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -172,6 +193,8 @@ pub struct TlbStats {
     pub guest_fills: u64,
     /// G-stage walks the G-stage leaf cache saved.
     pub gstage_hits: u64,
+    /// `sfence.vma` of one address that dropped that page's entries only.
+    pub page_flushes: u64,
 }
 
 impl std::ops::AddAssign for TlbStats {
@@ -179,6 +202,7 @@ impl std::ops::AddAssign for TlbStats {
         self.fills += other.fills;
         self.guest_fills += other.guest_fills;
         self.gstage_hits += other.gstage_hits;
+        self.page_flushes += other.page_flushes;
     }
 }
 
@@ -210,8 +234,80 @@ impl Tlb {
             device_page: u64::MAX,
             gstage: Box::new([GSTAGE_EMPTY; GSTAGE_ENTRIES]),
             gstage_filled: false,
+            superpages: Some(Vec::with_capacity(SUPERPAGES_TRACKED)),
+            sum_fills: Some(Vec::with_capacity(SUM_FILLS_TRACKED)),
+            flushed_pages: [0; PAGE_FLUSHES_LOGGED],
             stats: TlbStats::default(),
         }
+    }
+
+    /// Notes that a walk found a superpage leaf covering `[start, start + mask]`.
+    fn note_superpage(&mut self, start: u64, mask: u64) {
+        if let Some(superpages) = &mut self.superpages {
+            if !superpages.contains(&(start, mask)) {
+                if superpages.len() < SUPERPAGES_TRACKED {
+                    superpages.push((start, mask));
+                } else {
+                    self.superpages = None;
+                }
+            }
+        }
+    }
+
+    /// Empties the entries `slots` name (`table << 16 | index`).
+    fn clear_slots(&mut self, slots: &[u32]) {
+        for &slot in slots {
+            self.table(Access::from_index(slot >> 16))[(slot & 0xffff) as usize] = EMPTY;
+        }
+    }
+
+    /// SUM was cleared: drops the entries filled for supervisor accesses
+    /// while it was set (everything when too many were).
+    pub fn flush_sum_fills(&mut self) {
+        match self.sum_fills.take() {
+            Some(mut fills) => {
+                self.clear_slots(&fills);
+                fills.clear();
+                self.sum_fills = Some(fills);
+            }
+            None => self.flush(),
+        }
+    }
+
+    /// `sfence.vma` of `vaddr`: drops the entries of its page (every mode),
+    /// or everything when a superpage walked since the last full flush
+    /// covers it. The G-stage cache stays: only HFENCE.GVMA orders G-stage
+    /// changes.
+    pub fn flush_page(&mut self, vaddr: u64) {
+        let covered = self.superpages.as_ref().is_none_or(|superpages| {
+            superpages
+                .iter()
+                .any(|&(start, mask)| vaddr & !mask == start)
+        });
+        if covered {
+            self.flush();
+            return;
+        }
+        let (index, page_tag) = (tlb_index(vaddr), tlb_tag(vaddr, 0));
+        let mode_bits = (1 << TLB_TAG_MODE_BITS) - 1;
+        for table in self.tables.iter_mut() {
+            if table[index].tag & !mode_bits == page_tag {
+                table[index] = EMPTY;
+            }
+        }
+        self.device_page = u64::MAX;
+        self.flushed_pages[self.stats.page_flushes as usize % PAGE_FLUSHES_LOGGED] =
+            vaddr >> PAGE_SHIFT;
+        self.stats.page_flushes += 1;
+    }
+
+    /// The virtual page numbers flushed one by one since the count of page
+    /// flushes was `seen` (see [`TlbStats::page_flushes`]); `None` when more
+    /// than the log holds were (drop every cached translation instead).
+    pub fn pages_flushed_since(&self, seen: u64) -> Option<impl Iterator<Item = u64> + '_> {
+        let now = self.stats.page_flushes;
+        (now - seen <= PAGE_FLUSHES_LOGGED as u64)
+            .then(|| (seen..now).map(|n| self.flushed_pages[n as usize % PAGE_FLUSHES_LOGGED]))
     }
 
     /// The cached G-stage leaf for guest physical page `guest_page`.
@@ -234,9 +330,7 @@ impl Tlb {
         }
         match self.filled.take() {
             Some(mut filled) => {
-                for &f in &filled {
-                    self.table(Access::from_index(f >> 16))[(f & 0xffff) as usize] = EMPTY;
-                }
+                self.clear_slots(&filled);
                 filled.clear();
                 self.filled = Some(filled);
             }
@@ -244,6 +338,14 @@ impl Tlb {
                 self.tables.iter_mut().for_each(|t| t.fill(EMPTY));
                 self.filled = Some(Vec::with_capacity(FILLS_TRACKED));
             }
+        }
+        match &mut self.superpages {
+            Some(superpages) => superpages.clear(),
+            None => self.superpages = Some(Vec::with_capacity(SUPERPAGES_TRACKED)),
+        }
+        match &mut self.sum_fills {
+            Some(fills) => fills.clear(),
+            None => self.sum_fills = Some(Vec::with_capacity(SUM_FILLS_TRACKED)),
         }
         self.generation += 1;
         self.device_page = u64::MAX;
@@ -263,15 +365,14 @@ impl Tlb {
         }
     }
 
-    /// Caches `entry` for `access` at `index`.
-    fn fill(&mut self, access: Access, index: usize, entry: TlbEntry) {
+    /// Caches `entry` for `access` at `index`; `under_sum`: a supervisor
+    /// data access with SUM set made it.
+    fn fill(&mut self, access: Access, index: usize, entry: TlbEntry, under_sum: bool) {
         self.table(access)[index] = entry;
-        if let Some(filled) = &mut self.filled {
-            if filled.len() < FILLS_TRACKED {
-                filled.push((access as u32) << 16 | index as u32);
-            } else {
-                self.filled = None;
-            }
+        let slot = (access as u32) << 16 | index as u32;
+        track(&mut self.filled, FILLS_TRACKED, slot);
+        if under_sum {
+            track(&mut self.sum_fills, SUM_FILLS_TRACKED, slot);
         }
     }
 
@@ -313,6 +414,18 @@ impl Tlb {
 
     fn table(&mut self, access: Access) -> &mut [TlbEntry; TLB_ENTRIES] {
         &mut self.tables[access as usize]
+    }
+}
+
+/// Adds `slot` to a list of filled entries bounded by `limit` (`None` once
+/// it overflowed).
+fn track(list: &mut Option<Vec<u32>>, limit: usize, slot: u32) {
+    if let Some(slots) = list {
+        if slots.len() < limit {
+            slots.push(slot);
+        } else {
+            *list = None;
+        }
     }
 }
 
@@ -602,7 +715,15 @@ impl Hart {
             // Stores through this entry will not be seen one by one.
             self.ram.mark_dirty(page, PAGE_SIZE);
         }
-        self.tlb.fill(access, tlb_index(vaddr), entry);
+        let status = if mode.virt {
+            self.csr.vsstatus
+        } else {
+            self.csr.mstatus
+        };
+        let under_sum = mode.privilege == Privilege::Supervisor
+            && access != Access::Execute
+            && status & MSTATUS_SUM != 0;
+        self.tlb.fill(access, tlb_index(vaddr), entry, under_sum);
         self.tlb.stats.fills += 1;
         self.tlb.stats.guest_fills += mode.virt as u64;
         true
@@ -947,6 +1068,10 @@ impl Hart {
                 self.write_pte(pte_addr, updated)?;
             }
             let page_offset_mask = (1u64 << (PAGE_SHIFT + 9 * level)) - 1;
+            if level > 0 && stage.kind != StageKind::GuestPhysical {
+                self.tlb
+                    .note_superpage(addr & !page_offset_mask, page_offset_mask);
+            }
             let physical = (ppn << PAGE_SHIFT) & !page_offset_mask | (addr & page_offset_mask);
             return Ok((physical, updated));
         }
@@ -1189,6 +1314,92 @@ mod tests {
         h.store(0x4000_0008, 4, 0xdead_beef, &mut NoDevices)
             .unwrap();
         assert_eq!(h.ram.read(DATA + 0x2008, 4), Some(0xdead_beef));
+    }
+
+    const RWAD: u64 = PTE_V | PTE_R | PTE_W | PTE_A | PTE_D;
+
+    #[test]
+    fn sfence_vma_of_one_address_drops_only_its_page() {
+        let mut h = setup(RWAD);
+        h.ram.write(L0 + 16, 8, pte(DATA + 0x2000, RWAD));
+        h.ram.write(DATA, 8, 0x1111);
+        h.ram.write(DATA + 0x2000, 8, 0x2222);
+        h.ram.write(DATA + 0x3000, 8, 0x3333);
+        assert_eq!(h.load(0x4000_0000, 8, &mut NoDevices), Ok(0x1111));
+        assert_eq!(h.load(0x4000_2000, 8, &mut NoDevices), Ok(0x2222));
+        // Both pages now point at DATA + 0x3000; only the first is fenced.
+        h.ram.write(L0, 8, pte(DATA + 0x3000, RWAD));
+        h.ram.write(L0 + 16, 8, pte(DATA + 0x3000, RWAD));
+        let generation = h.translation_generation();
+        h.tlb.flush_page(0x4000_0abc);
+        assert_eq!(h.load(0x4000_0000, 8, &mut NoDevices), Ok(0x3333));
+        assert_eq!(
+            h.load(0x4000_2000, 8, &mut NoDevices),
+            Ok(0x2222),
+            "another page's entry stays (as a hardware TLB may keep it)"
+        );
+        assert_eq!(h.translation_generation(), generation, "not a full flush");
+        assert_eq!(h.page_flushes(), 1);
+        let pages: Vec<u64> = h.pages_flushed_since(0).unwrap().collect();
+        assert_eq!(pages, [0x4000_0000 >> 12]);
+        for _ in 0..PAGE_FLUSHES_LOGGED {
+            h.tlb.flush_page(0x4000_2000);
+        }
+        assert!(
+            h.pages_flushed_since(0).is_none(),
+            "past what the log holds"
+        );
+        assert_eq!(
+            h.pages_flushed_since(1).unwrap().count(),
+            PAGE_FLUSHES_LOGGED
+        );
+    }
+
+    #[test]
+    fn sfence_vma_inside_a_superpage_flushes_everything() {
+        const MEGA: u64 = BASE + 0x20_0000;
+        let mut h = setup(RWAD);
+        // VA 0x4020_0000: a 2 MiB page at MEGA.
+        h.ram.write(L1 + 8, 8, pte(MEGA, RWAD));
+        h.ram.write(MEGA + 0x1000, 8, 0x1111);
+        assert_eq!(h.load(0x4020_1000, 8, &mut NoDevices), Ok(0x1111));
+        // A superpage whose PPN is not aligned: a page fault once walked.
+        h.ram.write(L1 + 8, 8, pte(MEGA + 0x1000, RWAD));
+        let generation = h.translation_generation();
+        // A fence of another 4 KiB page of the same superpage.
+        h.tlb.flush_page(0x4020_5000);
+        assert_ne!(h.translation_generation(), generation, "a full flush");
+        assert_eq!(
+            h.load(0x4020_1000, 8, &mut NoDevices),
+            Err(Exception::new(ExceptionCause::LoadPageFault, 0x4020_1000)),
+            "a misaligned superpage now"
+        );
+    }
+
+    #[test]
+    fn clearing_sum_drops_what_was_filled_under_it() {
+        use crate::csr::addr::SSTATUS;
+        let mut h = setup(RWAD);
+        h.ram.write(DATA, 8, 0x1111);
+        h.ram.write(DATA + 0x1000, 8, 0x2222);
+        assert_eq!(h.load(0x4000_0000, 8, &mut NoDevices), Ok(0x1111));
+        let generation = h.translation_generation();
+        h.csr_write(SSTATUS, h.csr.mstatus | MSTATUS_SUM);
+        assert_eq!(h.load(0x4000_1000, 8, &mut NoDevices), Ok(0x2222));
+        // Make the kernel page's entry stale on purpose: it must stay.
+        h.ram.write(L0, 8, pte(DATA + 0x1000, RWAD));
+        h.csr_write(SSTATUS, h.csr.mstatus & !MSTATUS_SUM);
+        assert_eq!(h.translation_generation(), generation, "no full flush");
+        assert_eq!(
+            h.load(0x4000_1000, 8, &mut NoDevices),
+            Err(Exception::new(ExceptionCause::LoadPageFault, 0x4000_1000)),
+            "the user page is closed to S-mode again"
+        );
+        assert_eq!(
+            h.load(0x4000_0000, 8, &mut NoDevices),
+            Ok(0x1111),
+            "the entry filled without SUM stays"
+        );
     }
 
     #[test]

@@ -61,6 +61,16 @@ struct CodePages {
     /// Bumped whenever a page becomes protected: harts then drop their
     /// cached write translations.
     protections: Cell<u64>,
+    stats: Cell<CodeStats>,
+}
+
+/// Why the code epoch moved, for `--stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CodeStats {
+    /// Stores over translated code.
+    pub stores: u64,
+    /// `fence.i` instructions.
+    pub fences: u64,
 }
 
 const CHUNK_SHIFT: u64 = 6;
@@ -80,6 +90,7 @@ impl CodePages {
                 .collect(),
             epoch: Cell::new(1),
             protections: Cell::new(0),
+            stats: Cell::new(CodeStats::default()),
         }
     }
 }
@@ -202,9 +213,21 @@ impl GuestRam {
     }
 
     /// Invalidates every translation made so far (`fence.i`).
-    pub fn advance_code_epoch(&self) {
+    pub fn fence_code(&self) {
+        let mut stats = self.code.stats.get();
+        stats.fences += 1;
+        self.code.stats.set(stats);
+        self.advance_code_epoch();
+    }
+
+    fn advance_code_epoch(&self) {
         let epoch = &self.code.epoch;
         epoch.set(epoch.get().wrapping_add(1).max(1));
+    }
+
+    /// How often the code epoch moved, and why.
+    pub fn code_stats(&self) -> CodeStats {
+        self.code.stats.get()
     }
 
     /// How many times a page became protected; harts compare it with what
@@ -297,6 +320,9 @@ impl GuestRam {
             offset += piece;
         }
         if hit {
+            let mut stats = self.code.stats.get();
+            stats.stores += 1;
+            self.code.stats.set(stats);
             self.advance_code_epoch();
         }
     }
@@ -401,7 +427,14 @@ mod tests {
         assert!(ram.write(0x8000_1100, 8, 1));
         assert_eq!(ram.code_epoch(), epoch);
         assert!(ram.protect_code(code, 8), "protected again");
-        ram.advance_code_epoch();
+        ram.fence_code();
         assert_ne!(ram.code_epoch(), epoch, "fence.i");
+        assert_eq!(
+            ram.code_stats(),
+            CodeStats {
+                stores: 1,
+                fences: 1
+            }
+        );
     }
 }

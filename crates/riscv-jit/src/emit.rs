@@ -43,6 +43,7 @@
 //! interpreter.
 
 use crate::arena::CodeArena;
+use crate::{PAGE_SHIFT, PAGE_SIZE};
 use dynasmrt::{dynasm, x64::X64Relocation, DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler};
 use riscv_hart::{DataTlb, TLB_ENTRIES, TLB_TAG_MODE_BITS};
 use riscv_isa::{
@@ -102,6 +103,7 @@ const EXIT_EPOCH: i32 = std::mem::offset_of!(ExitState, epoch) as i32;
 const EXIT_MXCSR: i32 = std::mem::offset_of!(ExitState, mxcsr) as i32;
 const EXIT_FFLAGS: i32 = std::mem::offset_of!(ExitState, fflags) as i32;
 const EXIT_HART: i32 = std::mem::offset_of!(ExitState, hart) as i32;
+const EXIT_VPAGE: i32 = std::mem::offset_of!(ExitState, vpage) as i32;
 /// log2 of a jump-cache entry's size, and where its fields are.
 const JUMP_ENTRY_SHIFT: i8 = 5;
 const JUMP_ENTRY_MODE: i32 = std::mem::offset_of!(JumpEntry, mode) as i32;
@@ -131,6 +133,11 @@ pub struct ExitState {
     pub fflags: *mut u64,
     /// The hart, for [`fill_tlb`].
     pub hart: *mut riscv_hart::Hart,
+    /// The virtual address of the guest page the running block's code is
+    /// mapped at now. Blocks hold their PCs as offsets from it, so one
+    /// translation serves every address space mapping the same code
+    /// (processes whose libraries sit at randomised addresses).
+    pub vpage: u64,
 }
 
 /// Called from translated code whose inline TLB lookup missed: fills the
@@ -319,7 +326,7 @@ pub fn emit_block(target: Target, pc: u64, instructions: &[(Instruction, u8)]) -
         data_mode: target.tlb.mode,
         mode: target.mode,
         inject_bug: target.inject_bug,
-        page: pc >> 12,
+        page: pc >> PAGE_SHIFT,
         slow: Vec::new(),
         side_exits: Vec::new(),
         misses: Vec::new(),
@@ -528,9 +535,9 @@ impl Emitter {
                 dynasm!(self.ops ; .arch x64
                     ; =>label
                     ; lea r12, [r12 + done as i32]
-                    ; mov rax, QWORD at as i64
-                    ; jmp =>tail
                 );
+                self.load_pc(at);
+                dynasm!(self.ops ; .arch x64 ; jmp =>tail);
             }
             dynasm!(self.ops ; .arch x64 ; =>tail);
             self.write_back();
@@ -570,28 +577,47 @@ impl Emitter {
 
     /// Exits to the dispatcher at guest `pc`, not chainable.
     fn leave(&mut self, pc: u64) {
+        self.load_pc(pc);
         dynasm!(self.ops ; .arch x64
-            ; mov rax, QWORD pc as i64
             ; xor edx, edx
             ; jmp extern self.exit
+        );
+    }
+
+    /// Where the guest address `pc` of the code as translated is in the
+    /// page the block runs from now, as an offset from its start.
+    fn pc_offset(&self, pc: u64) -> i64 {
+        pc.wrapping_sub(self.page << PAGE_SHIFT) as i64
+    }
+
+    /// RAX = the guest PC that `pc` (an address of the code as translated)
+    /// is where the block runs now: [`ExitState::vpage`] plus its offset.
+    fn load_pc(&mut self, pc: u64) {
+        let offset = self.pc_offset(pc);
+        dynasm!(self.ops ; .arch x64
+            ; mov rax, QWORD offset
+            ; add rax, QWORD [rbp + EXIT_VPAGE]
         );
     }
 
     /// Continues at the constant guest `pc`: a patchable exit when it lies
     /// in this block's page, else through the jump cache.
     fn jump_to(&mut self, pc: u64) {
-        if pc >> 12 != self.page {
-            self.load_const(pc);
+        if pc >> PAGE_SHIFT != self.page {
+            self.load_pc(pc);
             self.indirect_jump();
             return;
         }
         // Chaining overwrites the start of the 10-byte `mov` with a jump
-        // to the target block, so a chained exit costs one `lea` and a jump.
+        // to the target block (which runs from the same page), so a
+        // chained exit costs one `lea` and a jump.
         let site = self.ops.new_dynamic_label();
+        let offset = self.pc_offset(pc);
         dynasm!(self.ops ; .arch x64
             ; lea rdx, [=>site]
             ; =>site
-            ; mov rax, QWORD pc as i64
+            ; mov rax, QWORD offset
+            ; add rax, QWORD [rbp + EXIT_VPAGE]
             ; jmp extern self.exit
         );
     }
@@ -848,7 +874,7 @@ impl Emitter {
                 self.store_rax(rd);
             }
             I::Auipc { rd, imm } => {
-                self.load_const(pc.wrapping_add(imm as i64 as u64));
+                self.load_pc(pc.wrapping_add(imm as i64 as u64));
                 self.store_rax(rd);
             }
             I::OpImm { op, rd, rs1, imm } => {
@@ -901,7 +927,7 @@ impl Emitter {
                 self.store_rax(rd);
             }
             I::Jal { rd, offset } => {
-                self.load_const(next);
+                self.load_pc(next);
                 self.store_rax(rd);
                 self.write_back();
                 dynasm!(self.ops ; .arch x64 ; lea r12, [r12 + total]);
@@ -912,10 +938,12 @@ impl Emitter {
                 // Target first: rd may be rs1. Bit 0 is cleared; with
                 // compressed instructions no target can be misaligned.
                 self.load_rax(rs1);
+                let link = self.pc_offset(next);
                 dynasm!(self.ops ; .arch x64
                     ; add rax, offset
                     ; and rax, -2
-                    ; mov rcx, QWORD next as i64
+                    ; mov rcx, QWORD link
+                    ; add rcx, QWORD [rbp + EXIT_VPAGE]
                 );
                 self.store(rd, 1);
                 self.write_back();
@@ -1308,6 +1336,9 @@ impl Emitter {
             ; jne =>miss
             ; cmp QWORD [rdx + JUMP_ENTRY_MODE], self.mode as i32
             ; jne =>miss
+            ; mov rcx, rax
+            ; and rcx, -(PAGE_SIZE as i32)
+            ; mov QWORD [rbp + EXIT_VPAGE], rcx
             ; jmp QWORD [rdx + JUMP_ENTRY_CODE]
             ; =>miss
             ; xor edx, edx

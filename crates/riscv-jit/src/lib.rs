@@ -12,9 +12,13 @@
 //! blocks. Translated code never traps, so precise exceptions stay the
 //! interpreter's job.
 //!
-//! Blocks are keyed by virtual PC, the host address of the code (so the
-//! physical page it came from) and a mode (privileges, whether FP may be
-//! translated). A block runs without its guest bytes being compared as long
+//! Blocks are keyed by the host address of the code (so the physical page
+//! it came from, and the offset in it) and a mode (privileges, whether FP
+//! may be translated), not by virtual PC: a block computes every PC it
+//! needs (AUIPC, links, exits) from the virtual page it is running from
+//! now, which entering it records, so one translation serves every process
+//! that maps the same code, wherever address-space randomisation put it
+//! (QEMU's TBs are position-independent the same way). A block runs without its guest bytes being compared as long
 //! as the RAM's code epoch has not moved since it was checked: the code it
 //! came from is protected, and a store over protected code (any hart, any
 //! path) or a `fence.i` advances the epoch (see `riscv_hart::GuestRam`).
@@ -136,8 +140,11 @@ impl JitOptions {
     }
 }
 
-/// Blocks are looked up by virtual PC, host address of the code, and mode.
-type Key = (u64, usize, u64);
+/// Blocks are looked up by the host address of their code (so its
+/// physical page and offset) and mode, not by virtual PC: translated code
+/// holds PCs as offsets from the page it runs from ([`emit::ExitState`]'s
+/// `vpage`), so processes mapping the same code at other addresses share it.
+type Key = (usize, u64);
 
 /// The flag of a block mode saying FP instructions may run translated.
 const MODE_FP: u64 = 1 << (2 * TLB_TAG_MODE_BITS);
@@ -176,7 +183,8 @@ const STALE_EPOCH: u32 = 0;
 /// Bytes of an instruction parcel: what a 32-bit instruction that starts
 /// 2 bytes before a page's end takes from the next page.
 const PARCEL: usize = 2;
-const PAGE_SIZE: u64 = 4096;
+const PAGE_SHIFT: u32 = 12;
+const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
 
 impl NextPage {
     /// The next page as `code_at` shows it now.
@@ -238,8 +246,10 @@ pub struct Jit {
     /// Arena resets so far (jump sites from before one are gone).
     resets: u64,
     jump_cache: Box<[JumpEntry]>,
-    /// The hart's TLB generation the jump cache was filled under.
+    /// The hart's TLB generation the jump cache was filled under, and its
+    /// count of page flushes the cache has caught up with.
     jump_generation: u64,
+    jump_page_flushes: u64,
     state: Box<ExitState>,
     host_fma: bool,
     /// `perf`'s map of JIT symbols (/tmp/perf-PID.map), when VISOR_PERF_MAP is set.
@@ -276,6 +286,7 @@ impl Jit {
             mxcsr: 0,
             fflags: std::ptr::null_mut(),
             hart: std::ptr::null_mut(),
+            vpage: 0,
         });
         Jit {
             options,
@@ -286,6 +297,7 @@ impl Jit {
             resets: 0,
             jump_cache,
             jump_generation: u64::MAX,
+            jump_page_flushes: 0,
             state,
             host_fma: std::arch::is_x86_feature_detected!("fma"),
             perf_map: std::env::var_os("VISOR_PERF_MAP").and_then(|_| {
@@ -364,15 +376,21 @@ impl Jit {
         let fp = hart.fp_ready();
         let mode = block_mode(hart.fetch_mode().tag_bits(), tlb.mode, fp);
         let generation = hart.translation_generation();
+        let page_flushes = hart.page_flushes();
         if generation != self.jump_generation {
             self.jump_cache.fill(JumpEntry::EMPTY);
             self.jump_generation = generation;
+            self.jump_page_flushes = page_flushes;
+            self.stats.jump_cache_clears += 1;
+        } else if page_flushes != self.jump_page_flushes {
+            self.forget_flushed_pages(hart);
+            self.jump_page_flushes = page_flushes;
         }
         let epoch = hart.code_epoch();
         if hart.code_at(pc).is_none() && !hart.fill_code_tlb(pc) {
             return None;
         }
-        let key = (pc, hart.code_at(pc)?.as_ptr() as usize, mode);
+        let key = (hart.code_at(pc)?.as_ptr() as usize, mode);
         let next_page_start = (pc & !(PAGE_SIZE - 1)).wrapping_add(PAGE_SIZE);
         let may_straddle = self.slots.get(&key).is_none_or(|s| s.next_page.is_some());
         if may_straddle && hart.code_at(next_page_start).is_none() {
@@ -384,7 +402,7 @@ impl Jit {
         let host = code.as_ptr();
         let next = NextPage::of(hart.code_at(next_page_start));
         let resets = self.resets;
-        let (slot, checked) = self.lookup(key, code, next, epoch, tlb)?;
+        let (slot, checked) = self.lookup(key, pc, code, next, epoch, tlb)?;
         if checked {
             // Stores to the code now invalidate it.
             hart.protect_code(host, slot.bytes.len());
@@ -394,6 +412,7 @@ impl Jit {
         }
         let block = slot.block.as_ref()?;
         self.state.epoch = epoch as u64;
+        self.state.vpage = pc & !(PAGE_SIZE - 1);
         if self.options.lockstep {
             return self.check_block(hart, platform, block, tlb);
         }
@@ -443,18 +462,19 @@ impl Jit {
     fn lookup(
         &mut self,
         key: Key,
+        pc: u64,
         code: &[u8],
         next: Option<NextPage>,
         epoch: u32,
         tlb: DataTlb,
     ) -> Option<(Rc<Slot>, bool)> {
-        let index = (key.0 >> 1) as usize % RECENT_SLOTS;
+        let index = (key.0 >> 1) % RECENT_SLOTS;
         let slot = match &self.recent[index] {
             Some((k, slot)) if *k == key => slot.clone(),
             _ => {
                 let (slot, new) = match self.slots.get(&key) {
                     Some(slot) => (slot.clone(), false),
-                    None => (self.translate(key, code, next, epoch, tlb)?, true),
+                    None => (self.translate(key, pc, code, next, epoch, tlb)?, true),
                 };
                 self.recent[index] = Some((key, slot.clone()));
                 if new {
@@ -470,10 +490,12 @@ impl Jit {
         }
         if code.starts_with(&slot.bytes) && next_same {
             slot.set_epoch(epoch);
+            self.stats.revalidations += 1;
             return Some((slot, true));
         }
+        self.stats.retranslations += 1;
         let resets = self.resets;
-        let fresh = self.translate(key, code, next, epoch, tlb)?;
+        let fresh = self.translate(key, pc, code, next, epoch, tlb)?;
         if let (Some(old), Some(new), true) = (&slot.block, &fresh.block, resets == self.resets) {
             if fresh.next_page.is_none() {
                 old.redirect(new);
@@ -488,18 +510,19 @@ impl Jit {
         Some((fresh, true))
     }
 
-    /// Translates the code at `key` (whose bytes to the end of the page are
-    /// `code`, and `next` the next page's start when it is mapped) into a
-    /// new slot, replacing any earlier one.
+    /// Translates the code at `key`, mapped at `pc` now (whose bytes to
+    /// the end of the page are `code`, and `next` the next page's start
+    /// when it is mapped) into a new slot, replacing any earlier one.
     fn translate(
         &mut self,
         key: Key,
+        pc: u64,
         code: &[u8],
         next: Option<NextPage>,
         epoch: u32,
         tlb: DataTlb,
     ) -> Option<Rc<Slot>> {
-        let (pc, _, mode) = key;
+        let (_, mode) = key;
         if self.slots.len() >= MAX_SLOTS {
             self.reset();
             self.stats.table_flushes += 1;
@@ -570,6 +593,28 @@ impl Jit {
         slot.set_epoch(epoch);
         self.slots.insert(key, slot.clone());
         Some(slot)
+    }
+
+    /// Drops the jump-cache entries of the pages `sfence.vma` flushed one
+    /// by one since the cache last caught up (all of them if it is too far
+    /// behind): only those pages' mappings may have changed.
+    fn forget_flushed_pages(&mut self, hart: &Hart) {
+        let Some(pages) = hart.pages_flushed_since(self.jump_page_flushes) else {
+            self.jump_cache.fill(JumpEntry::EMPTY);
+            self.stats.jump_cache_clears += 1;
+            return;
+        };
+        // A page's PCs (even ones) fill one aligned run of indices.
+        const RUN: usize = PAGE_SIZE as usize / 2;
+        const _: () = assert!(JUMP_CACHE_ENTRIES.is_multiple_of(RUN));
+        for page in pages {
+            let first = emit::jump_index(page << PAGE_SHIFT);
+            for entry in &mut self.jump_cache[first..first + RUN] {
+                if entry.pc >> PAGE_SHIFT == page {
+                    *entry = JumpEntry::EMPTY;
+                }
+            }
+        }
     }
 
     /// The arena is full: drops every block and starts over.

@@ -821,3 +821,62 @@ fn translated_code_is_never_writable_where_it_runs() {
         .count();
     assert_eq!(writable_and_executable, 0, "{maps}");
 }
+
+/// The same physical code page mapped at two virtual pages (Sv39, S-mode):
+///   nop; auipc x5, 0; jal x6, +8; (skipped); wfi
+/// (a run's first instruction is the interpreter's, the rest translated)
+/// Returns the hart, its RAM, and the two virtual addresses.
+fn code_mapped_twice() -> (Hart, GuestRam, [u64; 2]) {
+    const ROOT: u64 = BASE + 0x1000;
+    const L1: u64 = BASE + 0x2000;
+    const L0: u64 = BASE + 0x3000;
+    const CODE: u64 = BASE + 0x10_000;
+    const PTE_V: u64 = 1;
+    const LEAF_RXA: u64 = 1 << 1 | 1 << 3 | 1 << 6 | PTE_V;
+    let pte = |pa: u64, flags: u64| (pa >> 12) << 10 | flags;
+    let ram = GuestRam::new(BASE, 1 << 20).unwrap();
+    for (i, word) in [
+        i_type(0x13, 0, 0, 0, 0),
+        0x17 | 5 << 7, // auipc x5, 0
+        0x0080_036f,   // jal x6, +8
+        i_type(0x13, 0, 7, 0, 1),
+        WFI,
+    ]
+    .iter()
+    .enumerate()
+    {
+        assert!(ram.write(CODE + 4 * i as u64, 4, *word as u64));
+    }
+    // VA 0x4000_0000 and 0x4000_5000 -> CODE.
+    assert!(ram.write(ROOT + 8, 8, pte(L1, PTE_V)));
+    assert!(ram.write(L1, 8, pte(L0, PTE_V)));
+    assert!(ram.write(L0, 8, pte(CODE, LEAF_RXA)));
+    assert!(ram.write(L0 + 5 * 8, 8, pte(CODE, LEAF_RXA)));
+    let mut hart = Hart::new(0, ram.clone());
+    hart.privilege = riscv_hart::Privilege::Supervisor;
+    hart.csr.satp = 8 << 60 | ROOT >> 12;
+    hart.csr.pmpcfg[0] = 0x1f; // NAPOT RWX over everything
+    hart.csr.pmpaddr[0] = u64::MAX >> 10;
+    (hart, ram, [0x4000_0000, 0x4000_5000])
+}
+
+#[test]
+fn code_mapped_at_two_addresses_shares_one_translation() {
+    let (mut hart, _ram, addresses) = code_mapped_twice();
+    let mut jit = Jit::new(JitOptions::default());
+    let mut blocks = Vec::new();
+    for va in addresses {
+        hart.pc = va;
+        hart.x[5] = 0;
+        hart.x[6] = 0;
+        hart.waiting = false;
+        assert_eq!(jit.run(&mut hart, &mut Bare, 100).0, RunExit::Wfi);
+        assert_eq!(hart.x[5], va + 4, "AUIPC sees where the code runs");
+        assert_eq!(hart.x[6], va + 12, "so does JAL's link");
+        assert_eq!(hart.pc, va + 20, "past the WFI at the jump's target");
+        assert_eq!(hart.x[7], 0, "the jump skipped an instruction");
+        blocks.push(jit.stats.blocks);
+    }
+    assert!(jit.stats.translated_instructions >= 4);
+    assert_eq!(blocks[0], blocks[1], "the second address reused the blocks");
+}

@@ -1257,6 +1257,11 @@ impl Machine {
         })
     }
 
+    /// Why translated code had to be checked again: stores over it, `fence.i`.
+    pub fn code_stats(&self) -> riscv_hart::CodeStats {
+        self.devices.ram.code_stats()
+    }
+
     /// Soft-TLB flushes, and its other counters, across harts.
     pub fn tlb_stats(&self) -> (u64, riscv_hart::TlbStats) {
         self.harts

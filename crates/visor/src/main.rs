@@ -524,6 +524,16 @@ fn run(args: RunArgs) -> Result<i32> {
                 jit.translation_nanos as f64 / 1e6,
                 jit.translation_nanos as f64 / 1e3 / blocks
             );
+            let code = machine.code_stats();
+            eprintln!(
+                "visor: code epoch moved {} times ({} stores over translated code, {} fence.i): {} blocks checked again and kept, {} translated again; jump cache cleared {} times",
+                code.stores + code.fences,
+                code.stores,
+                code.fences,
+                jit.revalidations,
+                jit.retranslations,
+                jit.jump_cache_clears
+            );
             if jit.table_flushes > 0 {
                 eprintln!(
                     "visor: the block table reached its bound {} times and was emptied",
@@ -533,8 +543,8 @@ fn run(args: RunArgs) -> Result<i32> {
         }
         let (flushes, tlb) = machine.tlb_stats();
         eprintln!(
-            "visor: soft-TLB: {flushes} flushes, {} pages filled ({} of them a guest's, two-stage), {} G-stage walks saved by the leaf cache",
-            tlb.fills, tlb.guest_fills, tlb.gstage_hits
+            "visor: soft-TLB: {flushes} flushes and {} of one page, {} pages filled ({} of them a guest's, two-stage), {} G-stage walks saved by the leaf cache",
+            tlb.page_flushes, tlb.fills, tlb.guest_fills, tlb.gstage_hits
         );
         let taken = machine.trap_counts().taken();
         let total: u64 = taken.iter().map(|&(_, n)| n).sum();
