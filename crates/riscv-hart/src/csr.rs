@@ -718,11 +718,11 @@ impl Hart {
                 self.interrupt_check = true;
             }
             // MODE, a 16-bit ASID and a 44-bit PPN: every bit is kept.
-            // An unchanged value keeps the TLB: its entries were all made
-            // under that value (a change flushes), as hardware may keep them.
+            // The TLB keeps each recent value's entries apart, as ASID-
+            // tagged hardware does (an unchanged value keeps them in use).
             SATP if legal_atp_mode(value) && value != c.satp => {
+                self.tlb.switch_address_space(c.satp, value);
                 c.satp = value;
-                self.tlb.flush();
             }
             MSTATUS => self.write_mstatus(value),
             MEDELEG => c.medeleg = value & DELEGABLE_EXCEPTIONS,

@@ -52,6 +52,12 @@ pub struct TranslationStats {
     pub retranslations: u64,
     /// Times the indirect-jump cache was cleared (after a TLB flush).
     pub jump_cache_clears: u64,
+    /// Times the engine's dispatcher looked for a block to run (blocks
+    /// reached by chained jumps or jump-cache hits need no lookup).
+    pub dispatches: u64,
+    /// Jump-cache misses translated code resolved in the block table
+    /// without returning to the dispatcher.
+    pub code_lookups: u64,
 }
 
 impl std::ops::AddAssign for TranslationStats {
@@ -64,6 +70,8 @@ impl std::ops::AddAssign for TranslationStats {
         self.table_flushes += other.table_flushes;
         self.revalidations += other.revalidations;
         self.retranslations += other.retranslations;
+        self.dispatches += other.dispatches;
+        self.code_lookups += other.code_lookups;
         self.jump_cache_clears += other.jump_cache_clears;
     }
 }

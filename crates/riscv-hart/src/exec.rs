@@ -261,7 +261,7 @@ impl Hart {
                 self.interrupt_check = true;
                 self.request_stop(RunExit::Wfi);
             }
-            I::SfenceVma { rs1, .. } => {
+            I::SfenceVma { rs1, rs2 } => {
                 if self.privilege == Privilege::Supervisor
                     && !self.virt
                     && self.csr.mstatus & MSTATUS_TVM != 0
@@ -269,10 +269,14 @@ impl Hart {
                     return Err(Exception::illegal(raw));
                 }
                 self.check_supervisor_instruction(self.csr.hstatus & HSTATUS_VTVM != 0, raw)?;
-                // Every address space (ASIDs are not kept apart), but only
-                // rs1's page when there is one.
-                match rs1 {
-                    0 => self.tlb.flush(),
+                // rs1's page in every address space when there is one;
+                // else rs2's ASID's address spaces, or all of them. (A
+                // guest's ASIDs are vsatp's, which the sets are not kept
+                // by: its fence of one ASID drops everything.)
+                match (rs1, rs2) {
+                    (0, 0) => self.tlb.flush(),
+                    (0, _) if self.virt => self.tlb.flush(),
+                    (0, _) => self.tlb.flush_asid(self.x[rs2 as usize], self.csr.satp),
                     _ => self.tlb.flush_page(self.x[rs1 as usize]),
                 }
             }

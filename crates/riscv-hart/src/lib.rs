@@ -53,8 +53,8 @@ fn enter_status(status: u64, from_supervisor: bool) -> u64 {
 }
 pub use engine::{Engine, Interpreter, TranslationStats};
 pub use mmu::{
-    tlb_tag, AccessMode, DataTlb, TlbStats, TLB_ENTRIES, TLB_ENTRY_ADDEND, TLB_ENTRY_SHIFT,
-    TLB_TAG_MODE_BITS,
+    tlb_tag, AccessMode, AddressSpace, DataTlb, TlbStats, TLB_ENTRIES, TLB_ENTRY_ADDEND,
+    TLB_ENTRY_SHIFT, TLB_SETS, TLB_TAG_MODE_BITS,
 };
 pub use ram::{CodeStats, GuestRam, RamAllocError};
 pub use state::{HartState, StateError};
@@ -198,18 +198,8 @@ impl Hart {
         self.stop = None;
         let mut executed = 0;
         while executed < budget {
-            if self.interrupt_check {
-                self.interrupt_check = false;
-                let now = platform.mtime();
-                if let Some(cause) = self.pending_interrupt(now) {
-                    self.waiting = false;
-                    self.take_trap(cause | trap::INTERRUPT_BIT, &TrapValues::default());
-                } else if self.waiting {
-                    if !self.wakeup_pending(now) {
-                        return (RunExit::Wfi, executed);
-                    }
-                    self.waiting = false;
-                }
+            if let Some(exit) = self.interrupt_boundary(platform) {
+                return (exit, executed);
             }
             executed += 1;
             self.instret += 1;
@@ -223,8 +213,51 @@ impl Hart {
         (RunExit::Budget, executed)
     }
 
+    /// The instruction boundary, when something flagged that interrupts
+    /// must be re-evaluated there: takes the highest-priority one pending
+    /// and enabled (the hart is then at its handler), or returns
+    /// [`RunExit::Wfi`] while WFI still waits. Engines running translated
+    /// code call it before each block while [`Hart::boundary_pending`].
+    pub fn interrupt_boundary(&mut self, platform: &mut dyn Platform) -> Option<RunExit> {
+        if !self.interrupt_check {
+            return None;
+        }
+        self.interrupt_check = false;
+        let now = platform.mtime();
+        if let Some(cause) = self.pending_interrupt(now) {
+            self.waiting = false;
+            self.take_trap(cause | trap::INTERRUPT_BIT, &TrapValues::default());
+        } else if self.waiting {
+            if !self.wakeup_pending(now) {
+                return Some(RunExit::Wfi);
+            }
+            self.waiting = false;
+        }
+        None
+    }
+
+    /// Executes the instruction at the PC exactly as the interpreter does
+    /// (a trap included), for an engine's translated code that hands it one
+    /// instruction it does not translate. `retired`: the instructions the
+    /// engine completed but has not added to `instret` yet, this one
+    /// included, so that the counters read what the interpreter's would.
+    pub fn step_handed(&mut self, platform: &mut dyn Platform, retired: u64) {
+        self.instret = self.instret.wrapping_add(retired);
+        if let Err(e) = self.step(platform) {
+            self.take_trap(e.cause as u64, &e.values);
+        }
+        self.instret = self.instret.wrapping_sub(retired);
+    }
+
+    /// Flags the next boundary to re-evaluate interrupts (as every run of
+    /// the interpreter starts).
+    pub fn request_interrupt_check(&mut self) {
+        self.interrupt_check = true;
+    }
+
     /// True when the next boundary must re-evaluate interrupts; engines
-    /// running translated code hand such a boundary to [`Hart::run`].
+    /// running translated code hand such a boundary to
+    /// [`Hart::interrupt_boundary`].
     #[inline]
     pub fn boundary_pending(&self) -> bool {
         self.interrupt_check
@@ -281,12 +314,21 @@ impl Hart {
         self.trap_counts
     }
 
-    /// Changes whenever the TLB is flushed (address space, privilege-
-    /// affecting CSRs, `sfence.vma`): virtual-to-host mappings an engine
-    /// cached before are stale.
+    /// How many times the TLB was flushed whole (privilege-affecting
+    /// CSRs, `sfence.vma` of everything): every address space's cached
+    /// virtual-to-host mappings went.
     #[inline]
     pub fn translation_generation(&self) -> u64 {
         self.tlb.generation()
+    }
+
+    /// The address space whose soft-TLB set is in use, and a stamp that
+    /// changes whenever that set is emptied: an engine caching virtual-to-
+    /// host mappings of its own keeps them per set, valid while the stamp
+    /// stays (and [`Hart::page_flushes`] tells which pages to drop).
+    #[inline]
+    pub fn address_space(&self) -> mmu::AddressSpace {
+        self.tlb.address_space()
     }
 
     /// How many times `sfence.vma` dropped one page's translations (not a
@@ -317,8 +359,8 @@ impl Hart {
         self.csr.fflags |= fpu::flags_from_mxcsr(mxcsr) as u64;
     }
 
-    /// The data soft-TLB as translated code reads it (the tables stay at
-    /// the same host addresses for the hart's lifetime).
+    /// The data soft-TLB as translated code reads it: the tables of the
+    /// current address space, which move only when `satp` is written.
     pub fn data_tlb(&self) -> mmu::DataTlb {
         self.tlb.data_tlb(self.data_mode())
     }

@@ -21,7 +21,7 @@ const PMP_NAPOT: u8 = 3;
 
 const PAGE_SHIFT: u32 = 12;
 const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
-pub const TLB_ENTRIES: usize = 4096;
+pub const TLB_ENTRIES: usize = 16384;
 
 const PTE_V: u64 = 1 << 0;
 const PTE_R: u64 = 1 << 1;
@@ -41,6 +41,7 @@ pub enum Access {
 }
 
 impl Access {
+    #[cfg(any(test, feature = "fuzzing"))]
     fn from_index(i: u32) -> Access {
         match i {
             0 => Access::Read,
@@ -136,18 +137,20 @@ const EMPTY: TlbEntry = TlbEntry {
 };
 
 /// Direct-mapped translation caches, one per access type, tagged with the
-/// mode the translation was made for.
+/// mode the translation was made for, in one [`TableSet`] per recent
+/// address space (`satp` value): a context switch to an address space used
+/// lately finds its entries still there, as ASID-tagged hardware TLBs keep
+/// them, instead of walking every page again.
 pub struct Tlb {
-    /// Read, write and execute tables, in that order, in one allocation
-    /// (translated code reaches both data tables from one base register).
-    tables: Box<[[TlbEntry; TLB_ENTRIES]; 3]>,
-    /// Full flushes so far: translations cached elsewhere (an engine's
-    /// jump cache) are stale once it moves.
+    /// The tables of the current `satp`, which lookups and fills use.
+    active: TableSet,
+    /// Those of up to [`TLB_SETS`]` - 1` other `satp` values, by last use.
+    parked: Vec<TableSet>,
+    /// Full flushes so far: every set's entries from before one are gone
+    /// (parked sets are emptied when next used).
     generation: u64,
-    /// Entries filled since the last flush (`table << 16 | index`), so a
-    /// flush clears those instead of all three tables; `None` once more
-    /// than [`FILLS_TRACKED`] were filled.
-    filled: Option<Vec<u32>>,
+    /// The last [`TableSet::stamp`] handed out.
+    stamps: u64,
     /// The last page a fill found to be a device (`tag << 2 | access`), so
     /// translated code that keeps touching a device register does not walk
     /// the page tables twice per access; cleared by flushes.
@@ -159,6 +162,25 @@ pub struct Tlb {
     gstage: Box<[GStageEntry; GSTAGE_ENTRIES]>,
     /// Whether `gstage` holds an entry (a flush with none has nothing to clear).
     gstage_filled: bool,
+    /// The virtual pages flushed one by one ([`Tlb::flush_page`]): the last
+    /// [`PAGE_FLUSHES_LOGGED`], at `page_flushes % PAGE_FLUSHES_LOGGED`.
+    flushed_pages: [u64; PAGE_FLUSHES_LOGGED],
+    /// What it has done so far.
+    stats: TlbStats,
+}
+
+/// Address spaces whose entries a hart keeps (a few processes taking turns).
+pub const TLB_SETS: usize = 8;
+
+/// The soft-TLB tables of one address space, and what was filled in them.
+struct TableSet {
+    /// Read, write and execute tables, in that order, in one allocation
+    /// (translated code reaches both data tables from one base register).
+    tables: Box<[[TlbEntry; TLB_ENTRIES]; 3]>,
+    /// Entries filled since the last flush (`table << 16 | index`), so a
+    /// flush clears those instead of all three tables; `None` once more
+    /// than [`FILLS_TRACKED`] were filled.
+    filled: Option<Vec<u32>>,
     /// The (VS-)stage superpages walked since the last full flush, as
     /// `(first virtual address, size - 1)`: a page flush inside one must
     /// drop every 4 KiB entry it was cached as, so it flushes everything.
@@ -168,11 +190,28 @@ pub struct Tlb {
     /// index`, as `filled`): the ones clearing SUM may make wrong (setting
     /// it only opens more). `None` once more than [`SUM_FILLS_TRACKED`].
     sum_fills: Option<Vec<u32>>,
-    /// The virtual pages flushed one by one ([`Tlb::flush_page`]): the last
-    /// [`PAGE_FLUSHES_LOGGED`], at `page_flushes % PAGE_FLUSHES_LOGGED`.
-    flushed_pages: [u64; PAGE_FLUSHES_LOGGED],
-    /// What it has done so far.
-    stats: TlbStats,
+    /// The `satp` its entries were made under; for the active set,
+    /// recorded when it is parked or fenced by ASID.
+    satp: u64,
+    /// [`Tlb::generation`] when it was last emptied: a parked set from
+    /// before the last full flush is emptied before it is used again.
+    generation: u64,
+    /// Which of the hart's [`TLB_SETS`] sets it is, for an engine keeping
+    /// a cache per set (see [`AddressSpace`]).
+    id: usize,
+    /// Unique to its contents since it was last emptied.
+    stamp: u64,
+    /// [`Tlb::stamps`] when it was last active (the least recent is reused).
+    last_used: u64,
+}
+
+/// The soft-TLB set in use, as an engine caching translations of its own
+/// (a jump cache) keys them: [`TableSet::id`] and its stamp, which changes
+/// whenever that set is emptied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddressSpace {
+    pub id: usize,
+    pub stamp: u64,
 }
 
 /// Supervisor fills under SUM tracked (a kernel's copy to or from user
@@ -195,6 +234,12 @@ pub struct TlbStats {
     pub gstage_hits: u64,
     /// `sfence.vma` of one address that dropped that page's entries only.
     pub page_flushes: u64,
+    /// `satp` writes that changed the address space.
+    pub switches: u64,
+    /// Of those, the ones that found the new address space's entries kept.
+    pub switches_kept: u64,
+    /// `sfence.vma` of one ASID that dropped only that ASID's sets.
+    pub asid_flushes: u64,
 }
 
 impl std::ops::AddAssign for TlbStats {
@@ -203,6 +248,9 @@ impl std::ops::AddAssign for TlbStats {
         self.guest_fills += other.guest_fills;
         self.gstage_hits += other.gstage_hits;
         self.page_flushes += other.page_flushes;
+        self.switches += other.switches;
+        self.switches_kept += other.switches_kept;
+        self.asid_flushes += other.asid_flushes;
     }
 }
 
@@ -225,68 +273,80 @@ const GSTAGE_ENTRIES: usize = 256;
 /// Fills tracked between flushes before a flush clears whole tables.
 const FILLS_TRACKED: usize = TLB_ENTRIES / 4;
 
-impl Tlb {
-    pub fn new() -> Tlb {
-        Tlb {
-            tables: Box::new([[EMPTY; TLB_ENTRIES]; 3]),
-            generation: 0,
+/// [`TableSet::generation`] of a set emptied on its own (it is stale).
+const STALE: u64 = u64::MAX;
+
+/// `satp.ASID`: its shift and width.
+const SATP_ASID_SHIFT: u32 = 44;
+const SATP_ASID_MASK: u64 = 0xffff;
+
+impl TableSet {
+    fn new(id: usize, satp: u64, generation: u64, stamp: u64) -> TableSet {
+        TableSet {
+            // Built on the heap (a set is too big for a thread's stack).
+            tables: vec![[EMPTY; TLB_ENTRIES]; 3]
+                .into_boxed_slice()
+                .try_into()
+                .unwrap_or_else(|_| unreachable!("three tables")),
             filled: Some(Vec::with_capacity(FILLS_TRACKED)),
-            device_page: u64::MAX,
-            gstage: Box::new([GSTAGE_EMPTY; GSTAGE_ENTRIES]),
-            gstage_filled: false,
             superpages: Some(Vec::with_capacity(SUPERPAGES_TRACKED)),
             sum_fills: Some(Vec::with_capacity(SUM_FILLS_TRACKED)),
-            flushed_pages: [0; PAGE_FLUSHES_LOGGED],
-            stats: TlbStats::default(),
+            satp,
+            generation,
+            id,
+            stamp,
+            last_used: stamp,
         }
     }
 
-    /// Notes that a walk found a superpage leaf covering `[start, start + mask]`.
-    fn note_superpage(&mut self, start: u64, mask: u64) {
-        if let Some(superpages) = &mut self.superpages {
-            if !superpages.contains(&(start, mask)) {
-                if superpages.len() < SUPERPAGES_TRACKED {
-                    superpages.push((start, mask));
-                } else {
-                    self.superpages = None;
-                }
+    /// Whether a full flush emptied every set since this one was last emptied.
+    fn stale(&self, generation: u64) -> bool {
+        self.generation != generation
+    }
+
+    /// Empties it, as of full flush `generation`, with a new `stamp`.
+    fn clear(&mut self, generation: u64, stamp: u64) {
+        match self.filled.take() {
+            Some(mut filled) => {
+                self.clear_slots(&filled);
+                filled.clear();
+                self.filled = Some(filled);
+            }
+            None => {
+                self.tables.iter_mut().for_each(|t| t.fill(EMPTY));
+                self.filled = Some(Vec::with_capacity(FILLS_TRACKED));
             }
         }
+        match &mut self.superpages {
+            Some(superpages) => superpages.clear(),
+            None => self.superpages = Some(Vec::with_capacity(SUPERPAGES_TRACKED)),
+        }
+        match &mut self.sum_fills {
+            Some(fills) => fills.clear(),
+            None => self.sum_fills = Some(Vec::with_capacity(SUM_FILLS_TRACKED)),
+        }
+        self.generation = generation;
+        self.stamp = stamp;
     }
 
     /// Empties the entries `slots` name (`table << 16 | index`).
     fn clear_slots(&mut self, slots: &[u32]) {
         for &slot in slots {
-            self.table(Access::from_index(slot >> 16))[(slot & 0xffff) as usize] = EMPTY;
+            self.tables[(slot >> 16) as usize][(slot & 0xffff) as usize] = EMPTY;
         }
     }
 
-    /// SUM was cleared: drops the entries filled for supervisor accesses
-    /// while it was set (everything when too many were).
-    pub fn flush_sum_fills(&mut self) {
-        match self.sum_fills.take() {
-            Some(mut fills) => {
-                self.clear_slots(&fills);
-                fills.clear();
-                self.sum_fills = Some(fills);
-            }
-            None => self.flush(),
-        }
-    }
-
-    /// `sfence.vma` of `vaddr`: drops the entries of its page (every mode),
-    /// or everything when a superpage walked since the last full flush
-    /// covers it. The G-stage cache stays: only HFENCE.GVMA orders G-stage
-    /// changes.
-    pub fn flush_page(&mut self, vaddr: u64) {
+    /// Drops `vaddr`'s page's entries (every mode); false, dropping
+    /// nothing, when a superpage walked since the set was last emptied
+    /// covers it (then only emptying the whole set will do).
+    fn flush_page(&mut self, vaddr: u64) -> bool {
         let covered = self.superpages.as_ref().is_none_or(|superpages| {
             superpages
                 .iter()
                 .any(|&(start, mask)| vaddr & !mask == start)
         });
         if covered {
-            self.flush();
-            return;
+            return false;
         }
         let (index, page_tag) = (tlb_index(vaddr), tlb_tag(vaddr, 0));
         let mode_bits = (1 << TLB_TAG_MODE_BITS) - 1;
@@ -295,10 +355,162 @@ impl Tlb {
                 table[index] = EMPTY;
             }
         }
+        true
+    }
+
+    /// SUM was cleared: drops the entries filled for supervisor accesses
+    /// while it was set; false, dropping nothing, when too many were.
+    fn flush_sum_fills(&mut self) -> bool {
+        let Some(mut fills) = self.sum_fills.take() else {
+            return false;
+        };
+        self.clear_slots(&fills);
+        fills.clear();
+        self.sum_fills = Some(fills);
+        true
+    }
+
+    fn flush_writes(&mut self) {
+        let write = Access::Write as usize;
+        match &self.filled {
+            Some(filled) => {
+                for &f in filled {
+                    if (f >> 16) as usize == write {
+                        self.tables[write][(f & 0xffff) as usize] = EMPTY;
+                    }
+                }
+            }
+            None => self.tables[write].fill(EMPTY),
+        }
+    }
+
+    fn asid(&self) -> u64 {
+        self.satp >> SATP_ASID_SHIFT & SATP_ASID_MASK
+    }
+}
+
+impl Tlb {
+    pub fn new() -> Tlb {
+        Tlb {
+            active: TableSet::new(0, 0, 0, 0),
+            parked: Vec::with_capacity(TLB_SETS - 1),
+            generation: 0,
+            stamps: 0,
+            device_page: u64::MAX,
+            gstage: Box::new([GSTAGE_EMPTY; GSTAGE_ENTRIES]),
+            gstage_filled: false,
+            flushed_pages: [0; PAGE_FLUSHES_LOGGED],
+            stats: TlbStats::default(),
+        }
+    }
+
+    fn next_stamp(&mut self) -> u64 {
+        self.stamps += 1;
+        self.stamps
+    }
+
+    /// Notes that a walk found a superpage leaf covering `[start, start + mask]`.
+    fn note_superpage(&mut self, start: u64, mask: u64) {
+        let set = &mut self.active;
+        if let Some(superpages) = &mut set.superpages {
+            if !superpages.contains(&(start, mask)) {
+                if superpages.len() < SUPERPAGES_TRACKED {
+                    superpages.push((start, mask));
+                } else {
+                    set.superpages = None;
+                }
+            }
+        }
+    }
+
+    /// `satp` changed from `from` to `satp`: parks the current set (whose
+    /// entries were made under `from`) and takes the one last used for
+    /// `satp` (emptied if a full flush came since), or the least recently
+    /// used one, emptied, when none is. What an address space's set holds
+    /// stays valid while parked: changes to its page tables are ordered by
+    /// `sfence.vma`, which reaches parked sets too.
+    pub fn switch_address_space(&mut self, from: u64, satp: u64) {
+        self.stats.switches += 1;
         self.device_page = u64::MAX;
+        self.active.satp = from;
+        self.active.last_used = self.next_stamp();
+        let found = self.parked.iter().position(|set| set.satp == satp);
+        let next = match found {
+            Some(i) => i,
+            None if self.parked.len() < TLB_SETS - 1 => {
+                let (id, generation) = (self.parked.len() + 1, self.generation);
+                let stamp = self.next_stamp();
+                self.parked.push(TableSet::new(id, satp, generation, stamp));
+                self.parked.len() - 1
+            }
+            None => {
+                let (i, _) = self
+                    .parked
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, set)| set.last_used)
+                    .expect("TLB_SETS > 1");
+                let (generation, stamp) = (self.generation, self.next_stamp());
+                self.parked[i].clear(generation, stamp);
+                self.parked[i].satp = satp;
+                i
+            }
+        };
+        std::mem::swap(&mut self.active, &mut self.parked[next]);
+        if self.active.stale(self.generation) {
+            let (generation, stamp) = (self.generation, self.next_stamp());
+            self.active.clear(generation, stamp);
+        } else if found.is_some() {
+            self.stats.switches_kept += 1;
+        }
+    }
+
+    /// Applies `keep` to every set not emptied by a full flush since it
+    /// was last used; one where it fails is emptied (a parked one when it
+    /// is next used).
+    fn retain_sets(&mut self, mut keep: impl FnMut(&mut TableSet) -> bool) {
+        let generation = self.generation;
+        if !keep(&mut self.active) {
+            let stamp = self.next_stamp();
+            self.active.clear(generation, stamp);
+        }
+        for set in self.parked.iter_mut().filter(|set| !set.stale(generation)) {
+            if !keep(set) {
+                set.generation = STALE;
+            }
+        }
+        self.device_page = u64::MAX;
+    }
+
+    /// SUM was cleared: drops the entries filled for supervisor accesses
+    /// while it was set (a set's every entry when too many were).
+    pub fn flush_sum_fills(&mut self) {
+        self.retain_sets(TableSet::flush_sum_fills);
+    }
+
+    /// `sfence.vma` of `vaddr`: drops the entries of its page (every mode,
+    /// every address space), or all of a set's when a superpage walked
+    /// since it was last emptied covers it. The G-stage cache stays: only
+    /// HFENCE.GVMA orders G-stage changes.
+    pub fn flush_page(&mut self, vaddr: u64) {
+        self.retain_sets(|set| set.flush_page(vaddr));
         self.flushed_pages[self.stats.page_flushes as usize % PAGE_FLUSHES_LOGGED] =
             vaddr >> PAGE_SHIFT;
         self.stats.page_flushes += 1;
+    }
+
+    /// `sfence.vma` of every address of `asid`, `satp` being the hart's
+    /// (the active set's entries were made under it, whatever set the
+    /// hart's state last, a restore included): empties the sets made under
+    /// that ASID only. Global mappings cached in them go too, which the
+    /// spec allows (changes to those come with an `sfence.vma` of every
+    /// ASID, a full flush).
+    /// (Bits of `asid` above ASIDLEN are ignored, as the spec says.)
+    pub fn flush_asid(&mut self, asid: u64, satp: u64) {
+        let asid = asid & SATP_ASID_MASK;
+        self.stats.asid_flushes += 1;
+        self.active.satp = satp;
+        self.retain_sets(|set| set.asid() != asid);
     }
 
     /// The virtual page numbers flushed one by one since the count of page
@@ -323,67 +535,59 @@ impl Tlb {
         self.gstage_filled = true;
     }
 
+    /// Drops every entry of every address space.
     pub fn flush(&mut self) {
         if self.gstage_filled {
             self.gstage.fill(GSTAGE_EMPTY);
             self.gstage_filled = false;
         }
-        match self.filled.take() {
-            Some(mut filled) => {
-                self.clear_slots(&filled);
-                filled.clear();
-                self.filled = Some(filled);
-            }
-            None => {
-                self.tables.iter_mut().for_each(|t| t.fill(EMPTY));
-                self.filled = Some(Vec::with_capacity(FILLS_TRACKED));
-            }
-        }
-        match &mut self.superpages {
-            Some(superpages) => superpages.clear(),
-            None => self.superpages = Some(Vec::with_capacity(SUPERPAGES_TRACKED)),
-        }
-        match &mut self.sum_fills {
-            Some(fills) => fills.clear(),
-            None => self.sum_fills = Some(Vec::with_capacity(SUM_FILLS_TRACKED)),
-        }
         self.generation += 1;
+        let (generation, stamp) = (self.generation, self.next_stamp());
+        // Parked sets are now stale: emptied when next used.
+        self.active.clear(generation, stamp);
         self.device_page = u64::MAX;
     }
 
-    /// Drops the cached write translations only (a page became protected code).
+    /// Drops the cached write translations only, in every address space
+    /// (a page became protected code, or dirty tracking starts a round).
     pub fn flush_writes(&mut self) {
-        match &self.filled {
-            Some(filled) => {
-                for &f in filled {
-                    if Access::from_index(f >> 16) == Access::Write {
-                        self.tables[Access::Write as usize][(f & 0xffff) as usize] = EMPTY;
-                    }
-                }
-            }
-            None => self.tables[Access::Write as usize].fill(EMPTY),
-        }
+        self.retain_sets(|set| {
+            set.flush_writes();
+            true
+        });
     }
 
     /// Caches `entry` for `access` at `index`; `under_sum`: a supervisor
     /// data access with SUM set made it.
     fn fill(&mut self, access: Access, index: usize, entry: TlbEntry, under_sum: bool) {
-        self.table(access)[index] = entry;
+        let set = &mut self.active;
+        set.tables[access as usize][index] = entry;
         let slot = (access as u32) << 16 | index as u32;
-        track(&mut self.filled, FILLS_TRACKED, slot);
+        track(&mut set.filled, FILLS_TRACKED, slot);
         if under_sum {
-            track(&mut self.sum_fills, SUM_FILLS_TRACKED, slot);
+            track(&mut set.sum_fills, SUM_FILLS_TRACKED, slot);
         }
     }
 
+    /// Full flushes so far.
     pub fn generation(&self) -> u64 {
         self.generation
     }
 
-    /// The entries it holds: `(access, index, tag, addend)`.
+    /// The set in use now.
+    pub fn address_space(&self) -> AddressSpace {
+        AddressSpace {
+            id: self.active.id,
+            stamp: self.active.stamp,
+        }
+    }
+
+    /// The entries it holds for the current address space: `(access,
+    /// index, tag, addend)`.
     #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn entries(&self) -> Vec<(Access, usize, u64, u64)> {
-        let slots: Vec<(usize, usize)> = match &self.filled {
+        let set = &self.active;
+        let slots: Vec<(usize, usize)> = match &set.filled {
             Some(filled) => filled
                 .iter()
                 .map(|&f| ((f >> 16) as usize, (f & 0xffff) as usize))
@@ -395,7 +599,7 @@ impl Tlb {
         let mut entries: Vec<_> = slots
             .into_iter()
             .filter_map(|(table, index)| {
-                let entry = self.tables[table][index];
+                let entry = set.tables[table][index];
                 (entry.tag != EMPTY.tag).then(|| {
                     let access = Access::from_index(table as u32);
                     (access, index, entry.tag, entry.addend)
@@ -412,8 +616,10 @@ impl Tlb {
         self.stats
     }
 
-    fn table(&mut self, access: Access) -> &mut [TlbEntry; TLB_ENTRIES] {
-        &mut self.tables[access as usize]
+    /// The current address space's entry for `access` at `index`.
+    #[inline]
+    fn entry(&self, access: Access, index: usize) -> TlbEntry {
+        self.active.tables[access as usize][index]
     }
 }
 
@@ -456,8 +662,8 @@ pub struct DataTlb {
 impl Tlb {
     pub(crate) fn data_tlb(&self, mode: AccessMode) -> DataTlb {
         DataTlb {
-            read: self.tables[Access::Read as usize].as_ptr().cast(),
-            write: self.tables[Access::Write as usize].as_ptr().cast(),
+            read: self.active.tables[Access::Read as usize].as_ptr().cast(),
+            write: self.active.tables[Access::Write as usize].as_ptr().cast(),
             mode: mode.tag_bits(),
         }
     }
@@ -465,7 +671,7 @@ impl Tlb {
     /// See [`Hart::code_at`].
     #[inline]
     pub(crate) fn code_at(&self, pc: u64, mode: AccessMode) -> Option<&[u8]> {
-        let entry = self.tables[Access::Execute as usize][tlb_index(pc)];
+        let entry = self.entry(Access::Execute, tlb_index(pc));
         if entry.tag != tlb_tag(pc, mode.tag_bits()) {
             return None;
         }
@@ -628,7 +834,7 @@ impl Hart {
         platform: &mut dyn Platform,
     ) -> Result<u64, Exception> {
         let mode = self.data_mode();
-        let entry = self.tlb.tables[Access::Read as usize][tlb_index(vaddr)];
+        let entry = self.tlb.entry(Access::Read, tlb_index(vaddr));
         if entry.tag == tlb_tag(vaddr, mode.tag_bits()) && within_page(vaddr, size) {
             // SAFETY: TLB entries only map whole RAM pages; the access stays in the page.
             return Ok(unsafe { read_host(vaddr.wrapping_add(entry.addend) as *const u8, size) });
@@ -646,7 +852,7 @@ impl Hart {
         platform: &mut dyn Platform,
     ) -> Result<(), Exception> {
         let mode = self.data_mode();
-        let entry = self.tlb.tables[Access::Write as usize][tlb_index(vaddr)];
+        let entry = self.tlb.entry(Access::Write, tlb_index(vaddr));
         if entry.tag == tlb_tag(vaddr, mode.tag_bits()) && within_page(vaddr, size) {
             // SAFETY: TLB entries only map whole RAM pages; the access stays in the page.
             unsafe { write_host(vaddr.wrapping_add(entry.addend) as *mut u8, size, value) };
@@ -735,7 +941,7 @@ impl Hart {
     pub(crate) fn fetch(&mut self, platform: &mut dyn Platform) -> Result<u32, Exception> {
         let pc = self.pc;
         let mode = self.fetch_mode();
-        let entry = self.tlb.tables[Access::Execute as usize][tlb_index(pc)];
+        let entry = self.tlb.entry(Access::Execute, tlb_index(pc));
         if entry.tag == tlb_tag(pc, mode.tag_bits()) && within_page(pc, 4) {
             // SAFETY: TLB entries only map whole RAM pages; 4 bytes stay in the page.
             return Ok(unsafe { read_host(pc.wrapping_add(entry.addend) as *const u8, 4) } as u32);
@@ -762,7 +968,7 @@ impl Hart {
     /// page) when the execute TLB maps its page in `mode`.
     #[inline]
     fn cached_parcel(&self, pc: u64, mode: AccessMode) -> Option<u32> {
-        let entry = self.tlb.tables[Access::Execute as usize][tlb_index(pc)];
+        let entry = self.tlb.entry(Access::Execute, tlb_index(pc));
         (entry.tag == tlb_tag(pc, mode.tag_bits()) && within_page(pc, 2)).then(|| {
             // SAFETY: TLB entries only map whole RAM pages; 2 bytes stay in the page.
             unsafe { read_host(pc.wrapping_add(entry.addend) as *const u8, 2) as u32 }
@@ -1356,7 +1562,7 @@ mod tests {
     }
 
     #[test]
-    fn sfence_vma_inside_a_superpage_flushes_everything() {
+    fn sfence_vma_inside_a_superpage_empties_the_address_space() {
         const MEGA: u64 = BASE + 0x20_0000;
         let mut h = setup(RWAD);
         // VA 0x4020_0000: a 2 MiB page at MEGA.
@@ -1365,10 +1571,10 @@ mod tests {
         assert_eq!(h.load(0x4020_1000, 8, &mut NoDevices), Ok(0x1111));
         // A superpage whose PPN is not aligned: a page fault once walked.
         h.ram.write(L1 + 8, 8, pte(MEGA + 0x1000, RWAD));
-        let generation = h.translation_generation();
+        let stamp = h.address_space().stamp;
         // A fence of another 4 KiB page of the same superpage.
         h.tlb.flush_page(0x4020_5000);
-        assert_ne!(h.translation_generation(), generation, "a full flush");
+        assert_ne!(h.address_space().stamp, stamp, "the set was emptied");
         assert_eq!(
             h.load(0x4020_1000, 8, &mut NoDevices),
             Err(Exception::new(ExceptionCause::LoadPageFault, 0x4020_1000)),
@@ -1400,6 +1606,127 @@ mod tests {
             Ok(0x1111),
             "the entry filled without SUM stays"
         );
+    }
+
+    /// Sv39 rooted at ROOT, with `asid`.
+    fn satp_with_asid(asid: u64) -> u64 {
+        8 << 60 | asid << SATP_ASID_SHIFT | ROOT >> 12
+    }
+
+    #[test]
+    fn a_restored_hart_fences_its_own_asid() {
+        // A restore sets satp without writing it: the entries made after
+        // it are still the restored ASID's, and a fence of it drops them.
+        let mut h = setup(RWAD);
+        h.ram.write(DATA, 8, 0x1111);
+        h.ram.write(DATA + 0x2000, 8, 0x2222);
+        let mut state = h.save_state();
+        state.csr.satp = satp_with_asid(3);
+        h.restore_state(&state).unwrap();
+        assert_eq!(h.load(0x4000_0000, 8, &mut NoDevices), Ok(0x1111));
+        h.ram.write(L0, 8, pte(DATA + 0x2000, RWAD));
+        h.tlb.flush_asid(3, h.csr.satp);
+        assert_eq!(h.load(0x4000_0000, 8, &mut NoDevices), Ok(0x2222));
+    }
+
+    #[test]
+    fn each_address_space_keeps_its_entries_until_fenced() {
+        use crate::csr::addr::SATP;
+        let mut h = setup(RWAD);
+        h.ram.write(DATA, 8, 0x1111);
+        h.ram.write(DATA + 0x2000, 8, 0x2222);
+        h.csr_write(SATP, satp_with_asid(1));
+        assert_eq!(h.load(0x4000_0000, 8, &mut NoDevices), Ok(0x1111));
+        h.ram.write(L0, 8, pte(DATA + 0x2000, RWAD));
+        h.csr_write(SATP, satp_with_asid(2));
+        assert_eq!(
+            h.load(0x4000_0000, 8, &mut NoDevices),
+            Ok(0x2222),
+            "another ASID walks the tables anew"
+        );
+        let (generation, space) = (h.translation_generation(), h.address_space());
+        h.csr_write(SATP, satp_with_asid(1));
+        assert_ne!(h.address_space().id, space.id);
+        assert_eq!(
+            h.load(0x4000_0000, 8, &mut NoDevices),
+            Ok(0x1111),
+            "ASID 1's entry was kept (stale until fenced, as hardware may keep it)"
+        );
+        assert_eq!(h.translation_generation(), generation, "no full flush");
+        assert_eq!((h.tlb.stats.switches, h.tlb.stats.switches_kept), (3, 1));
+        // A fence of ASID 2 leaves ASID 1's entries; one of ASID 1 drops them.
+        h.tlb.flush_asid(2, h.csr.satp);
+        assert_eq!(h.load(0x4000_0000, 8, &mut NoDevices), Ok(0x1111));
+        let stamp = h.address_space().stamp;
+        h.tlb.flush_asid(1 | 1 << 16, h.csr.satp);
+        assert_ne!(
+            h.address_space().stamp,
+            stamp,
+            "emptied: bits above ASIDLEN ignored"
+        );
+        assert_eq!(h.load(0x4000_0000, 8, &mut NoDevices), Ok(0x2222));
+        // A page fenced while ASID 2 is parked is dropped from its set too.
+        h.csr_write(SATP, satp_with_asid(2));
+        assert_eq!(h.load(0x4000_0000, 8, &mut NoDevices), Ok(0x2222));
+        let space = h.address_space();
+        h.csr_write(SATP, satp_with_asid(1));
+        h.ram.write(L0, 8, pte(DATA, RWAD));
+        h.tlb.flush_page(0x4000_0000);
+        h.csr_write(SATP, satp_with_asid(2));
+        assert_eq!(h.address_space(), space, "ASID 2's set, not emptied");
+        assert_eq!(h.load(0x4000_0000, 8, &mut NoDevices), Ok(0x1111));
+    }
+
+    #[test]
+    fn parked_address_spaces_lose_entries_to_full_flushes_and_writes_to_protection() {
+        use crate::csr::addr::SATP;
+        let mut h = setup(RWAD);
+        h.ram.write(DATA + 0x2000, 8, 0x2222);
+        h.csr_write(SATP, satp_with_asid(1));
+        h.store(0x4000_0000, 8, 0x1111, &mut NoDevices).unwrap();
+        assert_eq!(h.load(0x4000_0000, 8, &mut NoDevices), Ok(0x1111));
+        assert!(h.tlb.entries().iter().any(|e| e.0 == Access::Write));
+        h.csr_write(SATP, satp_with_asid(2));
+        // Protecting a page drops every address space's write entries, so
+        // stores to code (and to pages dirty tracking watches) are seen.
+        h.drop_write_translations();
+        h.csr_write(SATP, satp_with_asid(1));
+        assert!(h.tlb.entries().iter().all(|e| e.0 != Access::Write));
+        assert!(!h.tlb.entries().is_empty(), "the read entry stays");
+        // A full flush while parked empties the set before it is used again.
+        h.csr_write(SATP, satp_with_asid(2));
+        h.ram.write(L0, 8, pte(DATA + 0x2000, RWAD));
+        h.flush_translations();
+        h.csr_write(SATP, satp_with_asid(1));
+        assert!(h.tlb.entries().is_empty());
+        assert_eq!(h.load(0x4000_0000, 8, &mut NoDevices), Ok(0x2222));
+    }
+
+    #[test]
+    fn the_least_recently_used_address_space_makes_way() {
+        use crate::csr::addr::SATP;
+        let mut h = setup(RWAD);
+        h.ram.write(DATA, 8, 0x1111);
+        let asids = 1..=TLB_SETS as u64;
+        for asid in asids.clone() {
+            h.csr_write(SATP, satp_with_asid(asid));
+            assert_eq!(h.load(0x4000_0000, 8, &mut NoDevices), Ok(0x1111));
+        }
+        let ids: std::collections::HashSet<usize> = asids
+            .map(|asid| {
+                h.csr_write(SATP, satp_with_asid(asid));
+                assert_eq!(h.tlb.entries().len(), 1, "ASID {asid} kept its entry");
+                h.address_space().id
+            })
+            .collect();
+        assert_eq!(ids.len(), TLB_SETS, "one set each");
+        // One more: ASID 1, the least recent, gives way (then walks anew).
+        h.csr_write(SATP, satp_with_asid(TLB_SETS as u64 + 1));
+        assert!(h.tlb.entries().is_empty());
+        h.csr_write(SATP, satp_with_asid(2));
+        assert_eq!(h.tlb.entries().len(), 1);
+        h.csr_write(SATP, satp_with_asid(1));
+        assert!(h.tlb.entries().is_empty());
     }
 
     #[test]

@@ -43,7 +43,7 @@
 //! interpreter.
 
 use crate::arena::CodeArena;
-use crate::{PAGE_SHIFT, PAGE_SIZE};
+use crate::{translate, PAGE_SHIFT, PAGE_SIZE};
 use dynasmrt::{dynasm, x64::X64Relocation, DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler};
 use riscv_hart::{DataTlb, TLB_ENTRIES, TLB_TAG_MODE_BITS};
 use riscv_isa::{
@@ -91,8 +91,13 @@ impl JumpEntry {
 
 /// The jump-cache index of a guest PC.
 pub fn jump_index(pc: u64) -> usize {
-    (pc >> 1) as usize & (JUMP_CACHE_ENTRIES - 1)
+    ((pc >> 1) ^ (pc >> JUMP_INDEX_PAGE_SHIFT)) as usize & (JUMP_CACHE_ENTRIES - 1)
 }
+
+/// Where [`jump_index`] folds in the page number, so that PCs at the same
+/// offset of different pages mostly fall apart: a constant within a page,
+/// so each page's PCs still fill one aligned run of `PAGE_SIZE / 2` indices.
+const JUMP_INDEX_PAGE_SHIFT: u32 = PAGE_SHIFT + 1;
 
 /// Where translated code finds [`ExitState`]'s fields (rbp points at it).
 const EXIT_PC: i32 = std::mem::offset_of!(ExitState, pc) as i32;
@@ -124,20 +129,25 @@ pub struct ExitState {
     /// Address of the `jmp rel32` that led to the exit when it may be
     /// chained to the block at `pc`; zero otherwise.
     pub patch: u64,
-    pub jump_cache: *const JumpEntry,
+    pub jump_cache: *mut JumpEntry,
+    /// The engine's blocks, for [`lookup_block`]; null when a block must
+    /// not go on to another (lock-step runs blocks alone).
+    pub blocks: *mut crate::BlockTable,
     /// The code epoch blocks must carry to run.
     pub epoch: u64,
     /// Scratch for MXCSR.
     pub mxcsr: u64,
     /// The hart's `fflags` (flags accrued before this entry).
     pub fflags: *mut u64,
-    /// The hart, for [`fill_tlb`].
+    /// The hart, for [`fill_tlb`] and [`run_handed`].
     pub hart: *mut riscv_hart::Hart,
     /// The virtual address of the guest page the running block's code is
     /// mapped at now. Blocks hold their PCs as offsets from it, so one
     /// translation serves every address space mapping the same code
     /// (processes whose libraries sit at randomised addresses).
     pub vpage: u64,
+    /// The platform, for [`run_handed`]; `None` outside an entry.
+    pub platform: Option<std::ptr::NonNull<dyn riscv_hart::Platform>>,
 }
 
 /// Called from translated code whose inline TLB lookup missed: fills the
@@ -149,6 +159,68 @@ extern "sysv64" fn fill_tlb(hart: *mut riscv_hart::Hart, vaddr: u64, request: u6
     // holds no reference into it across the call.
     let hart = unsafe { &mut *hart };
     hart.fill_data_tlb(vaddr, request as u8, request & 256 != 0) as u64
+}
+
+/// Called from translated code whose jump-cache lookup of guest `pc` (in
+/// the block's `mode`) missed: the entry of the block to go on with, now
+/// in the jump cache, or null to exit to the dispatcher (see
+/// `BlockTable::lookup_from_code`).
+extern "sysv64" fn lookup_block(state: *mut ExitState, pc: u64, mode: u64) -> u64 {
+    // SAFETY: `state` is the engine's ExitState for this entry; its hart,
+    // block table and jump cache (JUMP_CACHE_ENTRIES entries) are the
+    // engine's, which no Rust code uses until `enter` returns.
+    let state = unsafe { &mut *state };
+    if state.blocks.is_null() {
+        return 0;
+    }
+    let (hart, blocks, cache) = unsafe {
+        (
+            &*state.hart,
+            &mut *state.blocks,
+            std::slice::from_raw_parts_mut(state.jump_cache, JUMP_CACHE_ENTRIES),
+        )
+    };
+    blocks.lookup_from_code(hart, pc, mode, state.epoch, cache) as u64
+}
+
+/// Called from translated code for an instruction it hands to the
+/// interpreter ([`Emitter::hand_over`]: CSR accesses, LR/SC) at guest `pc`,
+/// `len` bytes long; `retired` as [`riscv_hart::Hart::step_handed`] takes
+/// it, and `mode` the block's mode key. Returns 1 when the block may go on
+/// with the next instruction: nothing it depends on changed (no trap or
+/// interrupt moved the PC, same mode, soft-TLB set and code epoch). Else
+/// 0, with [`ExitState::pc`] where the hart goes on.
+extern "sysv64" fn run_handed(
+    state: *mut ExitState,
+    pc: u64,
+    len: u64,
+    retired: u64,
+    mode: u64,
+) -> u64 {
+    // SAFETY: `state` is the engine's ExitState for this entry, whose
+    // `hart` and `platform` the engine set from the references it holds
+    // for the entry; translated code holds no reference into either
+    // across the call.
+    let state = unsafe { &mut *state };
+    let hart = unsafe { &mut *state.hart };
+    let platform = unsafe { state.platform.expect("set for every entry").as_mut() };
+    hart.pc = pc;
+    let space = hart.address_space();
+    hart.step_handed(platform, retired);
+    if hart.boundary_pending() && !hart.waiting {
+        // An interrupt the instruction enabled is taken at the next
+        // boundary, here (moving the PC); none pending clears the flag.
+        hart.interrupt_boundary(platform);
+    }
+    let go_on = hart.pc == pc.wrapping_add(len)
+        && !hart.boundary_pending()
+        && hart.address_space() == space
+        && crate::current_mode(hart) == mode
+        && hart.code_epoch() as u64 == state.epoch;
+    if !go_on {
+        state.pc = hart.pc;
+    }
+    go_on as u64
 }
 
 /// RISC-V `fflags` bits for each combination of MXCSR's six status bits
@@ -329,6 +401,7 @@ pub fn emit_block(target: Target, pc: u64, instructions: &[(Instruction, u8)]) -
         page: pc >> PAGE_SHIFT,
         slow: Vec::new(),
         side_exits: Vec::new(),
+        handed: Vec::new(),
         misses: Vec::new(),
         cached,
         written,
@@ -374,6 +447,9 @@ struct Emitter {
     /// Taken conditional branches in the middle of the block: (label,
     /// target, instructions completed with the branch).
     side_exits: Vec<(DynamicLabel, u64, u64)>,
+    /// Instructions handed to the interpreter that end the block: (label,
+    /// instructions completed with it).
+    handed: Vec<(DynamicLabel, u64)>,
     /// TLB misses: (label, where to retry the lookup, where to give up,
     /// the access: size, plus 256 for a store).
     misses: Vec<(DynamicLabel, DynamicLabel, DynamicLabel, u64)>,
@@ -523,6 +599,17 @@ impl Emitter {
                 ; ret
             );
         }
+        // The hart is where the handed-over instruction left it, and `x`
+        // current (the cached registers were just reloaded from it).
+        for (label, count) in std::mem::take(&mut self.handed) {
+            dynasm!(self.ops ; .arch x64
+                ; =>label
+                ; lea r12, [r12 + count as i32]
+                ; mov rax, QWORD [rbp + EXIT_PC]
+                ; xor edx, edx
+                ; jmp extern self.exit
+            );
+        }
         for (label, target, count) in std::mem::take(&mut self.side_exits) {
             dynasm!(self.ops ; .arch x64 ; =>label ; lea r12, [r12 + count as i32]);
             self.branch_taken(target);
@@ -573,6 +660,41 @@ impl Emitter {
                 dynasm!(self.ops ; .arch x64 ; mov QWORD [rdi + xs(r)], Rq(h));
             }
         }
+    }
+
+    /// Hands the instruction at guest `pc` (`len` bytes, after `done` of
+    /// the block's) to the interpreter through [`run_handed`], staying in
+    /// the block unless that changed what the block depends on (then
+    /// exits where the hart goes on, the instruction counted).
+    fn hand_over(&mut self, pc: u64, len: u64, done: u64) {
+        // The interpreter reads and writes `x`.
+        self.write_back();
+        self.load_pc(pc);
+        let retired = done as i32 + 1;
+        // RDI is pinned; with it (and 8 bytes of padding) pushed the stack
+        // stays 16-byte aligned for the call.
+        let helper = run_handed as *const u8 as i64;
+        dynasm!(self.ops ; .arch x64
+            ; push rdi
+            ; sub rsp, 8
+            ; mov rsi, rax
+            ; mov rdi, rbp
+            ; mov edx, len as i32
+            ; lea rcx, [r12 + retired]
+            ; mov r8, QWORD self.mode as i64
+            ; mov rax, QWORD helper
+            ; call rax
+            ; add rsp, 8
+            ; pop rdi
+        );
+        for r in 1..32u8 {
+            if let Some(h) = self.cached[r as usize] {
+                dynasm!(self.ops ; .arch x64 ; mov Rq(h), QWORD [rdi + xs(r)]);
+            }
+        }
+        let leave = self.ops.new_dynamic_label();
+        self.handed.push((leave, retired as u64));
+        dynasm!(self.ops ; .arch x64 ; test eax, eax ; jz =>leave);
     }
 
     /// Exits to the dispatcher at guest `pc`, not chainable.
@@ -1281,6 +1403,10 @@ impl Emitter {
                 }
                 self.store_rax(rd);
             }
+            I::Csr { csr, .. } if csr != translate::FFLAGS => {
+                self.hand_over(pc, next.wrapping_sub(pc), done)
+            }
+            I::Lr { .. } | I::Sc { .. } => self.hand_over(pc, next.wrapping_sub(pc), done),
             I::Csr { op, rd, src, .. } => {
                 // rd = fflags as accrued so far: the hart's, plus what SSE
                 // raised since the dispatcher last folded MXCSR in.
@@ -1323,12 +1449,18 @@ impl Emitter {
 
     /// Leaves for the guest PC in RAX through the jump cache (the target's
     /// page mapping was current when the entry was made, and the cache is
-    /// cleared whenever the TLB is flushed), or exits to the dispatcher.
+    /// cleared whenever the TLB is flushed), or on a miss through the
+    /// block table ([`lookup_block`]), or exits to the dispatcher. (Every
+    /// exit path stores the cached registers back before this.)
     fn indirect_jump(&mut self) {
-        let miss = self.ops.new_dynamic_label();
+        let (miss, leave) = (self.ops.new_dynamic_label(), self.ops.new_dynamic_label());
+        let helper = lookup_block as *const u8 as i64;
         dynasm!(self.ops ; .arch x64
-            ; mov edx, eax
-            ; shr edx, 1
+            ; mov rdx, rax
+            ; shr rdx, JUMP_INDEX_PAGE_SHIFT as i8
+            ; mov rcx, rax
+            ; shr rcx, 1
+            ; xor edx, ecx
             ; and edx, (JUMP_CACHE_ENTRIES - 1) as i32
             ; shl edx, JUMP_ENTRY_SHIFT
             ; add rdx, QWORD [rbp + EXIT_JUMP_CACHE]
@@ -1341,6 +1473,24 @@ impl Emitter {
             ; mov QWORD [rbp + EXIT_VPAGE], rcx
             ; jmp QWORD [rdx + JUMP_ENTRY_CODE]
             ; =>miss
+            // RDI is pinned, RAX the PC; two pushes keep the stack aligned.
+            ; push rdi
+            ; push rax
+            ; mov rdi, rbp
+            ; mov rsi, rax
+            ; mov rdx, QWORD self.mode as i64
+            ; mov rax, QWORD helper
+            ; call rax
+            ; mov rdx, rax
+            ; pop rax
+            ; pop rdi
+            ; test rdx, rdx
+            ; jz =>leave
+            ; mov rcx, rax
+            ; and rcx, -(PAGE_SIZE as i32)
+            ; mov QWORD [rbp + EXIT_VPAGE], rcx
+            ; jmp rdx
+            ; =>leave
             ; xor edx, edx
             ; jmp extern self.exit
         );

@@ -80,7 +80,7 @@ pub fn jit_matches_interpreter(data: &[u8]) {
     });
     let (exit, executed) = jit.run(&mut hart, &mut Bare, BUDGET);
     assert!(
-        jit.slots.len() <= MAX_SLOTS,
+        jit.blocks.slots.len() <= MAX_SLOTS,
         "the block table outgrew its bound"
     );
     if let Some(divergence) = jit.divergence() {

@@ -156,6 +156,15 @@ fn block_mode(fetch: u64, data: u64, fp: bool) -> u64 {
     fetch | data << TLB_TAG_MODE_BITS | if fp { MODE_FP } else { 0 }
 }
 
+/// The mode key of the blocks the hart can run now.
+fn current_mode(hart: &Hart) -> u64 {
+    block_mode(
+        hart.fetch_mode().tag_bits(),
+        hart.data_tlb().mode,
+        hart.fp_ready(),
+    )
+}
+
 struct Slot {
     /// None: the first instruction here is one the interpreter runs.
     block: Option<Block>,
@@ -233,23 +242,117 @@ const MAX_SLOTS: usize = 1 << 18;
 #[cfg(test)]
 const MAX_SLOTS: usize = 256;
 
-/// The translation engine for one hart.
-pub struct Jit {
-    options: JitOptions,
-    /// Blocks by key, kept until replaced, the arena fills or the table
-    /// reaches [`MAX_SLOTS`].
+/// The indirect-jump cache of one address space: guest PCs to blocks, as
+/// translated code looks them up (see [`emit::jump_index`]).
+struct JumpCache {
+    entries: Box<[JumpEntry]>,
+    /// The soft-TLB set's stamp the entries were filled under, and the
+    /// hart's count of page flushes they have caught up with.
+    stamp: u64,
+    page_flushes: u64,
+}
+
+impl JumpCache {
+    fn new() -> JumpCache {
+        JumpCache {
+            entries: vec![JumpEntry::EMPTY; JUMP_CACHE_ENTRIES].into_boxed_slice(),
+            stamp: u64::MAX,
+            page_flushes: 0,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.entries.fill(JumpEntry::EMPTY);
+    }
+
+    /// Drops the entries of virtual page `page`.
+    fn forget_page(&mut self, page: u64) {
+        // A page's PCs (even ones) fill one aligned run of indices.
+        const RUN: usize = PAGE_SIZE as usize / 2;
+        const _: () = assert!(JUMP_CACHE_ENTRIES.is_multiple_of(RUN));
+        let first = emit::jump_index(page << PAGE_SHIFT) & !(RUN - 1);
+        for entry in &mut self.entries[first..first + RUN] {
+            if entry.pc >> PAGE_SHIFT == page {
+                *entry = JumpEntry::EMPTY;
+            }
+        }
+    }
+}
+
+/// Where `key` sits in [`Jit::recent`]: blocks at the same offset of
+/// different pages fall apart (the page's bits are folded in).
+fn recent_index(key: Key) -> usize {
+    ((key.0 >> 1) ^ (key.0 >> PAGE_SHIFT)) % RECENT_SLOTS
+}
+
+/// Translated blocks by key, kept until replaced, the arena fills or the
+/// table reaches [`MAX_SLOTS`].
+pub(crate) struct BlockTable {
     slots: HashMap<Key, Rc<Slot>, BuildHasherDefault<KeyHasher>>,
     /// Direct-mapped front for `slots`: the last block seen per index.
     recent: Vec<Option<(Key, Rc<Slot>)>>,
+    /// Jump-cache misses translated code resolved here without leaving.
+    code_lookups: u64,
+}
+
+impl BlockTable {
+    /// The slot for `key`, if there is one (through the `recent` front).
+    fn find(&mut self, key: Key) -> Option<&Rc<Slot>> {
+        let index = recent_index(key);
+        let hit = matches!(&self.recent[index], Some((k, _)) if *k == key);
+        if !hit {
+            let slot = self.slots.get(&key)?;
+            self.recent[index] = Some((key, slot.clone()));
+        }
+        self.recent[index].as_ref().map(|(_, slot)| slot)
+    }
+
+    /// For translated code whose jump-cache lookup for guest `pc` missed:
+    /// the entry of the block there when it can run as it is (mapped in
+    /// the execute TLB, translated for `mode`, checked in code `epoch`,
+    /// inside its page), entered in `jump_cache`; else null (the
+    /// dispatcher translates, checks or maps it).
+    pub(crate) fn lookup_from_code(
+        &mut self,
+        hart: &Hart,
+        pc: u64,
+        mode: u64,
+        epoch: u64,
+        jump_cache: &mut [JumpEntry],
+    ) -> *const u8 {
+        let Some(code) = hart.code_at(pc) else {
+            return std::ptr::null();
+        };
+        let key = (code.as_ptr() as usize, mode);
+        let Some(slot) = self.find(key) else {
+            return std::ptr::null();
+        };
+        let entry = match &slot.block {
+            Some(block) if slot.next_page.is_none() && slot.epoch.get() as u64 == epoch => {
+                block.entry
+            }
+            _ => return std::ptr::null(),
+        };
+        self.code_lookups += 1;
+        jump_cache[emit::jump_index(pc)] = JumpEntry::new(pc, mode, entry);
+        entry
+    }
+}
+
+/// The translation engine for one hart.
+pub struct Jit {
+    options: JitOptions,
+    /// Blocks by key (boxed: translated code reaches it, see
+    /// [`ExitState::blocks`]).
+    blocks: Box<BlockTable>,
     arena: arena::CodeArena,
     runtime: Runtime,
     /// Arena resets so far (jump sites from before one are gone).
     resets: u64,
-    jump_cache: Box<[JumpEntry]>,
-    /// The hart's TLB generation the jump cache was filled under, and its
-    /// count of page flushes the cache has caught up with.
-    jump_generation: u64,
-    jump_page_flushes: u64,
+    /// One jump cache per soft-TLB set (address space), by set id, made
+    /// as sets come into use; translated code uses `jump_space`'s.
+    jump_caches: Vec<JumpCache>,
+    jump_space: usize,
     state: Box<ExitState>,
     host_fma: bool,
     /// `perf`'s map of JIT symbols (/tmp/perf-PID.map), when VISOR_PERF_MAP is set.
@@ -276,28 +379,32 @@ impl Jit {
     pub fn new(options: JitOptions) -> Jit {
         let mut arena = arena::CodeArena::new();
         let runtime = Runtime::emit(&mut arena).expect("an empty arena holds the runtime");
-        let jump_cache = vec![JumpEntry::EMPTY; JUMP_CACHE_ENTRIES].into_boxed_slice();
+        let mut jump_cache = JumpCache::new();
         let state = Box::new(ExitState {
             pc: 0,
             count: 0,
             patch: 0,
-            jump_cache: jump_cache.as_ptr(),
+            jump_cache: jump_cache.entries.as_mut_ptr(),
+            blocks: std::ptr::null_mut(),
             epoch: 0,
             mxcsr: 0,
             fflags: std::ptr::null_mut(),
             hart: std::ptr::null_mut(),
+            platform: None,
             vpage: 0,
         });
         Jit {
             options,
-            slots: HashMap::default(),
-            recent: vec![None; RECENT_SLOTS],
+            blocks: Box::new(BlockTable {
+                slots: HashMap::default(),
+                recent: vec![None; RECENT_SLOTS],
+                code_lookups: 0,
+            }),
             arena,
             runtime,
             resets: 0,
-            jump_cache,
-            jump_generation: u64::MAX,
-            jump_page_flushes: 0,
+            jump_caches: vec![jump_cache],
+            jump_space: 0,
             state,
             host_fma: std::arch::is_x86_feature_detected!("fma"),
             perf_map: std::env::var_os("VISOR_PERF_MAP").and_then(|_| {
@@ -326,13 +433,19 @@ impl Jit {
     ) -> (RunExit, u64) {
         hart.sync_code_protections();
         let mut executed = 0;
-        // Like the interpreter, re-evaluate interrupts at the start of every
-        // run: the first instruction goes through the interpreter's boundary.
-        let mut boundary = true;
+        // Like the interpreter, re-evaluate interrupts at the start of every run.
+        hart.request_interrupt_check();
         // The jump that led out of translated code, if it may be chained.
         let mut patch = 0;
         while executed < budget {
-            if !boundary && !hart.boundary_pending() && self.divergence.is_none() {
+            if hart.boundary_pending() {
+                // An interrupt taken here moves the PC: no chaining across.
+                patch = 0;
+                if let Some(exit) = hart.interrupt_boundary(platform) {
+                    return (exit, executed);
+                }
+            }
+            if self.divergence.is_none() {
                 // Zero: the block's first instruction needs the interpreter
                 // (a fault, a device, a store over translated code); it
                 // runs below.
@@ -346,12 +459,7 @@ impl Jit {
                 }
             }
             patch = 0;
-            let (exit, n) = if boundary {
-                boundary = false;
-                hart.run(platform, 1)
-            } else {
-                hart.continue_run(platform, 1)
-            };
+            let (exit, n) = hart.continue_run(platform, 1);
             executed += n;
             if exit != RunExit::Budget {
                 return (exit, executed);
@@ -374,25 +482,17 @@ impl Jit {
         let pc = hart.pc;
         let tlb = hart.data_tlb();
         let fp = hart.fp_ready();
-        let mode = block_mode(hart.fetch_mode().tag_bits(), tlb.mode, fp);
-        let generation = hart.translation_generation();
-        let page_flushes = hart.page_flushes();
-        if generation != self.jump_generation {
-            self.jump_cache.fill(JumpEntry::EMPTY);
-            self.jump_generation = generation;
-            self.jump_page_flushes = page_flushes;
-            self.stats.jump_cache_clears += 1;
-        } else if page_flushes != self.jump_page_flushes {
-            self.forget_flushed_pages(hart);
-            self.jump_page_flushes = page_flushes;
-        }
+        let mode = current_mode(hart);
+        self.sync_jump_cache(hart);
+        self.stats.dispatches += 1;
         let epoch = hart.code_epoch();
         if hart.code_at(pc).is_none() && !hart.fill_code_tlb(pc) {
             return None;
         }
         let key = (hart.code_at(pc)?.as_ptr() as usize, mode);
         let next_page_start = (pc & !(PAGE_SIZE - 1)).wrapping_add(PAGE_SIZE);
-        let may_straddle = self.slots.get(&key).is_none_or(|s| s.next_page.is_some());
+        let known = self.blocks.find(key).cloned();
+        let may_straddle = known.as_ref().is_none_or(|s| s.next_page.is_some());
         if may_straddle && hart.code_at(next_page_start).is_none() {
             // About to translate, or about to run a block that reaches
             // into the next page: map that page too (after a TLB flush).
@@ -402,7 +502,7 @@ impl Jit {
         let host = code.as_ptr();
         let next = NextPage::of(hart.code_at(next_page_start));
         let resets = self.resets;
-        let (slot, checked) = self.lookup(key, pc, code, next, epoch, tlb)?;
+        let (slot, checked) = self.lookup(key, known, pc, code, next, epoch, tlb)?;
         if checked {
             // Stores to the code now invalidate it.
             hart.protect_code(host, slot.bytes.len());
@@ -421,7 +521,8 @@ impl Jit {
         if patch != 0 && resets == self.resets && slot.next_page.is_none() {
             emit::chain(&self.arena, patch, block);
         }
-        self.jump_cache[emit::jump_index(pc)] = JumpEntry::new(pc, mode, block.entry);
+        self.jump_caches[self.jump_space].entries[emit::jump_index(pc)] =
+            JumpEntry::new(pc, mode, block.entry);
         let flags_before = fp && read_mxcsr() & MXCSR_FLAGS != 0;
         if flags_before {
             reset_mxcsr();
@@ -435,6 +536,14 @@ impl Jit {
         unsafe {
             self.state.fflags = std::ptr::addr_of_mut!((*raw).csr.fflags);
             self.state.hart = raw;
+            // Translated code looks blocks up through it until `enter`
+            // returns; nothing else touches the table meanwhile.
+            self.state.blocks = &mut *self.blocks;
+            // Only for this entry (cleared below): the lifetime is erased.
+            self.state.platform = Some(std::mem::transmute::<
+                std::ptr::NonNull<dyn Platform + '_>,
+                std::ptr::NonNull<dyn Platform + 'static>,
+            >(std::ptr::NonNull::from(&mut *platform)));
             let (x, f) = (
                 std::ptr::addr_of_mut!((*raw).x),
                 std::ptr::addr_of_mut!((*raw).f),
@@ -442,6 +551,8 @@ impl Jit {
             self.runtime
                 .enter(x, f, block, budget, tlb, &mut self.state);
         }
+        self.state.platform = None;
+        self.stats.code_lookups = self.blocks.code_lookups;
         if fp {
             let mxcsr = read_mxcsr();
             if mxcsr & MXCSR_FLAGS != 0 {
@@ -456,32 +567,26 @@ impl Jit {
         Some(count)
     }
 
-    /// The slot for `key` whose bytes are those in `code` now, translating
-    /// anew when there is none or the code changed; the flag is true when
-    /// the bytes were checked (or translated) just now.
+    /// The slot for `key` (`known`, when [`Jit::find`] found one) whose
+    /// bytes are those in `code` now, translating anew when there is none
+    /// or the code changed; the flag is true when the bytes were checked
+    /// (or translated) just now.
+    #[allow(clippy::too_many_arguments)]
     fn lookup(
         &mut self,
         key: Key,
+        known: Option<Rc<Slot>>,
         pc: u64,
         code: &[u8],
         next: Option<NextPage>,
         epoch: u32,
         tlb: DataTlb,
     ) -> Option<(Rc<Slot>, bool)> {
-        let index = (key.0 >> 1) % RECENT_SLOTS;
-        let slot = match &self.recent[index] {
-            Some((k, slot)) if *k == key => slot.clone(),
-            _ => {
-                let (slot, new) = match self.slots.get(&key) {
-                    Some(slot) => (slot.clone(), false),
-                    None => (self.translate(key, pc, code, next, epoch, tlb)?, true),
-                };
-                self.recent[index] = Some((key, slot.clone()));
-                if new {
-                    return Some((slot, true));
-                }
-                slot
-            }
+        let index = recent_index(key);
+        let Some(slot) = known else {
+            let slot = self.translate(key, pc, code, next, epoch, tlb)?;
+            self.blocks.recent[index] = Some((key, slot.clone()));
+            return Some((slot, true));
         };
         // The next page (mapped or written anew) is checked whatever the epoch.
         let next_same = slot.next_page.is_none() || slot.next_page == next;
@@ -506,7 +611,7 @@ impl Jit {
                 old.set_epoch(STALE_EPOCH);
             }
         }
-        self.recent[index] = Some((key, fresh.clone()));
+        self.blocks.recent[index] = Some((key, fresh.clone()));
         Some((fresh, true))
     }
 
@@ -523,7 +628,7 @@ impl Jit {
         tlb: DataTlb,
     ) -> Option<Rc<Slot>> {
         let (_, mode) = key;
-        if self.slots.len() >= MAX_SLOTS {
+        if self.blocks.slots.len() >= MAX_SLOTS {
             self.reset();
             self.stats.table_flushes += 1;
         }
@@ -591,37 +696,47 @@ impl Jit {
             epoch: Cell::new(0),
         });
         slot.set_epoch(epoch);
-        self.slots.insert(key, slot.clone());
+        self.blocks.slots.insert(key, slot.clone());
         Some(slot)
     }
 
-    /// Drops the jump-cache entries of the pages `sfence.vma` flushed one
-    /// by one since the cache last caught up (all of them if it is too far
-    /// behind): only those pages' mappings may have changed.
-    fn forget_flushed_pages(&mut self, hart: &Hart) {
-        let Some(pages) = hart.pages_flushed_since(self.jump_page_flushes) else {
-            self.jump_cache.fill(JumpEntry::EMPTY);
+    /// Makes the jump cache of the hart's address space the one
+    /// translated code uses, and brings it up to date: emptied when the
+    /// soft-TLB set was, without the pages `sfence.vma` flushed one by one
+    /// since it last caught up (emptied when too far behind): only those
+    /// pages' mappings may have changed.
+    fn sync_jump_cache(&mut self, hart: &Hart) {
+        let space = hart.address_space();
+        if space.id != self.jump_space {
+            if self.jump_caches.len() <= space.id {
+                self.jump_caches.resize_with(space.id + 1, JumpCache::new);
+            }
+            self.jump_space = space.id;
+            self.state.jump_cache = self.jump_caches[space.id].entries.as_mut_ptr();
+        }
+        let page_flushes = hart.page_flushes();
+        let cache = &mut self.jump_caches[space.id];
+        if cache.stamp != space.stamp {
+            cache.clear();
+            cache.stamp = space.stamp;
             self.stats.jump_cache_clears += 1;
-            return;
-        };
-        // A page's PCs (even ones) fill one aligned run of indices.
-        const RUN: usize = PAGE_SIZE as usize / 2;
-        const _: () = assert!(JUMP_CACHE_ENTRIES.is_multiple_of(RUN));
-        for page in pages {
-            let first = emit::jump_index(page << PAGE_SHIFT);
-            for entry in &mut self.jump_cache[first..first + RUN] {
-                if entry.pc >> PAGE_SHIFT == page {
-                    *entry = JumpEntry::EMPTY;
+        } else if cache.page_flushes != page_flushes {
+            match hart.pages_flushed_since(cache.page_flushes) {
+                Some(pages) => pages.for_each(|page| cache.forget_page(page)),
+                None => {
+                    cache.clear();
+                    self.stats.jump_cache_clears += 1;
                 }
             }
         }
+        cache.page_flushes = page_flushes;
     }
 
     /// The arena is full: drops every block and starts over.
     fn reset(&mut self) {
-        self.slots.clear();
-        self.recent.iter_mut().for_each(|r| *r = None);
-        self.jump_cache.fill(JumpEntry::EMPTY);
+        self.blocks.slots.clear();
+        self.blocks.recent.iter_mut().for_each(|r| *r = None);
+        self.jump_caches.iter_mut().for_each(JumpCache::clear);
         self.arena.reset();
         self.runtime = Runtime::emit(&mut self.arena).expect("an empty arena holds the runtime");
         self.resets += 1;
@@ -643,6 +758,8 @@ impl Jit {
         // so they never reach the hart: they run on copies of its registers.
         self.state.hart = std::ptr::null_mut();
         self.state.fflags = std::ptr::null_mut();
+        // The block runs alone: a jump out of it exits.
+        self.state.blocks = std::ptr::null_mut();
         // SAFETY: `x` and `f` are locals nothing else touches meanwhile.
         unsafe {
             self.runtime

@@ -4,6 +4,9 @@ use riscv_isa::{AluOp, CsrOp, FpOp, Instruction, IntFormat};
 
 /// The `fflags` CSR.
 pub const FFLAGS: u16 = 0x001;
+/// The FP CSRs (`fflags`, `frm`, `fcsr`): translated FP code keeps flags
+/// in MXCSR until it exits, so only the inline `fflags` accesses see them.
+const FP_CSRS: std::ops::RangeInclusive<u16> = 0x001..=0x003;
 
 /// Longest block, in instructions.
 pub const MAX_BLOCK: usize = 64;
@@ -49,6 +52,10 @@ fn supported(inst: &Instruction, features: Features) -> bool {
         // consistent, and FENCE orders nothing further.
         I::Fence => true,
         I::Lui { .. } | I::Auipc { .. } | I::Jal { .. } | I::Jalr { .. } | I::Branch { .. } => true,
+        // Handed to the interpreter from inside the block (see
+        // `emit::Emitter::hand_over`): no exit to the dispatcher.
+        I::Lr { .. } | I::Sc { .. } => features.side_effects,
+        I::Csr { csr, .. } if !FP_CSRS.contains(&csr) => features.side_effects,
         I::OpImm { op, .. } => {
             !matches!(op, AluOp::Mul | AluOp::Mulh | AluOp::Mulhsu | AluOp::Mulhu)
         }

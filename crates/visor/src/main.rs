@@ -526,13 +526,15 @@ fn run(args: RunArgs) -> Result<i32> {
             );
             let code = machine.code_stats();
             eprintln!(
-                "visor: code epoch moved {} times ({} stores over translated code, {} fence.i): {} blocks checked again and kept, {} translated again; jump cache cleared {} times",
+                "visor: code epoch moved {} times ({} stores over translated code, {} fence.i): {} blocks checked again and kept, {} translated again; jump cache cleared {} times; {} block lookups by the dispatcher and {} from translated code (jump-cache misses)",
                 code.stores + code.fences,
                 code.stores,
                 code.fences,
                 jit.revalidations,
                 jit.retranslations,
-                jit.jump_cache_clears
+                jit.jump_cache_clears,
+                jit.dispatches,
+                jit.code_lookups
             );
             if jit.table_flushes > 0 {
                 eprintln!(
@@ -543,8 +545,14 @@ fn run(args: RunArgs) -> Result<i32> {
         }
         let (flushes, tlb) = machine.tlb_stats();
         eprintln!(
-            "visor: soft-TLB: {flushes} flushes and {} of one page, {} pages filled ({} of them a guest's, two-stage), {} G-stage walks saved by the leaf cache",
-            tlb.page_flushes, tlb.fills, tlb.guest_fills, tlb.gstage_hits
+            "visor: soft-TLB: {flushes} full flushes, {} of one page and {} of one ASID; {} address-space switches ({} found their entries kept); {} pages filled ({} of them a guest's, two-stage), {} G-stage walks saved by the leaf cache",
+            tlb.page_flushes,
+            tlb.asid_flushes,
+            tlb.switches,
+            tlb.switches_kept,
+            tlb.fills,
+            tlb.guest_fills,
+            tlb.gstage_hits
         );
         let taken = machine.trap_counts().taken();
         let total: u64 = taken.iter().map(|&(_, n)| n).sum();
