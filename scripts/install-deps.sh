@@ -2,8 +2,9 @@
 # Installs the Debian packages visor's images, guest programs and tests need.
 # Idempotent: does nothing when everything is present.
 # With --distro, also what the Debian distribution image (images/debian-
-# riscv64, for `cargo xtask bench distro`) needs: mmdebstrap, and qemu-user
-# registered with binfmt_misc to run riscv64 maintainer scripts.
+# riscv64, for `cargo xtask bench distro`) needs: mmdebstrap (and its
+# arch-test), and qemu-user registered with binfmt_misc to run riscv64
+# maintainer scripts.
 #
 # QEMU (the differential oracle and benchmark peer) and OpenSBI (the default
 # firmware) come from bookworm-backports: QEMU 10 and OpenSBI 1.5.1 (SBI 2.0).
@@ -40,6 +41,8 @@ at_least qemu-system-x86 1:10.0 || missing_bp+=(qemu-system-x86)
 at_least opensbi 1.5 || missing_bp+=(opensbi)
 if [ $distro = 1 ]; then
   installed mmdebstrap || missing_bp+=(mmdebstrap)
+  # mmdebstrap checks with it that the host can run riscv64 binaries.
+  installed arch-test || missing+=(arch-test)
   at_least qemu-user-static 1:10.0 || missing_bp+=(qemu-user-static)
 fi
 
