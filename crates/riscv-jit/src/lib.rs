@@ -61,7 +61,7 @@ use std::path::Path;
 use std::rc::Rc;
 
 /// Entries in the direct-mapped front of the block cache.
-const RECENT_SLOTS: usize = 4096;
+const RECENT_SLOTS: usize = 32768;
 
 /// Multiplicative hashing for block keys (SipHash is needlessly slow here).
 #[derive(Default)]
