@@ -482,7 +482,7 @@ impl Jit {
         let pc = hart.pc;
         let tlb = hart.data_tlb();
         let fp = hart.fp_ready();
-        let mode = current_mode(hart);
+        let mode = block_mode(hart.fetch_mode().tag_bits(), tlb.mode, fp);
         self.sync_jump_cache(hart);
         self.stats.dispatches += 1;
         let epoch = hart.code_epoch();

@@ -4,9 +4,11 @@ use riscv_isa::{AluOp, CsrOp, FpOp, Instruction, IntFormat};
 
 /// The `fflags` CSR.
 pub const FFLAGS: u16 = 0x001;
+/// The `fcsr` CSR (`frm` lies between the two).
+const FCSR: u16 = 0x003;
 /// The FP CSRs (`fflags`, `frm`, `fcsr`): translated FP code keeps flags
 /// in MXCSR until it exits, so only the inline `fflags` accesses see them.
-const FP_CSRS: std::ops::RangeInclusive<u16> = 0x001..=0x003;
+const FP_CSRS: std::ops::RangeInclusive<u16> = FFLAGS..=FCSR;
 
 /// Longest block, in instructions.
 pub const MAX_BLOCK: usize = 64;
